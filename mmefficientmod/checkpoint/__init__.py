@@ -1,0 +1,8 @@
+from .loading import load_backbone_weights
+from .upstream import (NotEfficientModCheckpoint, convert_backbone_keys,
+                       convert_checkpoint, infer_arch, is_upstream_checkpoint)
+
+__all__ = [
+    'NotEfficientModCheckpoint', 'convert_backbone_keys', 'convert_checkpoint',
+    'infer_arch', 'is_upstream_checkpoint', 'load_backbone_weights'
+]

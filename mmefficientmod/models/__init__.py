@@ -1,0 +1,3 @@
+from .backbones import EfficientMod
+
+__all__ = ['EfficientMod']

@@ -1,0 +1,3 @@
+from .efficientmod import EfficientMod
+
+__all__ = ['EfficientMod']

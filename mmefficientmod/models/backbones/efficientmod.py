@@ -1,0 +1,314 @@
+"""EfficientMod backbone (Ma et al., "Efficient Modulation for Vision Networks", ICLR 2024)."""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from ..layers import AttentionBlock, ModulationBlock
+
+ARCH_FIELDS = ('widths', 'depths', 'attention_depths', 'ratios',
+               'attention_mlp_ratios')
+
+
+class Downsample(nn.Module):
+    """Strided conv + LayerNorm, channels-last in and out.
+
+    Args:
+        in_channels (int): Input width.
+        out_channels (int): Output width.
+        kernel_size (int): Conv kernel size.
+        stride (int): Conv stride.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int):
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride,
+            padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
+class Stage(nn.Module):
+    """An optional downsample, then the stage's modulation and attention blocks.
+
+    Args:
+        downsample (nn.Module, optional): Module entering the stage.
+        blocks (list[nn.Module]): The stage's blocks, in order.
+        with_cp (bool): Checkpoint each block's activations in training.
+    """
+
+    def __init__(self, downsample: Optional[nn.Module], blocks: List[nn.Module],
+                 with_cp: bool = False):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            x = self.downsample(x)
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+@MODELS.register_module()
+class EfficientMod(BaseModule):
+    """EfficientMod backbone.
+
+    A stem (7x7 conv, stride 4), then four stages of modulation blocks
+    followed by attention blocks, with a 3x3 stride-2 downsample between
+    stages. Dense outputs are the stages' last features (strides 4, 8, 16, 32);
+    the classification feature is the last stage, layer-normed per position
+    and globally averaged.
+
+    Args:
+        arch (str | dict): One of ``'xxs'``, ``'xs'``, ``'s'``, ``'s_conv'``, or
+            a dict with the keys:
+
+            - **widths** (list[int]): Width of each stage.
+            - **depths** (list[int]): Modulation blocks in each stage.
+            - **attention_depths** (list[int]): Attention blocks after them.
+            - **ratios** (list[int]): Expansion ratios of the modulation
+              blocks, cycled anew in every stage.
+            - **attention_mlp_ratios** (list[int]): Feed-forward ratio of the
+              attention blocks of each stage.
+
+            Defaults to ``'xxs'``.
+        in_channels (int): Channels of the input image. Defaults to 3.
+        out_indices (int | Sequence[int]): Stages whose outputs are returned,
+            0-based; negative values count from the end. Defaults to
+            ``(0, 1, 2, 3)``.
+        out_type (str): ``'featmap'`` returns the dense (N, C, H, W) stage
+            outputs, exactly as the reference's detection and segmentation
+            backbones do. ``'avg_featmap'`` returns the (N, C) classification
+            feature (final LayerNorm, then global average pooling) of the
+            last stage, which must then be the only out index.
+            Defaults to ``'featmap'``.
+        frozen_stages (int): Stages whose parameters are frozen and kept in
+            eval mode: -1 freezes nothing, 0 the stem, k the stem and the first
+            k stages (with the downsample entering them). Defaults to -1.
+        drop_path_rate (float): Stochastic depth rate, growing linearly over
+            all blocks of the network. Defaults to 0.
+        layer_scale_init_value (float): Initial layer scale of the modulation
+            blocks. Defaults to 1e-4.
+        kernel_size (int): Depthwise kernel of the context branch.
+            Defaults to 7.
+        with_cp (bool): Use activation checkpointing to save memory.
+            Defaults to False.
+        init_cfg (dict | list[dict], optional): Initialisation config. A
+            ``Pretrained`` config may point at an mmefficientmod checkpoint or
+            directly at a released upstream one (ImageNet, COCO or ADE20K),
+            with an optional ``prefix`` and ``use_ema``. By default, linear and
+            conv layers get truncated-normal weights (std 0.02) and zero bias.
+    """
+
+    arch_zoo = {
+        'xxs': dict(widths=[32, 64, 128, 256], depths=[2, 2, 6, 2],
+                    attention_depths=[0, 0, 1, 2], ratios=[1, 6],
+                    attention_mlp_ratios=[4, 4, 4, 4]),
+        'xs': dict(widths=[32, 64, 144, 288], depths=[3, 3, 4, 2],
+                   attention_depths=[0, 0, 3, 3], ratios=[1, 4],
+                   attention_mlp_ratios=[4, 4, 4, 4]),
+        's': dict(widths=[32, 64, 144, 312], depths=[4, 4, 8, 4],
+                  attention_depths=[0, 0, 4, 4], ratios=[1, 6],
+                  attention_mlp_ratios=[4, 4, 4, 5]),
+        's_conv': dict(widths=[40, 80, 160, 344], depths=[4, 4, 12, 8],
+                       attention_depths=[0, 0, 0, 0], ratios=[1, 6],
+                       attention_mlp_ratios=[4, 4, 4, 4]),
+    }
+    num_stages = 4
+    out_types = ('featmap', 'avg_featmap')
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'xxs',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 out_type: str = 'featmap',
+                 frozen_stages: int = -1,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-4,
+                 kernel_size: int = 7,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None):
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
+                     std=.02, bias=0.),
+                dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
+            ]
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices)
+        if out_type not in self.out_types:
+            raise ValueError(f'out_type must be one of {self.out_types}, '
+                             f'got {out_type!r}.')
+        if out_type == 'avg_featmap' and self.out_indices != [3]:
+            raise ValueError(
+                "out_type='avg_featmap' gives the classification feature of "
+                f'the last stage only; got out_indices={out_indices}. Use '
+                "out_indices=(3,), or out_type='featmap' for dense outputs.")
+        self.out_type = out_type
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(
+                f'frozen_stages must be in [-1, {self.num_stages}] (-1 freezes '
+                f'nothing, 0 the stem, k the stem and k stages); got '
+                f'{frozen_stages}.')
+        self.frozen_stages = frozen_stages
+
+        widths = self.arch_settings['widths']
+        depths = self.arch_settings['depths']
+        attention_depths = self.arch_settings['attention_depths']
+        ratios = self.arch_settings['ratios']
+        total_blocks = sum(depths) + sum(attention_depths)
+        rates = torch.linspace(0, drop_path_rate, total_blocks).tolist()
+
+        self.stem = Downsample(in_channels, widths[0], kernel_size=7, stride=4)
+        self.stages = nn.ModuleList()
+        for i, width in enumerate(widths):
+            blocks = [
+                ModulationBlock(width, ratios[j % len(ratios)], kernel_size,
+                                rates.pop(0), layer_scale_init_value)
+                for j in range(depths[i])
+            ] + [
+                AttentionBlock(width,
+                               self.arch_settings['attention_mlp_ratios'][i],
+                               rates.pop(0))
+                for _ in range(attention_depths[i])
+            ]
+            downsample = Downsample(widths[i - 1], width, 3, 2) if i else None
+            self.stages.append(Stage(downsample, blocks, with_cp))
+        if out_type == 'avg_featmap':
+            self.norm = nn.LayerNorm(widths[-1])
+        self._freeze_stages()
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, Dict]) -> Dict:
+        """Check ``arch`` and return its settings as a dict of lists."""
+        if isinstance(arch, str):
+            if arch not in cls.arch_zoo:
+                raise ValueError(
+                    f'Unknown EfficientMod arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_zoo)} or pass a dict with the keys '
+                    f'{ARCH_FIELDS}.')
+            return copy.deepcopy(cls.arch_zoo[arch])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch)}.')
+        missing = [k for k in ARCH_FIELDS if k not in arch]
+        if missing:
+            raise ValueError(f'The arch dict lacks {missing}; a custom arch '
+                             f'needs all of {ARCH_FIELDS}.')
+        settings = {k: list(arch[k]) for k in ARCH_FIELDS}
+        for key in ('widths', 'depths', 'attention_depths',
+                    'attention_mlp_ratios'):
+            if len(settings[key]) != cls.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {cls.num_stages} values '
+                                 f'(one per stage), got {settings[key]}.')
+        if not settings['ratios']:
+            raise ValueError("arch['ratios'] needs at least one ratio.")
+        return settings
+
+    def parse_out_indices(self, out_indices) -> List[int]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        parsed = []
+        for index in out_indices:
+            if not -self.num_stages <= index < self.num_stages:
+                raise ValueError(
+                    f'out_indices must be in [-{self.num_stages}, '
+                    f'{self.num_stages - 1}] (0-based stage numbers); got '
+                    f'{list(out_indices)}.')
+            parsed.append(index % self.num_stages)
+        return sorted(set(parsed))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'EfficientMod expects an N x {self.in_channels} x H x W image '
+                f'batch, got shape {tuple(x.shape)}; convert the input to '
+                f'{self.in_channels} channels or set in_channels to match it.')
+        x = self.stem(x.permute(0, 2, 3, 1))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                if self.out_type == 'avg_featmap':
+                    outs.append(self.norm(x).mean(dim=(1, 2)))
+                else:
+                    outs.append(x.permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        frozen = [self.stem] if self.frozen_stages >= 0 else []
+        frozen += list(self.stages[:max(self.frozen_stages, 0)])
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def init_weights(self):
+        init_cfg = self.init_cfg if isinstance(self.init_cfg, dict) else None
+        if init_cfg is None or init_cfg.get('type') != 'Pretrained':
+            super().init_weights()
+            return
+        # Loaded here rather than by mmengine's PretrainedInit, so that a
+        # released upstream checkpoint works as well as a converted one.
+        from ...checkpoint import load_backbone_weights
+        state_dict = load_backbone_weights(
+            init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+            use_ema=init_cfg.get('use_ema', False))
+        result = self.load_state_dict(state_dict, strict=False)
+        logger = MMLogger.get_current_instance()
+        logger.info(f'EfficientMod: loaded {init_cfg["checkpoint"]}')
+        if result.missing_keys:
+            logger.warning(f'EfficientMod: missing keys {result.missing_keys}')
+        if result.unexpected_keys:
+            logger.info('EfficientMod: ignored keys '
+                        f'{result.unexpected_keys} (not used by this backbone)')
+        self._is_init = True
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer id of a parameter for layer-wise learning-rate decay.
+
+        The stem is layer 0, the blocks are 1..B in network order, a
+        downsample shares the id of the first block after it, and everything
+        else (final norm, neck, head) is the last layer B + 1.
+
+        Args:
+            param_name (str): The parameter's name.
+            prefix (str): The backbone's prefix in ``param_name``.
+                Defaults to ''.
+
+        Returns:
+            tuple[int, int]: The layer id and the number of layers.
+        """
+        block_counts = [len(stage.blocks) for stage in self.stages]
+        num_layers = sum(block_counts) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):].split('.')
+        if name[0] == 'stem':
+            return 0, num_layers
+        if name[0] == 'stages':
+            stage_id = int(name[1])
+            block_id = int(name[3]) if name[2] == 'blocks' else 0
+            return sum(block_counts[:stage_id]) + block_id + 1, num_layers
+        return num_layers - 1, num_layers

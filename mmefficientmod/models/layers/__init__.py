@@ -1,0 +1,7 @@
+from .attention import AttentionBlock, FeedForward, MultiHeadSelfAttention
+from .modulation import ContextBranch, ModulationBlock
+
+__all__ = [
+    'AttentionBlock', 'ContextBranch', 'FeedForward', 'ModulationBlock',
+    'MultiHeadSelfAttention'
+]
