@@ -195,6 +195,10 @@ def convert_checkpoint(checkpoint: Dict, use_ema: bool = False) -> Dict:
         state_dict = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
         state_dict.update((k, v) for k, v in source.items() if not k.startswith('backbone.'))
         task = 'segmentation' if any(k.startswith('decode_head.') for k in source) else 'detection'
+    elif (isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict)
+          and 'backbone.stem.conv.weight' in checkpoint['state_dict']):
+        raise NotEfficientModCheckpoint(
+            'This is already an mmefficientmod checkpoint; use it as it is.')
     else:
         raise NotEfficientModCheckpoint(
             'Not a released EfficientMod checkpoint: expected an ImageNet one '
