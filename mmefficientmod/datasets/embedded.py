@@ -1,0 +1,564 @@
+"""Deterministic generators for the small embedded datasets of this project.
+
+The CPU end-to-end tests and the CPU training demo need data in the *real*
+on-disk formats that the stock MMDetection, MMSegmentation and MMPretrain
+dataset classes read, but the project must not download anything. These
+generators draw synthetic images whose classes are easy to learn (shape for
+detection and classification, colour/texture for segmentation) and write them
+as:
+
+* ``coco``: COCO 2017 instances layout (polygon, compressed-RLE and
+  uncompressed-RLE ``iscrowd=1`` segmentations, plus images without objects);
+* ``ade20k``: ADE20K layout (``.jpg`` images, single-channel ``.png`` masks in
+  which 0 means "other" so that ``reduce_zero_label=True`` matters);
+* ``imagenet``: ImageNet class-folder layout plus ``meta/{train,val}.txt``.
+
+Every image has its own random generator seeded from ``(seed, dataset,
+split, index)``, so the output is byte-identical across runs. A marker file
+records the generation parameters; calling a generator again with the same
+parameters is a no-op, and a dataset is written to a temporary directory that
+is renamed into place only when complete.
+
+Only numpy, OpenCV and pycocotools are imported, so generating data does not
+pull in torch or the OpenMMLab stack.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+COCO_CLASSES = ('circle', 'square', 'triangle')
+ADE_CLASSES = ('sky', 'tree', 'building', 'road')
+IMAGENET_CLASSES = ('circle', 'square', 'triangle', 'stripes')
+
+# Bump when the generated content changes, so stale datasets are rebuilt.
+_FORMAT_VERSION = 1
+_MARKER = '.embedded.json'
+_DATASET_TAGS = {'coco': 1, 'ade20k': 2, 'imagenet': 3}
+_SPLIT_TAGS = {'train': 0, 'val': 1}
+_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
+
+# COCO layout knobs: which images are empty / get a crowd, which instances are
+# stored as compressed RLE, and how much of an instance may be occluded.
+_COCO_EMPTY_EVERY, _COCO_EMPTY_AT = 16, 3
+_COCO_CROWD_EVERY, _COCO_CROWD_AT = 8, 5
+_COCO_RLE_EVERY = 5
+_MIN_VISIBLE = 0.7
+
+
+# ---------------------------------------------------------------------------
+# Generic helpers
+# ---------------------------------------------------------------------------
+def _image_rng(seed, dataset, split, index):
+    """Independent generator per image, so one image never depends on how
+    many images were drawn before it."""
+    return np.random.default_rng(
+        [seed, _DATASET_TAGS[dataset], _SPLIT_TAGS[split], index])
+
+
+def _write_json(path, obj):
+    """Write JSON with a fixed layout so identical content is identical
+    bytes."""
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, separators=(',', ':'))
+
+
+def _write_jpeg(path, rgb):
+    """Encode an RGB float/uint8 image as JPEG (OpenCV expects BGR)."""
+    img = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    if not cv2.imwrite(path, img[..., ::-1], _JPEG_PARAMS):
+        raise OSError(f'failed to write {path}')
+
+
+def _read_marker(path):
+    """Return the marker's content, or None if it is missing or unreadable."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _build_once(out_dir, params, writer):
+    """Run ``writer(tmp_dir) -> summary`` unless ``out_dir`` already holds a
+    dataset generated with ``params``.
+
+    The dataset is written into a sibling temporary directory whose marker is
+    written last, and renamed onto ``out_dir`` only when complete: a crash
+    never leaves a directory that looks finished. An existing ``out_dir`` is
+    replaced only if it is empty or was generated here (has a marker), so a
+    mistyped root never deletes unrelated files. If another process renames
+    an identical dataset into place first, its result is kept.
+    """
+    params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
+    marker = _read_marker(osp.join(out_dir, _MARKER))
+    if marker is not None and marker.get('params') == params:
+        return dict(marker['summary'], root=out_dir, generated=False)
+    if marker is None and osp.lexists(out_dir) and (
+            not osp.isdir(out_dir) or os.listdir(out_dir)):
+        raise FileExistsError(
+            f'{out_dir} exists and was not written by this generator; '
+            'remove it or choose another root')
+
+    parent = osp.dirname(osp.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(
+        prefix=f'.{osp.basename(osp.abspath(out_dir))}.tmp-', dir=parent)
+    try:
+        summary = writer(tmp_dir)
+        _write_json(
+            osp.join(tmp_dir, _MARKER), dict(params=params, summary=summary))
+        if osp.lexists(out_dir):
+            shutil.rmtree(out_dir)
+        try:
+            os.rename(tmp_dir, out_dir)
+        except OSError:
+            marker = _read_marker(osp.join(out_dir, _MARKER))
+            if marker is None or marker.get('params') != params:
+                raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return dict(summary, root=out_dir, generated=True)
+
+
+def _saturated_colour(rng):
+    """A vivid RGB colour; objects are vivid, backgrounds are muted, so
+    objects stand out whatever their hue."""
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256),
+                      rng.integers(150, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _noisy_background(rng, h, w):
+    """Muted, smoothly varying colour field with pixel noise, so models
+    cannot rely on a flat background to find objects."""
+    cells = rng.uniform(60, 190, size=(4, 4, 3))
+    grey = cells.mean(axis=2, keepdims=True)
+    cells = (grey + 0.35 * (cells - grey)).astype(np.float32)
+    field = cv2.resize(cells, (w, h), interpolation=cv2.INTER_CUBIC)
+    return field + rng.normal(0, 10, size=(h, w, 3)).astype(np.float32)
+
+
+def _shape_mask(shape, cx, cy, size, angle, h, w):
+    """Binary mask of a filled circle/square/triangle of nominal extent
+    ``size`` (diameter or side) rotated by ``angle`` degrees."""
+    mask = np.zeros((h, w), np.uint8)
+    if shape == 'circle':
+        cv2.circle(mask, (round(cx), round(cy)), round(size / 2), 1, -1)
+        return mask
+    if shape == 'square':
+        radius, start, corners = size / np.sqrt(2), 45.0, 4
+    elif shape == 'triangle':
+        radius, start, corners = size / np.sqrt(3), -90.0, 3
+    else:
+        raise ValueError(f'unknown shape {shape!r}')
+    theta = np.deg2rad(start + angle + 360.0 / corners * np.arange(corners))
+    pts = np.stack([cx + radius * np.cos(theta), cy + radius * np.sin(theta)],
+                   axis=1)
+    cv2.fillPoly(mask, [np.rint(pts).astype(np.int32)], 1)
+    return mask
+
+
+def _random_shape_mask(rng, shape, size, h, w):
+    """Place a shape uniformly at random, fully inside the image."""
+    margin = 0.6 * size + 1
+    cx = rng.uniform(margin, w - margin)
+    cy = rng.uniform(margin, h - margin)
+    return _shape_mask(shape, cx, cy, size, rng.uniform(0, 360), h, w)
+
+
+# ---------------------------------------------------------------------------
+# COCO
+# ---------------------------------------------------------------------------
+def _coco_object(rng, h, w):
+    """One filled shape; its class is the shape, its colour is random.
+
+    Sizes span 20-100 px on 256 px images and shrink for small images so
+    that shapes always fit. Returns (label, parts).
+    """
+    label = int(rng.integers(len(COCO_CLASSES)))
+    largest = min(100, 0.5 * min(h, w))
+    size = rng.uniform(min(20, 0.5 * largest), largest)
+    mask = _random_shape_mask(rng, COCO_CLASSES[label], size, h, w)
+    return label, [(mask, _saturated_colour(rng))]
+
+
+def _coco_crowd(rng, h, w):
+    """A cluster of small same-class shapes, annotated as one crowd region
+    (like COCO's ``iscrowd=1`` groups). Returns (label, parts)."""
+    label = int(rng.integers(len(COCO_CLASSES)))
+    span = rng.uniform(0.2, 0.3) * min(h, w)
+    x0, y0 = rng.uniform(0, w - span), rng.uniform(0, h - span)
+    parts = []
+    for _ in range(rng.integers(3, 7)):
+        size = rng.uniform(0.2, 0.3) * span
+        cx = x0 + rng.uniform(0.6 * size, span - 0.6 * size)
+        cy = y0 + rng.uniform(0.6 * size, span - 0.6 * size)
+        parts.append((_shape_mask(COCO_CLASSES[label], cx, cy, size,
+                                  rng.uniform(0, 360), h, w),
+                      _saturated_colour(rng)))
+    return label, parts
+
+
+def _fits(instances, mask):
+    """Whether painting ``mask`` on top keeps every instance mostly
+    visible."""
+    return all((inst['visible'] & (1 - mask)).sum() >=
+               _MIN_VISIBLE * inst['full_area'] for inst in instances)
+
+
+def _coco_instances(rng, h, w, index):
+    """Draw the instances of one image, painted in list order.
+
+    Each instance is a dict with ``label``, ``crowd``, ``parts`` (mask,
+    colour) and ``visible`` (its mask minus what later instances cover).
+    Placements that would hide more than ``1 - _MIN_VISIBLE`` of any
+    instance are redrawn (a few times, then the instance is dropped), so
+    objects overlap only slightly.
+    """
+    if index % _COCO_EMPTY_EVERY == _COCO_EMPTY_AT:
+        return []
+    drawers = [(_coco_object, False)] * int(rng.integers(1, 5))
+    if index % _COCO_CROWD_EVERY == _COCO_CROWD_AT:
+        drawers.insert(0, (_coco_crowd, True))
+
+    instances = []
+    for drawer, crowd in drawers:
+        for _ in range(20):
+            label, parts = drawer(rng, h, w)
+            mask = np.bitwise_or.reduce([m for m, _ in parts])
+            if _fits(instances, mask):
+                for inst in instances:
+                    inst['visible'] &= 1 - mask
+                instances.append(
+                    dict(label=label, crowd=crowd, parts=parts,
+                         full_area=int(mask.sum()), visible=mask.copy()))
+                break
+    return instances
+
+
+def _coco_image(rng, h, w, index):
+    """Render one image; returns (rgb, instances)."""
+    img = _noisy_background(rng, h, w)
+    instances = _coco_instances(rng, h, w, index)
+    for inst in instances:
+        for mask, colour in inst['parts']:
+            shade = rng.normal(0, 6, size=(h, w, 3)).astype(np.float32)
+            img = np.where(mask[..., None].astype(bool), colour + shade, img)
+    return img, instances
+
+
+def _uncompressed_rle(mask):
+    """COCO's uncompressed RLE: column-major run lengths starting with 0s,
+    as used by real ``iscrowd=1`` annotations."""
+    flat = mask.flatten(order='F')
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0]:
+        counts = [0] + counts
+    return dict(counts=counts, size=list(mask.shape))
+
+
+def _polygons(mask):
+    """Outer contours of a mask as COCO polygons ``[[x1, y1, ...], ...]``."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1).astype(float).tolist() for c in contours
+            if len(c) >= 3]
+
+
+def _segmentation(mask, crowd, ann_id):
+    """Encode a mask the way COCO does: crowds as uncompressed RLE, every
+    ``_COCO_RLE_EVERY``-th instance as compressed RLE, the rest as polygons,
+    so loaders are exercised on all three encodings."""
+    if crowd:
+        return _uncompressed_rle(mask)
+    if ann_id % _COCO_RLE_EVERY == 0:
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        return dict(counts=rle['counts'].decode('ascii'),
+                    size=list(rle['size']))
+    return _polygons(mask)
+
+
+def _segmentation_rle(segm, h, w):
+    """Rasterise a COCO segmentation exactly as pycocotools/mmdet do."""
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+    if isinstance(segm['counts'], list):
+        return mask_utils.frPyObjects(segm, h, w)
+    return segm
+
+
+def _coco_annotation(inst, ann_id, img_id, h, w):
+    """COCO annotation whose ``area`` and ``bbox`` are computed from the
+    stored segmentation, so all three always agree."""
+    segm = _segmentation(inst['visible'], inst['crowd'], ann_id)
+    rle = _segmentation_rle(segm, h, w)
+    return dict(
+        id=ann_id, image_id=img_id, category_id=inst['label'] + 1,
+        segmentation=segm, area=float(mask_utils.area(rle)),
+        bbox=[float(v) for v in mask_utils.toBbox(rle)],
+        iscrowd=int(inst['crowd']))
+
+
+def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
+    """Write ``<split>2017/*.jpg`` and its instances JSON; returns stats."""
+    w, h = img_size
+    img_dir = f'{split}2017'
+    os.makedirs(osp.join(out_dir, img_dir))
+    images, annotations = [], []
+    for index in range(num):
+        img_id = first_img_id + index
+        file_name = f'{img_id:012d}.jpg'
+        img, instances = _coco_image(
+            _image_rng(seed, 'coco', split, index), h, w, index)
+        _write_jpeg(osp.join(out_dir, img_dir, file_name), img)
+        images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
+        for inst in instances:
+            annotations.append(_coco_annotation(
+                inst, len(annotations) + 1, img_id, h, w))
+
+    ann_file = f'annotations/instances_{split}2017.json'
+    _write_json(osp.join(out_dir, ann_file), dict(
+        info=dict(description='mmefficientmod embedded synthetic COCO',
+                  version=str(_FORMAT_VERSION)),
+        licenses=[],
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=i + 1, name=name, supercategory='shape')
+                    for i, name in enumerate(COCO_CLASSES)]))
+    annotated = {a['image_id'] for a in annotations}
+    return dict(img_dir=img_dir + '/', ann_file=ann_file, num_images=num,
+                num_annotations=len(annotations),
+                num_crowd=sum(a['iscrowd'] for a in annotations),
+                num_empty_images=num - len(annotated))
+
+
+def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
+    """Write a COCO-2017-layout detection/instance dataset to ``root``.
+
+    ``img_size`` is ``(width, height)``. Returns a dict with ``root``,
+    ``classes``, ``generated`` (False if an identical dataset was already
+    there) and per-split paths (relative to ``root``) and counts.
+    """
+    params = dict(dataset='coco', version=_FORMAT_VERSION, num_train=num_train,
+                  num_val=num_val, img_size=img_size, seed=seed)
+
+    def writer(out_dir):
+        os.makedirs(osp.join(out_dir, 'annotations'))
+        splits = dict(
+            train=_coco_split(out_dir, 'train', num_train, 1, img_size, seed),
+            val=_coco_split(out_dir, 'val', num_val, num_train + 1, img_size,
+                            seed))
+        return dict(classes=list(COCO_CLASSES), splits=splits)
+
+    return _build_once(root, params, writer)
+
+
+# ---------------------------------------------------------------------------
+# ADE20K
+# ---------------------------------------------------------------------------
+_SKY, _TREE, _BUILDING, _ROAD = range(1, len(ADE_CLASSES) + 1)
+
+
+def _ade_label_map(rng, h, w):
+    """A street-like layout: sky, buildings standing on a road, tree crowns,
+    and a few small "other" blobs labelled 0 (ignored after
+    ``reduce_zero_label``)."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    label = np.full((h, w), _SKY, np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        x0, width = rng.uniform(-0.1, 0.8) * w, rng.uniform(0.2, 0.5) * w
+        top = rng.uniform(0.15, 0.5) * h
+        label[(xs >= x0) & (xs < x0 + width) & (ys >= top)] = _BUILDING
+    for _ in range(rng.integers(1, 4)):
+        centre = (round(rng.uniform(0, w)), round(rng.uniform(0.35, 0.65) * h))
+        axes = (round(rng.uniform(0.08, 0.2) * w),
+                round(rng.uniform(0.08, 0.2) * h))
+        cv2.ellipse(label, centre, axes, rng.uniform(0, 180), 0, 360, _TREE,
+                    -1)
+    left, right = rng.uniform(0.62, 0.85, size=2) * h
+    label[ys >= left + (right - left) * xs / (w - 1)] = _ROAD
+    for _ in range(rng.integers(1, 4)):
+        centre = (round(rng.uniform(0, w)), round(rng.uniform(0, h)))
+        cv2.circle(label, centre, round(rng.uniform(0.03, 0.06) * min(h, w)),
+                   0, -1)
+    return label
+
+
+def _ade_textures(rng, h, w):
+    """One full-size RGB texture per label value; each class has a distinct
+    colour *and* texture (gradient, blobs, window grid, fine noise)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    jitter = rng.uniform(-15, 15, size=(5, 3)).astype(np.float32)
+
+    def noise(std, blur):
+        n = rng.normal(0, std, size=(h, w, 3)).astype(np.float32)
+        return cv2.GaussianBlur(n, (0, 0), blur) if blur else n
+
+    t = ys[..., None] / h
+    sky = (1 - t) * np.float32([90, 150, 230]) + t * np.float32(
+        [180, 210, 245]) + noise(3, 0)
+    tree = np.float32([40, 125, 45]) + noise(60, 1.5)
+    period = rng.integers(10, 16)
+    windows = ((xs % period) < period / 2) & ((ys % period) < period / 2)
+    building = np.where(windows[..., None], np.float32([60, 65, 90]),
+                        np.float32([160, 120, 95])) + noise(6, 0)
+    road = np.float32([75, 75, 80]) + noise(12, 0)
+    other = _saturated_colour(rng) + noise(20, 0)
+    textures = [other, sky, tree, building, road]
+    return [tex + jitter[i] for i, tex in enumerate(textures)]
+
+
+def _ade_sample(rng, h, w):
+    """Render one (rgb, label) pair."""
+    label = _ade_label_map(rng, h, w)
+    textures = _ade_textures(rng, h, w)
+    img = np.choose(label[..., None], textures)
+    return img, label
+
+
+def _ade_split(out_dir, split, folder, num, img_size, seed):
+    """Write ``images/<folder>/*.jpg`` and ``annotations/<folder>/*.png``."""
+    w, h = img_size
+    img_dir, ann_dir = f'images/{folder}', f'annotations/{folder}'
+    os.makedirs(osp.join(out_dir, img_dir))
+    os.makedirs(osp.join(out_dir, ann_dir))
+    for index in range(num):
+        name = f'ADE_{split}_{index + 1:08d}'
+        img, label = _ade_sample(_image_rng(seed, 'ade20k', split, index), h,
+                                 w)
+        _write_jpeg(osp.join(out_dir, img_dir, name + '.jpg'), img)
+        if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
+            raise OSError(f'failed to write mask {name}.png')
+    return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=num)
+
+
+def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
+    """Write an ADE20K-layout semantic segmentation dataset to ``root``.
+
+    Mask value 0 is "other" and ``k`` (1..4) is ``ADE_CLASSES[k - 1]``, as
+    in ADE20K, so it is read with ``reduce_zero_label=True``. ``img_size`` is
+    ``(width, height)``. Returns a dict with ``root``, ``classes``,
+    ``generated`` and per-split paths (relative to ``root``) and counts.
+    """
+    params = dict(dataset='ade20k', version=_FORMAT_VERSION,
+                  num_train=num_train, num_val=num_val, img_size=img_size,
+                  seed=seed)
+
+    def writer(out_dir):
+        splits = dict(
+            train=_ade_split(out_dir, 'train', 'training', num_train,
+                             img_size, seed),
+            val=_ade_split(out_dir, 'val', 'validation', num_val, img_size,
+                           seed))
+        return dict(classes=list(ADE_CLASSES), splits=splits)
+
+    return _build_once(root, params, writer)
+
+
+# ---------------------------------------------------------------------------
+# ImageNet
+# ---------------------------------------------------------------------------
+def _wnid(label):
+    """WordNet-style folder name; sorted order equals label order, which is
+    how folder-mode loaders assign labels."""
+    return f'n{label + 1:08d}'
+
+
+def _stripes(rng, size):
+    """Two-colour stripes of random period and orientation over the whole
+    image."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    theta = rng.uniform(0, np.pi)
+    phase = (xs * np.cos(theta) + ys * np.sin(theta)) / rng.uniform(6, 12)
+    on = (np.floor(phase) % 2).astype(bool)[..., None]
+    return np.where(on, _saturated_colour(rng), _saturated_colour(rng))
+
+
+def _imagenet_image(rng, label, size):
+    """One shape on a noisy background, or a stripe pattern."""
+    name = IMAGENET_CLASSES[label]
+    if name == 'stripes':
+        img = _stripes(rng, size)
+    else:
+        img = _noisy_background(rng, size, size)
+        mask = _random_shape_mask(rng, name, rng.uniform(0.35, 0.75) * size,
+                                  size, size).astype(bool)
+        img[mask] = _saturated_colour(rng)
+    return img + rng.normal(0, 6, size=img.shape)
+
+
+def _imagenet_split(out_dir, split, per_class, size, seed):
+    """Write ``<split>/<wnid>/*.JPEG`` and ``meta/<split>.txt``."""
+    lines = []
+    for label in range(len(IMAGENET_CLASSES)):
+        os.makedirs(osp.join(out_dir, split, _wnid(label)))
+        for i in range(per_class):
+            rel = f'{_wnid(label)}/{_wnid(label)}_{i:05d}.JPEG'
+            rng = _image_rng(seed, 'imagenet', split,
+                             label * per_class + i)
+            _write_jpeg(osp.join(out_dir, split, rel),
+                        _imagenet_image(rng, label, size))
+            lines.append(f'{rel} {label}\n')
+    ann_file = f'meta/{split}.txt'
+    with open(osp.join(out_dir, ann_file), 'w', encoding='utf-8') as f:
+        f.writelines(lines)
+    return dict(img_dir=split, ann_file=ann_file, num_images=len(lines))
+
+
+def make_imagenet(root,
+                  num_per_class_train=16,
+                  num_per_class_val=4,
+                  img_size=64,
+                  seed=0):
+    """Write an ImageNet-layout classification dataset to ``root``.
+
+    Class folders are ``n00000001``..., in label order; ``meta/*.txt`` lists
+    ``<wnid>/<file>.JPEG <label>`` relative to the split folder (the format
+    of mmpretrain's ``ann_file``) and ``classes.txt`` the human class names.
+    ``img_size`` is the side of the square images. Returns a dict with
+    ``root``, ``classes``, ``wnids``, ``generated`` and per-split paths
+    (relative to ``root``) and counts.
+    """
+    params = dict(dataset='imagenet', version=_FORMAT_VERSION,
+                  num_per_class_train=num_per_class_train,
+                  num_per_class_val=num_per_class_val, img_size=img_size,
+                  seed=seed)
+
+    def writer(out_dir):
+        os.makedirs(osp.join(out_dir, 'meta'))
+        with open(osp.join(out_dir, 'classes.txt'), 'w',
+                  encoding='utf-8') as f:
+            f.writelines(f'{name}\n' for name in IMAGENET_CLASSES)
+        splits = dict(
+            train=_imagenet_split(out_dir, 'train', num_per_class_train,
+                                  img_size, seed),
+            val=_imagenet_split(out_dir, 'val', num_per_class_val, img_size,
+                                seed))
+        return dict(classes=list(IMAGENET_CLASSES),
+                    wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
+                    class_file='classes.txt', splits=splits)
+
+    return _build_once(root, params, writer)
+
+
+def make_all(root, seed=0, coco=None, ade20k=None, imagenet=None):
+    """Write all three datasets under ``root/{coco,ade20k,imagenet}``.
+
+    ``seed`` is shared; ``coco``/``ade20k``/``imagenet`` are optional dicts of
+    keyword overrides for the matching ``make_*`` function. Returns a dict of
+    the three summaries.
+    """
+    return dict(
+        coco=make_coco(osp.join(root, 'coco'), seed=seed, **(coco or {})),
+        ade20k=make_ade20k(
+            osp.join(root, 'ade20k'), seed=seed, **(ade20k or {})),
+        imagenet=make_imagenet(
+            osp.join(root, 'imagenet'), seed=seed, **(imagenet or {})))
