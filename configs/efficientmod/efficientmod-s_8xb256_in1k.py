@@ -1,3 +1,4 @@
+# EfficientMod-s on ImageNet-1k, same recipe as the xxs config.
 _base_ = './efficientmod-xxs_8xb256_in1k.py'
 
 model = dict(

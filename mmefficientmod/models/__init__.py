@@ -1,3 +1,4 @@
 from .backbones import EfficientMod
+from .classifiers import KnowledgeDistillationImageClassifier  # noqa: F401
 
 __all__ = ['EfficientMod']

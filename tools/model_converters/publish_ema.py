@@ -1,0 +1,110 @@
+"""Publish a training checkpoint as a small weights-only checkpoint.
+
+Usage::
+
+    python tools/model_converters/publish_ema.py IN.pth OUT.pth [--online]
+        [--no-hash]
+
+With mmengine's ``EMAHook`` (used by the EfficientMod ImageNet configs), a
+training checkpoint holds the **EMA** weights under ``state_dict`` (the hook
+swaps them in before saving, and also evaluates with them) and the online
+(raw) weights, prefixed ``module.``, under ``ema_state_dict``. This tool
+writes ``{'state_dict': <EMA weights>, 'meta': {...}}``, dropping the
+optimizer, schedulers, message hub and the online weights, so that the
+released file is what was evaluated. ``--online`` publishes the raw
+(non-EMA) weights instead. Any ``teacher.`` weight (there should be none:
+the distillation teacher is not saved) is dropped with a warning.
+
+Unless ``--no-hash`` is given, the first 8 hex digits of the file's SHA-256
+are appended to the output name (``OUT-1234abcd.pth``), as OpenMMLab model
+zoos do. The written path is printed.
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Write the EMA (or online) weights of a training '
+        'checkpoint as a weights-only checkpoint.')
+    parser.add_argument('src', help='training checkpoint (from tools/train.py)')
+    parser.add_argument('dst', help='output checkpoint')
+    parser.add_argument(
+        '--online', action='store_true',
+        help='publish the online (non-EMA) weights instead of the EMA ones')
+    parser.add_argument(
+        '--no-hash', action='store_true',
+        help='do not append the SHA-256 prefix to the output file name')
+    return parser.parse_args(argv)
+
+
+def extract_weights(checkpoint: dict, online: bool = False):
+    """Return ``(state_dict, kind)`` with kind ``'ema'``, ``'online'`` or
+    ``'plain'`` (a checkpoint saved without EMA)."""
+    if 'state_dict' not in checkpoint:
+        raise KeyError('not an mmengine checkpoint: no `state_dict` key')
+    state = checkpoint['state_dict']
+    ema = checkpoint.get('ema_state_dict')
+    if ema is None:
+        if online:
+            raise KeyError('--online needs a checkpoint saved with EMAHook '
+                           '(no `ema_state_dict` here)')
+        return OrderedDict(state), 'plain'
+    if not online:
+        # EMAHook.before_save_checkpoint swapped the EMA weights into
+        # `state_dict`; every EMA-tracked key must be there.
+        missing = [k[7:] for k in ema if k.startswith('module.')
+                   and k[7:] not in state]
+        if missing:
+            raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
+        return OrderedDict(state), 'ema'
+    online_state = OrderedDict(state)
+    for k, v in ema.items():
+        if k.startswith('module.'):
+            online_state[k[7:]] = v
+    return online_state, 'online'
+
+
+def publish(src: str, dst: str, online: bool = False,
+            add_hash: bool = True) -> str:
+    """Write the published checkpoint and return its path."""
+    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    state, kind = extract_weights(checkpoint, online)
+    teacher_keys = [k for k in state if k.startswith('teacher.')]
+    if teacher_keys:
+        print(f'warning: dropping {len(teacher_keys)} teacher weights')
+        for k in teacher_keys:
+            del state[k]
+    src_meta = checkpoint.get('meta') or {}
+    meta = dict(
+        weights=kind,
+        source=osp.basename(src),
+        epoch=src_meta.get('epoch'),
+        iter=src_meta.get('iter'),
+        mmengine_version=src_meta.get('mmengine_version'),
+        dataset_meta=src_meta.get('dataset_meta'))
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save({'state_dict': state, 'meta': meta}, dst)
+    if not add_hash:
+        return dst
+    with open(dst, 'rb') as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    root, ext = osp.splitext(dst)
+    final = f'{root}-{sha[:8]}{ext or ".pth"}'
+    os.replace(dst, final)
+    return final
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    path = publish(args.src, args.dst, args.online, not args.no_hash)
+    print(path)
+
+
+if __name__ == '__main__':
+    main()
