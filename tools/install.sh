@@ -2,7 +2,10 @@
 # Installs the OpenMMLab 2.0 stack and mmefficientmod (editable) into the active
 # virtual environment, or into .venv at the repository root when none is active.
 # Safe to run again: every step checks first and skips what is already in place.
+# Sourced by tools/quickstart.sh and tools/run_tests.sh, which then use
+# $MMEFFICIENTMOD_PYTHON.
 set -euo pipefail
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore:pkg_resources is deprecated}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -33,8 +36,10 @@ else
 fi
 PIP=("$PY" -m pip install --disable-pip-version-check)
 
-say "build tools: ${BUILD_SPECS[*]}"
-"${PIP[@]}" -q "${BUILD_SPECS[@]}" || fail "could not install build tools"
+if ! "$PY" -c 'import importlib.metadata as md, ninja, wheel; v = md.version("setuptools"); assert 77 <= int(v.split(".")[0]) < 81' 2>/dev/null; then
+  say "build tools: ${BUILD_SPECS[*]}"
+  "${PIP[@]}" -q "${BUILD_SPECS[@]}" || fail "could not install build tools"
+fi
 
 nms_works() {
   "$PY" - <<'PY' 2>/dev/null
@@ -67,13 +72,34 @@ else
   mmcv_ops_work || fail "mmcv installed but mmcv.ops does not load; reinstall with: MMCV_WITH_OPS=1 pip install --no-build-isolation --no-cache-dir --force-reinstall $MMCV_SPEC"
 fi
 
-say "OpenMMLab libraries: ${STACK_SPECS[*]}"
-"${PIP[@]}" -q "${STACK_SPECS[@]}" "${BUILD_SPECS[0]}" \
-  || fail "could not install the OpenMMLab libraries"
+stack_ready() {
+  "$PY" - <<'PY' 2>/dev/null
+import importlib.metadata as md
+import ftfy, matplotlib, onnx, onnxruntime, pycocotools, pytest, regex  # noqa
+import mmdet, mmengine, mmpretrain, mmseg  # noqa
+pins = {'mmengine': '0.10.7', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'mmpretrain': '1.2.0'}
+assert all(md.version(name) == version for name, version in pins.items())
+PY
+}
+if stack_ready; then
+  say "OpenMMLab libraries already installed"
+else
+  say "OpenMMLab libraries: ${STACK_SPECS[*]}"
+  "${PIP[@]}" -q "${STACK_SPECS[@]}" "${BUILD_SPECS[0]}" \
+    || fail "could not install the OpenMMLab libraries"
+fi
 
-say "mmefficientmod (editable)"
-"${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT" || fail "could not install the plugin itself"
+plugin_ready() {
+  "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmefficientmod.__file__)) != sys.argv[1])" "$ROOT" 2>/dev/null
+}
+if plugin_ready; then
+  say "mmefficientmod already installed from this checkout"
+else
+  say "mmefficientmod (editable)"
+  "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT" || fail "could not install the plugin itself"
+fi
 
 "$PY" -c 'import mmdet, mmseg, mmpretrain, mmcv.ops, mmefficientmod' \
   || fail "the stack is installed but does not import together (see the traceback above)"
 say "ready: $PY"
+export MMEFFICIENTMOD_PYTHON="$PY"
