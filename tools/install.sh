@@ -89,8 +89,8 @@ else
     || fail "could not install the OpenMMLab libraries"
 fi
 
-plugin_ready() {
-  "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmefficientmod.__file__)) != sys.argv[1])" "$ROOT" 2>/dev/null
+plugin_ready() {  # from / so that the checkout itself is not on sys.path
+  (cd / && "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmefficientmod.__file__)) != sys.argv[1])" "$ROOT" 2>/dev/null)
 }
 if plugin_ready; then
   say "mmefficientmod already installed from this checkout"
@@ -99,7 +99,7 @@ else
   "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT" || fail "could not install the plugin itself"
 fi
 
-"$PY" -c 'import mmdet, mmseg, mmpretrain, mmcv.ops, mmefficientmod' \
+(cd / && "$PY" -c 'import mmdet, mmseg, mmpretrain, mmcv.ops, mmefficientmod') \
   || fail "the stack is installed but does not import together (see the traceback above)"
 say "ready: $PY"
 export MMEFFICIENTMOD_PYTHON="$PY"
