@@ -11,6 +11,16 @@ specific library version's behaviour, and has a test that fails without it.
   mmengine's local-file and HTTP loaders to pass ``weights_only=False``, which
   restores the behaviour mmengine was written for. As before torch 2.6, only
   load checkpoints from sources you trust.
+* **Multi-process training without CUDA.** mmengine 0.10.7's
+  ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and the configs
+  ask for the ``nccl`` backend, and its runner passes
+  ``device_ids=[LOCAL_RANK]`` to ``DistributedDataParallel``, which torch
+  rejects for a CPU module. When no CUDA device (nor another accelerator
+  mmengine knows) is present, we initialise the process group without
+  ``set_device`` and with ``gloo`` in place of ``nccl``, and drop
+  ``device_ids``/``output_device`` for modules whose parameters are all on the
+  CPU. With CUDA nothing changes. ``SyncBatchNorm`` still needs GPUs (torch
+  has no CPU implementation); CPU configs use ``BN``.
 """
 import os.path as osp
 
@@ -37,5 +47,50 @@ def apply_checkpoint_fix() -> None:
         ['http://', 'https://'], _load_url_checkpoint, force=True)
 
 
+def _accelerator_present() -> bool:
+    from mmengine.device import (is_mlu_available, is_musa_available,
+                                 is_npu_available)
+    return (torch.cuda.is_available() or is_npu_available()
+            or is_mlu_available() or is_musa_available())
+
+
+def _module_on_cpu(module) -> bool:
+    params = list(module.parameters())
+    return bool(params) and all(p.device.type == 'cpu' for p in params)
+
+
+def apply_cpu_distributed_fix() -> None:
+    """Let mmengine's ``pytorch`` launcher and DDP wrapper run on CPU only."""
+    from mmengine.dist import utils as dist_utils
+    from mmengine.model.wrappers import MMDistributedDataParallel
+
+    init_pytorch = dist_utils._init_dist_pytorch
+    if not getattr(init_pytorch, '_mmefficientmod_cpu_fix', False):
+
+        def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+            if _accelerator_present() or init_backend != 'torch':
+                return init_pytorch(
+                    backend, init_backend=init_backend, **kwargs)
+            if backend == 'nccl':
+                backend = 'gloo'
+            torch.distributed.init_process_group(backend=backend, **kwargs)
+
+        _init_dist_pytorch._mmefficientmod_cpu_fix = True
+        dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    ddp_init = MMDistributedDataParallel.__init__
+    if not getattr(ddp_init, '_mmefficientmod_cpu_fix', False):
+
+        def __init__(self, module, *args, **kwargs):
+            if kwargs.get('device_ids') is not None and _module_on_cpu(module):
+                kwargs['device_ids'] = None
+                kwargs.pop('output_device', None)
+            ddp_init(self, module, *args, **kwargs)
+
+        __init__._mmefficientmod_cpu_fix = True
+        MMDistributedDataParallel.__init__ = __init__
+
+
 def apply_all() -> None:
     apply_checkpoint_fix()
+    apply_cpu_distributed_fix()

@@ -1,0 +1,171 @@
+"""Evaluate a checkpoint with an MMDetection, MMSegmentation or MMPretrain
+config.
+
+Usage::
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
+        [--show-dir DIR] [--show] [--wait-time S] [--metrics-file FILE]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+``--out``: detection and classification dump the predictions to a ``.pkl``
+file (mmdet's ``DumpDetResults`` / mmengine's ``DumpResults``), as their own
+tools do; segmentation writes the predicted masks as PNG files into the
+directory ``OUT``, as mmseg's tool does (or a pickle if ``OUT`` ends with
+``.pkl``). ``--show-dir``: pictures of the predictions, one per test image.
+Multi-process testing: ``tools/dist_test.sh CONFIG CHECKPOINT N [ARGS]``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _runner_utils import (check_class_counts, library_of,  # noqa: E402
+                           prepare_env)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a detector, segmentor or classifier.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='directory for the test logs (default: '
+        'work_dirs/<config name>)')
+    parser.add_argument(
+        '--out', help='where to dump the predictions (see module docstring)')
+    parser.add_argument(
+        '--show-dir', help='directory for pictures of the predictions; a '
+        'relative path is taken inside work_dir/<timestamp> for detection, '
+        'as in mmdet')
+    parser.add_argument(
+        '--show', action='store_true', help='show the predictions in a window')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds per shown image')
+    parser.add_argument(
+        '--metrics-file', help='also write the metrics to this JSON file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. test_dataloader.batch_size=2')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _enable_visualization(cfg, args, library):
+    hooks = cfg.get('default_hooks', {})
+    if library == 'mmpretrain':
+        hook = hooks.get('visualization')
+        if hook is None:
+            raise SystemExit('--show/--show-dir need '
+                             'default_hooks.visualization in the config.')
+        hook.enable = True
+        hook.show = args.show
+        hook.wait_time = args.wait_time
+        if args.show_dir:
+            hook.out_dir = args.show_dir
+        hook.interval = 1
+        return
+    hook = hooks.get('visualization')
+    if hook is None:
+        raise SystemExit('--show/--show-dir need default_hooks.visualization '
+                         '(DetVisualizationHook or SegVisualizationHook) in '
+                         'the config.')
+    hook.draw = True
+    hook.interval = 1
+    if args.show:
+        hook.show = True
+        hook.wait_time = args.wait_time
+    if args.show_dir:
+        if library == 'mmdet':
+            hook.test_out_dir = args.show_dir
+        else:
+            # mmseg's hook draws through the visualizer's backends.
+            cfg.visualizer.save_dir = args.show_dir
+
+
+def _add_dump(cfg, args, library):
+    if library == 'mmseg' and not args.out.endswith(('.pkl', '.pickle')):
+        evaluators = cfg.test_evaluator
+        if isinstance(evaluators, (list, tuple)):
+            evaluators = evaluators[0]
+        evaluators['output_dir'] = args.out
+        evaluators['keep_results'] = True
+        return
+    if not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must be a .pkl file, got {args.out!r}.')
+    dump = dict(type='DumpDetResults' if library == 'mmdet' else
+                'mmengine.DumpResults', out_file_path=args.out)
+    evaluators = cfg.test_evaluator
+    if isinstance(evaluators, (list, tuple)):
+        cfg.test_evaluator = list(evaluators) + [dump]
+    else:
+        cfg.test_evaluator = [evaluators, dump]
+
+
+def build_config(args):
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise SystemExit(f'Checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    # Testing never resumes; the checkpoint is only loaded.
+    cfg.resume = False
+
+    library = library_of(cfg)
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args, library)
+    if args.out:
+        _add_dump(cfg, args, library)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_config(args)
+    prepare_env(cfg)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    check_class_counts(runner)
+    metrics = runner.test()
+    if runner.rank == 0:
+        metrics = {
+            k: (float(v) if isinstance(v, (int, float)) or hasattr(
+                v, 'item') else v)
+            for k, v in metrics.items()
+        }
+        print('METRICS ' + json.dumps(metrics, sort_keys=True), flush=True)
+        if args.metrics_file:
+            dirname = osp.dirname(osp.abspath(args.metrics_file))
+            os.makedirs(dirname, exist_ok=True)
+            with open(args.metrics_file, 'w', encoding='utf-8') as f:
+                json.dump(metrics, f, indent=2, sort_keys=True)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
