@@ -1,0 +1,152 @@
+"""Helpers shared by the detection / segmentation / tools / dist tests."""
+import glob
+import importlib.util
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_EMBEDDED = osp.join(REPO, 'configs', 'mask_rcnn',
+                        'mask-rcnn_efficientmod-xxs_fpn_embedded.py')
+SEG_EMBEDDED = osp.join(REPO, 'configs', 'sem_fpn',
+                        'fpn_efficientmod-xxs_embedded.py')
+
+
+def make_tiny_data(root):
+    """Small embedded COCO and ADE20K datasets under ``root``."""
+    from mmefficientmod.datasets.embedded import make_ade20k, make_coco
+    coco = osp.join(root, 'coco')
+    ade = osp.join(root, 'ade20k')
+    make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
+    make_ade20k(ade, num_train=8, num_val=4, img_size=(128, 128))
+    return coco, ade
+
+
+def det_overrides(coco_root):
+    """Config text that points the embedded detection config at
+    ``coco_root`` and makes it tiny (128 px, 2 images per step)."""
+    coco_root = coco_root.rstrip('/') + '/'
+    return f'''
+data_root = {coco_root!r}
+img_scale = (128, 128)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                          'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(dataset=dict(data_root=data_root,
+                                     pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root,
+                                   pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+model = dict(train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=50),
+                            rcnn=dict(sampler=dict(num=32))),
+             test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50)))
+randomness = dict(seed=0)
+'''
+
+
+def seg_overrides(ade_root):
+    """Config text that points the embedded segmentation config at
+    ``ade_root`` and makes it tiny (96 px crops)."""
+    return f'''
+data_root = {ade_root!r}
+crop_size = (96, 96)
+model = dict(data_preprocessor=dict(size=crop_size))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(128, 128), ratio_range=(0.75, 1.25),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root,
+                                                   pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root,
+                                   pipeline=test_pipeline))
+test_dataloader = val_dataloader
+randomness = dict(seed=0)
+'''
+
+
+def write_config(path, base, body=''):
+    """Write a config at ``path`` that inherits ``base`` (absolute path or
+    ``pkg::`` name) and adds ``body``."""
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(f'_base_ = {base!r}\n{body}\n')
+    return str(path)
+
+
+def tool_env(**extra):
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env['PYTHONWARNINGS'] = 'ignore'
+    env['PYTHON'] = sys.executable
+    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
+                                if env.get('PYTHONPATH') else '')
+    env.update(extra)
+    return env
+
+
+def run(cmd, cwd=REPO, timeout=600, check=True, **env):
+    """Run a command; on failure show its output tail in the assertion."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=tool_env(**env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, (
+            f'{" ".join(map(str, cmd))} exited {proc.returncode}:\n'
+            f'{proc.stdout[-6000:]}')
+    return proc
+
+
+def tool(name, *args, **kwargs):
+    """Run ``tools/<name>`` with this interpreter."""
+    return run([sys.executable, osp.join(REPO, 'tools', name), *map(str, args)],
+               **kwargs)
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as a module (for in-process calls)."""
+    path = osp.join(REPO, 'tools', name + '.py')
+    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def files(pattern):
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def state_dict_of(path):
+    import torch
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    return ckpt.get('state_dict', ckpt)
