@@ -24,7 +24,8 @@ from parity import load_parity_fixture  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
-EMBEDDED_CFG = osp.join(CONFIGS, 'efficientmod-xxs_distill_1xb8_embedded-64px.py')
+EMBEDDED_CFG = osp.join(CONFIGS,
+                        'efficientmod-xxs_distill_1xb8_embedded-64px.py')
 ARCHS = {  # config name: (arch, drop path, head width)
     'xxs': ('xxs', 0.0, 256),
     'xs': ('xs', 0.0, 288),

@@ -8,8 +8,8 @@
 #   python tools/model_converters/efficientmod_to_mm.py \
 #       efficientmod_s.pth checkpoints/efficientmod-s_in1k_mm.pth
 # (the backbone also reads a released upstream file directly), or one of
-# your own (`--cfg-options model.backbone.init_cfg.checkpoint=...`). The head is
-# trained from scratch, so this config also serves for another dataset in the
+# your own (`--cfg-options model.backbone.init_cfg.checkpoint=...`). The
+# head is trained from scratch, so this config also serves for another dataset in the
 # ImageNet folder layout: set `train_dataloader.dataset.type='CustomDataset'`
 # (and val/test), `data_root`, and `model.head.num_classes` /
 # `data_preprocessor.num_classes` to its number of classes.

@@ -32,7 +32,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Write the EMA (or online) weights of a training '
         'checkpoint as a weights-only checkpoint.')
-    parser.add_argument('src', help='training checkpoint (from tools/train.py)')
+    parser.add_argument(
+        'src', help='training checkpoint (from tools/train.py)')
     parser.add_argument('dst', help='output checkpoint')
     parser.add_argument(
         '--online', action='store_true',

@@ -195,7 +195,8 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}.')
         if distill_reduction not in ('batchmean', 'mean'):
-            raise ValueError(f'Unknown distill_reduction {distill_reduction!r}')
+            raise ValueError(
+                f'Unknown distill_reduction {distill_reduction!r}')
         self.distill_loss_weight = float(distill_loss_weight)
         self.cls_loss_weight = (1.0 - self.distill_loss_weight
                                 if cls_loss_weight is None else
