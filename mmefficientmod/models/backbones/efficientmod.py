@@ -168,6 +168,7 @@ class EfficientMod(BaseModule):
                 f'nothing, 0 the stem, k the stem and k stages); got '
                 f'{frozen_stages}.')
         self.frozen_stages = frozen_stages
+        self.deploy = False
 
         widths = self.arch_settings['widths']
         depths = self.arch_settings['depths']
@@ -235,7 +236,8 @@ class EfficientMod(BaseModule):
         return sorted(set(parsed))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        if not torch.jit.is_tracing() and (x.dim() != 4 or
+                                           x.shape[1] != self.in_channels):
             raise ValueError(
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
@@ -250,6 +252,31 @@ class EfficientMod(BaseModule):
                 else:
                     outs.append(x.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Turn the backbone into its inference form, in place.
+
+        Every block folds what is linear-algebra-equivalent (see
+        :meth:`ModulationBlock.switch_to_deploy` and
+        :meth:`AttentionBlock.switch_to_deploy`): LayerNorm affine parts into
+        the linear layers after them, the layer scale into the last linear
+        layer, and the two linear layers that share the normed input into one.
+        The downsampling convolutions keep their weights in channels-last
+        order, as their inputs are. Outputs are unchanged up to float rounding
+        (float32 results agree to 1e-4); the state dict changes, so save and
+        load checkpoints before switching. Meant for inference.
+        """
+        if self.deploy:
+            return
+        for stage in self.stages:
+            for block in stage.blocks:
+                block.switch_to_deploy()
+        for module in [self.stem] + [s.downsample for s in self.stages]:
+            if module is not None:
+                module.conv.weight.data = module.conv.weight.data.contiguous(
+                    memory_format=torch.channels_last)
+        self.deploy = True
 
     def _freeze_stages(self):
         frozen = [self.stem] if self.frozen_stages >= 0 else []

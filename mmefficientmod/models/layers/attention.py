@@ -4,9 +4,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
+                           strip_layer_norm_affine)
+
 
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention over the positions of a channels-last map.
+
+    Uses PyTorch's fused ``scaled_dot_product_attention``.
 
     Args:
         channels (int): Width C of the input and output.
@@ -47,7 +52,10 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden_channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        hidden = self.fc1(x)
+        if torch.is_grad_enabled():
+            return self.fc2(F.gelu(hidden))
+        return self.fc2(torch.ops.aten.gelu_(hidden))
 
 
 class AttentionBlock(nn.Module):
@@ -61,6 +69,7 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, channels: int, mlp_ratio: int, drop_path: float = 0.):
         super().__init__()
+        self.deploy = False
         self.norm1 = nn.LayerNorm(channels)
         self.attn = MultiHeadSelfAttention(channels)
         self.norm2 = nn.LayerNorm(channels)
@@ -68,5 +77,30 @@ class AttentionBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.ffn(self.norm2(x)))
+        if torch.is_grad_enabled() or not isinstance(self.drop_path,
+                                                     nn.Identity):
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.ffn(self.norm2(x)))
+        # Without autograd, the residual sums go into the branches' fresh
+        # outputs.
+        x = self.attn(self.norm1(x)).add_(x)
+        return self.ffn(self.norm2(x)).add_(x)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold both LayerNorms' affine parts into ``attn.qkv`` and ``ffn.fc1``.
+
+        ``attn.qkv`` gains a bias (the projection of the norm's shift); the
+        norms keep only the normalisation. The forward pass is unchanged.
+        """
+        if self.deploy:
+            return
+        for norm_name, owner, linear_name in (('norm1', self.attn, 'qkv'),
+                                              ('norm2', self.ffn, 'fc1')):
+            norm = getattr(self, norm_name)
+            scale, shift = layer_norm_affine(norm)
+            linear = getattr(owner, linear_name)
+            setattr(owner, linear_name,
+                    fold_affine_into_linear(linear, scale, shift))
+            setattr(self, norm_name, strip_layer_norm_affine(norm))
+        self.deploy = True

@@ -3,12 +3,24 @@
 Tensors are channels-last (N, H, W, C) inside a stage, so every linear layer
 works on the last dimension without a layout change; the depthwise convolution
 takes a permuted *view* of that tensor (channels-last strides), which PyTorch's
-convolution consumes without a copy.
+convolution consumes without a copy and answers in the same layout, so the
+permute back is a view as well. The context is never tiled: the value is
+viewed as (..., r, C) and multiplied by the context broadcast over r.
+
+``switch_to_deploy()`` turns a block into its inference form (see there).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+
+from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
+                           scale_linear_output, strip_layer_norm_affine)
+
+
+def gelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Exact (erf) GELU, in place when asked (only where no gradient is kept)."""
+    return torch.ops.aten.gelu_(x) if inplace else F.gelu(x)
 
 
 class ContextBranch(nn.Module):
@@ -31,13 +43,23 @@ class ContextBranch(nn.Module):
         return self.fc_out(self.spatial(self.fc_in(x)))
 
     def spatial(self, x: torch.Tensor) -> torch.Tensor:
-        """Depthwise conv + GELU of an (N, H, W, C) map, returned as (N, H, W, C)."""
+        """Depthwise conv + GELU of an (N, H, W, C) map, returned as (N, H, W, C).
+
+        The permutes are views: a contiguous (N, H, W, C) tensor is a
+        channels-last (N, C, H, W) one, and the convolution answers in the
+        layout it was given.
+        """
         x = self.dwconv(x.permute(0, 3, 1, 2))
-        return F.gelu(x).permute(0, 2, 3, 1)
+        return gelu(x, not torch.is_grad_enabled()).permute(0, 2, 3, 1)
 
 
 class ModulationBlock(nn.Module):
     """EfficientMod block: ``x + gamma * fc_out(value * tile(context, r))``.
+
+    Without autograd (``torch.no_grad()`` / ``torch.inference_mode()``) the
+    activations, the modulation and the residual sum are computed in place
+    on fresh intermediates, which saves allocations and memory traffic;
+    with autograd everything is out of place.
 
     Args:
         channels (int): Width C of the block.
@@ -57,7 +79,9 @@ class ModulationBlock(nn.Module):
                  drop_path: float = 0.,
                  layer_scale_init_value: float = 1e-4):
         super().__init__()
+        self.channels = channels
         self.ratio = ratio
+        self.deploy = False
         self.norm = nn.LayerNorm(channels)
         self.fc_value = nn.Linear(channels, ratio * channels)
         self.context = ContextBranch(channels, kernel_size)
@@ -66,22 +90,62 @@ class ModulationBlock(nn.Module):
             torch.full((channels, ), float(layer_scale_init_value)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def modulate(self, value: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def modulate(self, value: torch.Tensor, context: torch.Tensor,
+                 inplace: bool = False) -> torch.Tensor:
         """``value * tile(context, r)`` by broadcasting, without building the tile.
 
         Channel j of the value is multiplied by channel ``j mod C`` of the
         context, i.e. the value viewed as (..., r, C) times context (..., 1, C).
         """
-        if self.ratio == 1:
-            return value * context
         shape = value.shape
-        value = value.view(*shape[:-1], self.ratio, -1)
-        return (value * context.unsqueeze(-2)).view(shape)
+        if self.ratio != 1:
+            value = value.view(*shape[:-1], self.ratio, self.channels)
+            context = context.unsqueeze(-2)
+        out = value.mul_(context) if inplace else value * context
+        return out.view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inplace = not torch.is_grad_enabled()
         y = self.norm(x)
         value = self.fc_value(y)
         if self.ratio != 1:
-            value = F.gelu(value)
-        out = self.fc_out(self.modulate(value, self.context(y)))
+            value = gelu(value, inplace)
+        context = self.context(y)
+        # ``value`` is a fresh tensor (fc_value's or GELU's output), so the
+        # modulation may overwrite it.
+        out = self.fc_out(self.modulate(value, context, inplace))
+        if self.deploy:  # layer scale folded into fc_out
+            if inplace and isinstance(self.drop_path, nn.Identity):
+                return out.add_(x)
+            return x + self.drop_path(out)
+        if isinstance(self.drop_path, nn.Identity):
+            return torch.addcmul(x, out, self.layer_scale)
         return x + self.drop_path(out * self.layer_scale)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold the block into its inference form, in place.
+
+        * The LayerNorm's affine part moves into the two linear layers that
+          read its output, ``fc_value`` and ``context.fc_in``
+          (``W (g * y + b) + c = (W diag g) y + (W b + c)``); ``norm`` keeps
+          only the normalisation.
+        * The layer scale moves into ``fc_out`` (``diag(gamma) W``,
+          ``gamma * b``).
+
+        The block then computes the same function up to float rounding. The
+        two linear layers that share the normed input are deliberately *not*
+        concatenated into one: on CPU the split outputs are strided, and the
+        GELU and the depthwise convolution on them cost more than the one
+        matrix multiply saves (measured; see the benchmark notes).
+        """
+        if self.deploy:
+            return
+        scale, shift = layer_norm_affine(self.norm)
+        self.fc_value = fold_affine_into_linear(self.fc_value, scale, shift)
+        self.context.fc_in = fold_affine_into_linear(self.context.fc_in, scale,
+                                                     shift)
+        self.norm = strip_layer_norm_affine(self.norm)
+        scale_linear_output(self.fc_out, self.layer_scale)
+        del self.layer_scale
+        self.deploy = True
