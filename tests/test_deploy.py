@@ -1,0 +1,156 @@
+"""The inference form (``switch_to_deploy``), the in-place inference paths,
+training-path gradients, bfloat16 agreement and torch.compile friendliness."""
+import copy
+
+import pytest
+import torch
+
+from mmefficientmod import EfficientMod
+from mmefficientmod.benchmark import (ReferenceEfficientMod, cosine_similarity,
+                                      to_precision)
+from mmefficientmod.checkpoint import convert_checkpoint
+from parity import load_parity_fixture
+
+
+def backbones_from_fixture(fixture, arch):
+    state = convert_checkpoint(fixture['checkpoint'])['state_dict']
+    backbone_state = {k[len('backbone.'):]: v for k, v in state.items()
+                      if k.startswith('backbone.')}
+    cls = EfficientMod(arch, out_indices=(3, ), out_type='avg_featmap').eval()
+    cls.load_state_dict(backbone_state, strict=True)
+    dense = EfficientMod(arch).eval()
+    dense.load_state_dict({k: v for k, v in backbone_state.items()
+                           if not k.startswith('norm.')}, strict=True)
+    return cls, dense, state['head.fc.weight'], state['head.fc.bias']
+
+
+def randomised(model, seed=0):
+    """Random values everywhere, LayerNorm affine and layer scale included,
+    so that every fold is exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.2 +
+                        (1.0 if param.dim() == 1 else 0.0) * 0.5)
+    return model
+
+
+@pytest.mark.parametrize('arch', ['xxs', 's'])
+def test_deploy_form_reproduces_parity_fixture(arch):
+    fixture = load_parity_fixture(arch)
+    cls, dense, head_w, head_b = backbones_from_fixture(fixture, arch)
+    cls.switch_to_deploy()
+    dense.switch_to_deploy()
+    for grad in (False, True):  # in-place and out-of-place paths
+        with torch.set_grad_enabled(grad):
+            for x, logits, features in zip(fixture['inputs'], fixture['logits'],
+                                           fixture['features']):
+                x = x.float()
+                out = torch.nn.functional.linear(cls(x)[0], head_w, head_b)
+                torch.testing.assert_close(out.detach(), logits.float(),
+                                           rtol=0, atol=1e-4)
+                outs = dense(x)
+                assert len(outs) == 4
+                for out, ref in zip(outs, features):
+                    torch.testing.assert_close(out.detach(), ref.float(),
+                                               rtol=0, atol=1e-4)
+
+
+def test_deploy_folds_parameters_and_is_idempotent():
+    model = EfficientMod('xxs').eval()
+    keys = set(model.state_dict())
+    model.switch_to_deploy()
+    model.switch_to_deploy()
+    assert model.deploy
+    deployed = set(model.state_dict())
+    assert not any(k.endswith('layer_scale') for k in deployed)
+    assert not any('.blocks.' in k and ('norm.' in k or 'norm1.' in k or 'norm2.' in k)
+                   for k in deployed)
+    # Attention qkv gains a bias from the folded norm shift; nothing else new.
+    assert deployed - keys == {k for k in deployed if k.endswith('attn.qkv.bias')}
+    assert len(deployed - keys) == 3  # xxs: 1 + 2 attention blocks
+    assert model.stages[1].downsample.conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize('arch', ['xxs', 's', 's_conv'])
+def test_deploy_matches_eager_with_random_affine_parameters(arch):
+    model = randomised(EfficientMod(arch, drop_path_rate=0.1)).eval()
+    deployed = copy.deepcopy(model)
+    deployed.switch_to_deploy()
+    x = torch.randn(2, 3, 67, 45)
+    with torch.no_grad():
+        expected = model(x)
+        got = deployed(x)
+    for a, b in zip(got, expected):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * max(scale, 1.0))
+
+
+def test_inplace_inference_paths_do_not_change_results_or_inputs():
+    model = randomised(EfficientMod('xxs')).eval()
+    x = torch.randn(1, 3, 64, 64)
+    x_copy = x.clone()
+    with torch.no_grad():
+        no_grad_out = model(x)
+    with torch.inference_mode():
+        inference_out = model(x)
+    grad_out = model(x)
+    assert torch.equal(x, x_copy)
+    for a, b, c in zip(no_grad_out, inference_out, grad_out):
+        torch.testing.assert_close(a, c.detach(), rtol=0, atol=1e-6)
+        torch.testing.assert_close(b, c.detach(), rtol=0, atol=1e-6)
+
+
+def test_training_gradients_match_the_reference_implementation():
+    ours = randomised(EfficientMod('xxs', out_indices=(3, ),
+                                   out_type='avg_featmap')).train()
+    ref = ReferenceEfficientMod('xxs', out_type='avg_featmap').train()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    ours(x)[0].square().sum().backward()
+    ref(x)[0].square().sum().backward()
+    ref_grads = dict(ref.named_parameters())
+    for name, param in ours.named_parameters():
+        expected = ref_grads[name].grad
+        torch.testing.assert_close(param.grad, expected, rtol=1e-3,
+                                   atol=1e-5 * max(expected.abs().max().item(), 1.0))
+
+
+@pytest.mark.parametrize('arch', ['xxs', 's'])
+@pytest.mark.parametrize('mode', ['cast', 'autocast'])
+def test_bfloat16_logits_agree_with_float32(arch, mode):
+    fixture = load_parity_fixture(arch)
+    cls, _, head_w, head_b = backbones_from_fixture(fixture, arch)
+    cls.switch_to_deploy()
+    to_precision(cls, torch.bfloat16, mode)
+    with torch.inference_mode():
+        for x, logits in zip(fixture['inputs'], fixture['logits']):
+            if mode == 'cast':
+                feat = cls(x.float().bfloat16())[0]
+            else:
+                with torch.autocast('cpu', dtype=torch.bfloat16):
+                    feat = cls(x.float())[0]
+            out = torch.nn.functional.linear(feat.float(), head_w, head_b)
+            cos = cosine_similarity(out, logits.float(), dim=1)
+            assert cos.min().item() >= 0.999, cos
+            # The predicted class is the float32 one.
+            assert torch.equal(out.argmax(1), logits.float().argmax(1))
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_compiles_as_one_graph(deploy):
+    """No graph breaks (fullgraph) in eager and deploy forms, with and
+    without autograd; the cheap 'eager' backend checks the tracing only."""
+    model = randomised(EfficientMod('xxs')).eval()
+    if deploy:
+        model.switch_to_deploy()
+    compiled = torch.compile(model, backend='eager', fullgraph=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        got = compiled(x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    if not deploy:
+        compiled(x)[3].sum().backward()

@@ -1,0 +1,91 @@
+"""Export an EfficientMod model (or its backbone) to ONNX, and check it.
+
+The exported graph has a dynamic batch size and input height and width
+(input name ``input``, outputs ``output0``, ``output1``, ...). With
+``--verify`` ONNX Runtime runs it at the export size and at a second size and
+batch, and the outputs are compared with PyTorch's (the model as loaded, not
+folded) to ``--tolerance``.
+
+Example::
+
+    python tools/deployment/pytorch2onnx.py \\
+        configs/efficientmod/efficientmod-xxs_8xb256_in1k.py CHECKPOINT \\
+        --out work_dirs/efficientmod_xxs.onnx --shape 224 224 --deploy --verify
+
+CHECKPOINT may be one saved by this project, a converted one, or a released
+(upstream) ImageNet checkpoint. Without one the weights are random, which is
+enough to check the export itself.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmefficientmod.benchmark.runtime import (TensorMode,  # noqa: E402
+                                              build_model_from_config,
+                                              compare_onnx, deploy_copy,
+                                              export_onnx, load_weights,
+                                              onnxruntime_session)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Export a model to ONNX.')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', nargs='?', help='weights (optional)')
+    parser.add_argument('--out', required=True, help='output .onnx file')
+    parser.add_argument('--shape', nargs=2, type=int, default=[224, 224],
+                        metavar=('H', 'W'), help='example input size')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='export model.backbone (dense maps or pooled '
+                        'feature, as configured) instead of the whole model')
+    parser.add_argument('--deploy', action='store_true',
+                        help='export the folded inference form '
+                        '(backbone.switch_to_deploy()); same outputs, fewer ops')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--static', action='store_true',
+                        help='fixed input shape instead of dynamic axes')
+    parser.add_argument('--verify', action='store_true',
+                        help='compare ONNX Runtime with PyTorch')
+    parser.add_argument('--verify-shape', nargs=3, type=int, default=None,
+                        metavar=('N', 'H', 'W'), help='second input checked '
+                        'by --verify (default: 2 x (H - 31) x (W + 35))')
+    parser.add_argument('--tolerance', type=float, default=1e-4,
+                        help='largest absolute difference allowed')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = build_model_from_config(args.config)
+    if args.checkpoint:
+        missing = load_weights(model, args.checkpoint)
+        if missing:
+            print(f'warning: weights missing from the checkpoint: {missing}')
+    exported = deploy_copy(model) if args.deploy else model
+    h, w = args.shape
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    names = export_onnx(TensorMode(exported, args.backbone_only), args.out,
+                        (1, 3, h, w), opset=args.opset, dynamic=not args.static)
+    print(f'exported {args.out} ({len(names)} output(s), opset {args.opset}, '
+          f'{"static" if args.static else "dynamic batch/height/width"})')
+    if not args.verify:
+        return 0
+    session = onnxruntime_session(args.out)
+    shapes = [(1, 3, h, w)]
+    if not args.static:
+        n2, h2, w2 = args.verify_shape or (2, max(h - 31, 32), w + 35)
+        shapes.append((n2, 3, h2, w2))
+    results = compare_onnx(session, TensorMode(model, args.backbone_only), shapes)
+    ok = True
+    for shape, diff in results:
+        passed = diff <= args.tolerance
+        ok &= passed
+        print(f'input {shape}: max |onnxruntime - pytorch| = {diff:.3e} '
+              f'({"ok" if passed else "FAILED"}, tolerance {args.tolerance:g})')
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
