@@ -21,6 +21,12 @@ specific library version's behaviour, and has a test that fails without it.
   ``device_ids``/``output_device`` for modules whose parameters are all on the
   CPU. With CUDA nothing changes. ``SyncBatchNorm`` still needs GPUs (torch
   has no CPU implementation); CPU configs use ``BN``.
+* **Empty datasets.** When no sample is left after loading and filtering
+  (e.g. a COCO file without annotations and ``filter_empty_gt=True``, or an
+  image folder without images), mmengine 0.10.7's ``BaseDataset`` fails in
+  its serialisation with "need at least one array to concatenate". We raise
+  a ``ValueError`` naming the dataset, its annotation file and folders
+  instead. Non-empty datasets are untouched.
 """
 import os.path as osp
 
@@ -91,6 +97,32 @@ def apply_cpu_distributed_fix() -> None:
         MMDistributedDataParallel.__init__ = __init__
 
 
+def apply_empty_dataset_fix() -> None:
+    """Give empty datasets a clear error instead of a numpy one."""
+    from mmengine.dataset import BaseDataset
+
+    serialize = BaseDataset._serialize_data
+    if getattr(serialize, '_mmefficientmod_empty_fix', False):
+        return
+
+    def _serialize_data(self):
+        if len(self.data_list) == 0:
+            raise ValueError(
+                f'{type(self).__name__} is empty: no samples were left after '
+                f'loading and filtering (ann_file={self.ann_file!r}, '
+                f'data_root={self.data_root!r}, '
+                f'data_prefix={self.data_prefix!r}, '
+                f'filter_cfg={self.filter_cfg!r}). Check that the annotation '
+                f'file lists images with annotations and that the image '
+                f'folder holds the images; filter_cfg.filter_empty_gt=False '
+                f'keeps images without objects.')
+        return serialize(self)
+
+    _serialize_data._mmefficientmod_empty_fix = True
+    BaseDataset._serialize_data = _serialize_data
+
+
 def apply_all() -> None:
     apply_checkpoint_fix()
     apply_cpu_distributed_fix()
+    apply_empty_dataset_fix()

@@ -90,6 +90,21 @@ randomness = dict(seed=0)
 '''
 
 
+def tiny_det_config(directory, coco_root):
+    """The embedded detection config made tiny and pointed at
+    ``coco_root``; tests inherit it (a config file must not assign the same
+    top-level name twice, the second would replace the first)."""
+    return write_config(osp.join(directory, 'tiny_det.py'), DET_EMBEDDED,
+                        det_overrides(coco_root))
+
+
+def tiny_seg_config(directory, ade_root):
+    """The embedded segmentation config made tiny, pointed at
+    ``ade_root``."""
+    return write_config(osp.join(directory, 'tiny_seg.py'), SEG_EMBEDDED,
+                        seg_overrides(ade_root))
+
+
 def write_config(path, base, body=''):
     """Write a config at ``path`` that inherits ``base`` (absolute path or
     ``pkg::`` name) and adds ``body``."""

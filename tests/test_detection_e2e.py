@@ -10,20 +10,21 @@ import sys
 import pytest
 import torch
 
-from _detseg_utils import (DET_EMBEDDED, det_overrides, files, make_tiny_data,
-                           run, tool, write_config)
+from _detseg_utils import (files, make_tiny_data, run, tiny_det_config, tool,
+                           write_config)
 
 
 @pytest.fixture(scope='module')
 def det(tmp_path_factory):
     root = tmp_path_factory.mktemp('det')
     coco, _ = make_tiny_data(str(root / 'data'))
-    body = det_overrides(coco) + '''
+    body = '''
 train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=3))
 '''
-    cfg = write_config(root / 'det_cfg.py', DET_EMBEDDED, body)
+    cfg = write_config(root / 'det_cfg.py', tiny_det_config(str(root), coco),
+                       body)
     work = root / 'work'
     log = tool('train.py', cfg, '--work-dir', work).stdout
     return dict(root=root, cfg=cfg, work=work, log=log, coco=coco)

@@ -11,8 +11,8 @@ import os.path as osp
 import pytest
 import torch
 
-from _detseg_utils import (DET_EMBEDDED, REPO, det_overrides, free_port,
-                           make_tiny_data, run, write_config)
+from _detseg_utils import (REPO, free_port, make_tiny_data, run,
+                           tiny_det_config, write_config)
 
 RANK_DUMP_HOOK = '''
 import json
@@ -67,7 +67,7 @@ def dist_run(tmp_path_factory):
     root = tmp_path_factory.mktemp('dist')
     coco, _ = make_tiny_data(str(root / 'data'))
     (root / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
-    body = det_overrides(coco) + '''
+    body = '''
 custom_imports = dict(imports=['mmefficientmod', 'rank_dump_hook'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='RankDumpHook')]
@@ -80,7 +80,8 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=3))
 log_processor = dict(by_epoch=False)
 '''
-    cfg = write_config(root / 'dist_cfg.py', DET_EMBEDDED, body)
+    cfg = write_config(root / 'dist_cfg.py', tiny_det_config(str(root), coco),
+                       body)
     work_dir = root / 'work'
     proc = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
                 '--work-dir', str(work_dir)],

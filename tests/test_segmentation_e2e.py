@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from _detseg_utils import (REPO, SEG_EMBEDDED, files, make_tiny_data,
-                           seg_overrides, state_dict_of, tool, write_config)
+from _detseg_utils import (REPO, files, make_tiny_data, state_dict_of,
+                           tiny_seg_config, tool, write_config)
 
 KILL_HOOK = '''
 import os
@@ -46,7 +46,7 @@ def seg(tmp_path_factory):
     root = tmp_path_factory.mktemp('seg')
     _, ade = make_tiny_data(str(root / 'data'))
     (root / 'kill_hook.py').write_text(KILL_HOOK)
-    body = seg_overrides(ade) + f'''
+    body = f'''
 # No dropout: the uninterrupted and the resumed run must be comparable
 # exactly (dropout draws from torch's global generator).
 model = dict(decode_head=dict(dropout_ratio=0.0))
@@ -59,7 +59,8 @@ param_scheduler = [
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=2, max_keep_ckpts=5))
 '''
-    cfg = write_config(root / 'seg_cfg.py', SEG_EMBEDDED, body)
+    cfg = write_config(root / 'seg_cfg.py', tiny_seg_config(str(root), ade),
+                       body)
     killed_cfg = write_config(root / 'seg_killed_cfg.py', cfg, '''
 custom_imports = dict(imports=['mmefficientmod', 'kill_hook'],
                       allow_failed_imports=False)

@@ -24,6 +24,49 @@ def prepare_env(cfg: Config) -> None:
     import mmefficientmod  # noqa: F401
 
 
+def _dataset_cfgs(node):
+    """Dataset configs inside a dataloader's dataset (through wrappers)."""
+    if not isinstance(node, dict):
+        return []
+    found = [node]
+    if isinstance(node.get('dataset'), dict):
+        found += _dataset_cfgs(node['dataset'])
+    for sub in node.get('datasets', None) or []:
+        found += _dataset_cfgs(sub)
+    return found
+
+
+def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
+    """Fail early, naming the file, when a dataset's annotation file is
+    missing or empty (the libraries otherwise report a bare JSON error)."""
+    import os.path as osp
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader', None)
+        if not isinstance(loader, dict):
+            continue
+        for ds in _dataset_cfgs(loader.get('dataset')):
+            ann_file = ds.get('ann_file')
+            if not isinstance(ann_file, str) or not ann_file or \
+                    '://' in ann_file:
+                continue
+            data_root = ds.get('data_root') or ''
+            path = ann_file if osp.isabs(ann_file) or '://' in data_root \
+                else osp.join(data_root, ann_file)
+            if '://' in path:
+                continue
+            if not osp.isfile(path):
+                raise FileNotFoundError(
+                    f'The {split} annotation file {path} does not exist '
+                    f'(data_root={data_root!r}, ann_file={ann_file!r}). '
+                    f'Generate or download the data, or set '
+                    f'{split}_dataloader.dataset.data_root.')
+            if osp.getsize(path) == 0:
+                raise ValueError(
+                    f'The {split} annotation file {path} is empty (0 bytes); '
+                    f'it was probably cut short while being written or '
+                    f'copied. Restore or regenerate it.')
+
+
 def _head_class_counts(node, path='model') -> List[Tuple[str, int]]:
     """``(path, num_classes)`` of every head in a model config, leaving out
     region-proposal heads (one objectness class by design)."""

@@ -23,8 +23,8 @@ import sys
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (check_class_counts, library_of,  # noqa: E402
-                           prepare_env)
+from _runner_utils import (check_annotation_files,  # noqa: E402
+                           check_class_counts, library_of, prepare_env)
 
 
 def parse_args(argv=None):
@@ -143,6 +143,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     prepare_env(cfg)
+    check_annotation_files(cfg, ('test', ))
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

@@ -18,8 +18,8 @@ import sys
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (check_class_counts, library_of,  # noqa: E402
-                           prepare_env)
+from _runner_utils import (check_annotation_files,  # noqa: E402
+                           check_class_counts, library_of, prepare_env)
 
 
 def parse_args(argv=None):
@@ -112,6 +112,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     prepare_env(cfg)
+    check_annotation_files(
+        cfg, ('train', 'val') if cfg.get('val_cfg') else ('train', ))
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
