@@ -257,15 +257,19 @@ class EfficientMod(BaseModule):
     def switch_to_deploy(self) -> None:
         """Turn the backbone into its inference form, in place.
 
-        Every block folds what is linear-algebra-equivalent (see
+        Every block folds what is exactly foldable (see
         :meth:`ModulationBlock.switch_to_deploy` and
-        :meth:`AttentionBlock.switch_to_deploy`): LayerNorm affine parts into
-        the linear layers after them, the layer scale into the last linear
-        layer, and the two linear layers that share the normed input into one.
-        The downsampling convolutions keep their weights in channels-last
-        order, as their inputs are. Outputs are unchanged up to float rounding
-        (float32 results agree to 1e-4); the state dict changes, so save and
-        load checkpoints before switching. Meant for inference.
+        :meth:`AttentionBlock.switch_to_deploy`): the blocks' LayerNorm
+        affine parts into the linear layers that read them, and the layer
+        scale into the block's last linear layer. The stem's and the
+        downsamples' LayerNorms stay (their output is the residual stream).
+        The convolutions keep their weights in channels-last order, as their
+        inputs are, so that they are not reordered at every call. Outputs are
+        unchanged up to float rounding (the parity fixtures are reproduced to
+        1e-4); the state dict changes (no ``layer_scale``, no block norm
+        weights, a bias for ``attn.qkv``), so save and load checkpoints before
+        switching. Meant for inference, typically with ``torch.no_grad()`` or
+        ``torch.inference_mode()``, which also enables in-place activations.
         """
         if self.deploy:
             return
