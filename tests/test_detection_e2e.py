@@ -97,3 +97,17 @@ def test_mmdet_own_tools_run_our_config(det):
                'train_cfg.val_interval=100']).stdout
     assert 'Epoch(train) [1][4/4]' in log
     assert osp.isfile(det['root'] / 'mmdet_train' / 'epoch_1.pth')
+
+
+def test_image_demo_draws_detections(det):
+    import glob
+    import mmcv
+    from _detseg_utils import REPO
+    img = sorted(glob.glob(osp.join(det['coco'], 'val2017', '*.jpg')))[0]
+    out = det['root'] / 'demo' / 'det.jpg'
+    log = run([sys.executable, osp.join(REPO, 'demo', 'image_demo.py'), img,
+               det['cfg'], str(det['work'] / 'epoch_2.pth'), '--out-file',
+               str(out), '--score-thr', '0.0']).stdout
+    assert 'objects above' in log
+    drawn = mmcv.imread(str(out))
+    assert drawn.shape == mmcv.imread(img).shape

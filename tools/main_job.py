@@ -86,6 +86,9 @@ _SHOW = ('Epoch(train)', 'Iter(train)', 'Epoch(val)', 'Iter(val)',
 
 
 def _worth_showing(line):
+    # pycocotools' 12-line summaries repeat the mAP_copypaste lines.
+    if 'Average Recall' in line or 'Average Precision' in line:
+        return False
     return any(key in line for key in _SHOW)
 
 
