@@ -69,14 +69,15 @@ def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
 
 def _head_class_counts(node, path='model') -> List[Tuple[str, int]]:
     """``(path, num_classes)`` of every head in a model config, leaving out
-    region-proposal heads (one objectness class by design)."""
+    region-proposal heads (one objectness class by design) and distillation
+    teachers (their own label space)."""
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
             sub = f'{path}.{key}'
             if key == 'num_classes' and isinstance(value, int):
                 found.append((path + '.num_classes', value))
-            elif key != 'rpn_head':
+            elif key not in ('rpn_head', 'teacher'):
                 found.extend(_head_class_counts(value, sub))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
