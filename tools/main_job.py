@@ -164,7 +164,9 @@ def run_task(key, args):
         before = json.load(f)
     with open(osp.join(work, 'metrics_trained.json')) as f:
         after = json.load(f)
-    n_pictures = sum(len(files) for _, _, files in os.walk(pictures))
+    n_pictures = sum(
+        name.lower().endswith(('.jpg', '.jpeg', '.png'))
+        for _, _, names in os.walk(pictures) for name in names)
     return dict(task=task, before=before, after=after, checkpoint=ckpt,
                 pictures=pictures, n_pictures=n_pictures, seconds=elapsed)
 
