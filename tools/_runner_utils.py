@@ -3,9 +3,11 @@
 Both tools run configs of MMDetection, MMSegmentation and MMPretrain; which
 library a config belongs to is read from its ``default_scope``.
 """
+import os
+import os.path as osp
 from typing import Dict, List, Optional, Tuple
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -17,11 +19,58 @@ def library_of(cfg: Config) -> Optional[str]:
     return scope if scope in LIBRARIES else None
 
 
-def prepare_env(cfg: Config) -> None:
-    """Import the plugin (registers EfficientMod, applies the stack fixes,
-    including CPU-only distributed training) even for configs that do not
-    list it in ``custom_imports``."""
+def add_runner_arguments(parser, cfg_options_example: str) -> None:
+    """``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=f'override config entries, e.g. {cfg_options_example}')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (or --local_rank).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def set_local_rank(args) -> None:
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
+def load_config(args) -> Config:
+    """The config with ``--cfg-options``, the launcher and the work dir
+    (``--work-dir``, else the config's, else work_dirs/<config name>)."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """The config's runner, with the class-count check registered.
+
+    The plugin is imported first (it registers EfficientMod and applies the
+    stack fixes, including CPU-only distributed training) even for configs
+    that do not list it in ``custom_imports``.
+    """
     import mmefficientmod  # noqa: F401
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.register_hook(ClassCountCheckHook())
+    return runner
 
 
 def _dataset_cfgs(node):
@@ -39,7 +88,6 @@ def _dataset_cfgs(node):
 def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
     """Fail early, naming the file, when a dataset's annotation file is
     missing or empty (the libraries otherwise report a bare JSON error)."""
-    import os.path as osp
     for split in splits:
         loader = cfg.get(f'{split}_dataloader', None)
         if not isinstance(loader, dict):
@@ -137,8 +185,3 @@ class ClassCountCheckHook(Hook):
 
     def before_test(self, runner):
         self._check(runner, runner.test_dataloader, 'test')
-
-
-def check_class_counts(runner) -> None:
-    """Register :class:`ClassCountCheckHook` on a runner."""
-    runner.register_hook(ClassCountCheckHook())

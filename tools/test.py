@@ -20,11 +20,10 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (check_annotation_files,  # noqa: E402
-                           check_class_counts, library_of, prepare_env)
+from _runner_utils import (add_runner_arguments,  # noqa: E402
+                           build_runner, check_annotation_files, library_of,
+                           load_config, set_local_rank)
 
 
 def parse_args(argv=None):
@@ -47,20 +46,9 @@ def parse_args(argv=None):
         '--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument(
         '--metrics-file', help='also write the metrics to this JSON file')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. test_dataloader.batch_size=2')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    set_local_rank(args)
     return args
 
 
@@ -116,15 +104,7 @@ def _add_dump(cfg, args, library):
 
 
 def build_config(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise SystemExit(f'Checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
@@ -142,16 +122,8 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    prepare_env(cfg)
     check_annotation_files(cfg, ('test', ))
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    check_class_counts(runner)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if runner.rank == 0:
         metrics = {

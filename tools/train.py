@@ -11,15 +11,13 @@ Usage::
 ``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (check_annotation_files,  # noqa: E402
-                           check_class_counts, library_of, prepare_env)
+from _runner_utils import (add_runner_arguments,  # noqa: E402
+                           build_runner, check_annotation_files, library_of,
+                           load_config, set_local_rank)
 
 
 def parse_args(argv=None):
@@ -43,36 +41,15 @@ def parse_args(argv=None):
         '--auto-scale-lr', action='store_true',
         help='scale the learning rate by the actual total batch size over '
         'the config\'s auto_scale_lr.base_batch_size')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. train_cfg.max_epochs=2 '
-        '"model.backbone.arch=xs"')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (or --local_rank).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(
+        parser, 'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    set_local_rank(args)
     return args
 
 
 def build_config(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
 
     if args.amp:
         import torch
@@ -111,17 +88,9 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    prepare_env(cfg)
     check_annotation_files(
         cfg, ('train', 'val') if cfg.get('val_cfg') else ('train', ))
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    check_class_counts(runner)
+    runner = build_runner(cfg)
     print(f'[{library_of(cfg)}] training {osp.basename(args.config)}; '
           f'work dir {cfg.work_dir}', flush=True)
     runner.train()
