@@ -65,13 +65,22 @@ def _module_on_cpu(module) -> bool:
     return bool(params) and all(p.device.type == 'cpu' for p in params)
 
 
+def _replace_once(owner, name: str, make_replacement) -> None:
+    """Set ``owner.name`` to ``make_replacement(original)``, once per process."""
+    original = getattr(owner, name)
+    if getattr(original, '_mmefficientmod_fix', False):
+        return
+    replacement = make_replacement(original)
+    replacement._mmefficientmod_fix = True
+    setattr(owner, name, replacement)
+
+
 def apply_cpu_distributed_fix() -> None:
     """Let mmengine's ``pytorch`` launcher and DDP wrapper run on CPU only."""
     from mmengine.dist import utils as dist_utils
     from mmengine.model.wrappers import MMDistributedDataParallel
 
-    init_pytorch = dist_utils._init_dist_pytorch
-    if not getattr(init_pytorch, '_mmefficientmod_cpu_fix', False):
+    def cpu_init_dist(init_pytorch):
 
         def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
             if _accelerator_present() or init_backend != 'torch':
@@ -81,11 +90,9 @@ def apply_cpu_distributed_fix() -> None:
                 backend = 'gloo'
             torch.distributed.init_process_group(backend=backend, **kwargs)
 
-        _init_dist_pytorch._mmefficientmod_cpu_fix = True
-        dist_utils._init_dist_pytorch = _init_dist_pytorch
+        return _init_dist_pytorch
 
-    ddp_init = MMDistributedDataParallel.__init__
-    if not getattr(ddp_init, '_mmefficientmod_cpu_fix', False):
+    def cpu_ddp_init(ddp_init):
 
         def __init__(self, module, *args, **kwargs):
             if kwargs.get('device_ids') is not None and _module_on_cpu(module):
@@ -93,33 +100,35 @@ def apply_cpu_distributed_fix() -> None:
                 kwargs.pop('output_device', None)
             ddp_init(self, module, *args, **kwargs)
 
-        __init__._mmefficientmod_cpu_fix = True
-        MMDistributedDataParallel.__init__ = __init__
+        return __init__
+
+    _replace_once(dist_utils, '_init_dist_pytorch', cpu_init_dist)
+    _replace_once(MMDistributedDataParallel, '__init__', cpu_ddp_init)
 
 
 def apply_empty_dataset_fix() -> None:
     """Give empty datasets a clear error instead of a numpy one."""
     from mmengine.dataset import BaseDataset
 
-    serialize = BaseDataset._serialize_data
-    if getattr(serialize, '_mmefficientmod_empty_fix', False):
-        return
+    def check_not_empty(serialize):
 
-    def _serialize_data(self):
-        if len(self.data_list) == 0:
-            raise ValueError(
-                f'{type(self).__name__} is empty: no samples were left after '
-                f'loading and filtering (ann_file={self.ann_file!r}, '
-                f'data_root={self.data_root!r}, '
-                f'data_prefix={self.data_prefix!r}, '
-                f'filter_cfg={self.filter_cfg!r}). Check that the annotation '
-                f'file lists images with annotations and that the image '
-                f'folder holds the images; filter_cfg.filter_empty_gt=False '
-                f'keeps images without objects.')
-        return serialize(self)
+        def _serialize_data(self):
+            if len(self.data_list) == 0:
+                raise ValueError(
+                    f'{type(self).__name__} is empty: no samples were left '
+                    f'after loading and filtering (ann_file={self.ann_file!r}, '
+                    f'data_root={self.data_root!r}, '
+                    f'data_prefix={self.data_prefix!r}, '
+                    f'filter_cfg={self.filter_cfg!r}). Check that the '
+                    f'annotation file lists images with annotations and that '
+                    f'the image folder holds the images; '
+                    f'filter_cfg.filter_empty_gt=False keeps images without '
+                    f'objects.')
+            return serialize(self)
 
-    _serialize_data._mmefficientmod_empty_fix = True
-    BaseDataset._serialize_data = _serialize_data
+        return _serialize_data
+
+    _replace_once(BaseDataset, '_serialize_data', check_not_empty)
 
 
 def apply_all() -> None:
