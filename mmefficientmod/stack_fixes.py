@@ -1,56 +1,50 @@
-"""Fixes for gaps of the pinned OpenMMLab 2.0 stack on today's PyTorch.
+"""Fixes for gaps of the OpenMMLab 2.0 stack on today's PyTorch.
 
-Importing :mod:`mmefficientmod` applies them once; each is small, keyed to a
-specific library version's behaviour, and has a test that fails without it.
+This is the one place where :mod:`mmefficientmod` changes another library.
+``import mmefficientmod`` runs :func:`apply_all`, which applies each fix of
+:data:`FIXES` only where the installed versions have its gap; with other
+versions it changes nothing, and mmengine otherwise behaves as stock (a test
+compares mmengine's functions and classes before and after the import). Each
+fix has a test that fails without it.
 
-* **Checkpoints on torch >= 2.6.** ``torch.load`` now defaults to
-  ``weights_only=True``, but mmengine 0.10.7 calls it without the argument,
-  while its own training checkpoints hold Python objects (the message hub's
-  history, numpy scalars, the config). Loading such a checkpoint, and so
-  ``resume=True``, fails with an ``UnpicklingError``. We re-register
-  mmengine's local-file and HTTP loaders to pass ``weights_only=False``, which
-  restores the behaviour mmengine was written for. As before torch 2.6, only
-  load checkpoints from sources you trust.
-* **Multi-process training without CUDA.** mmengine 0.10.7's
-  ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and the configs
-  ask for the ``nccl`` backend, and its runner passes
-  ``device_ids=[LOCAL_RANK]`` to ``DistributedDataParallel``, which torch
-  rejects for a CPU module. When no CUDA device (nor another accelerator
-  mmengine knows) is present, we initialise the process group without
-  ``set_device`` and with ``gloo`` in place of ``nccl``, and drop
-  ``device_ids``/``output_device`` for modules whose parameters are all on the
-  CPU. With CUDA nothing changes. ``SyncBatchNorm`` still needs GPUs (torch
-  has no CPU implementation); CPU configs use ``BN``.
-* **Empty datasets.** When no sample is left after loading and filtering
-  (e.g. a COCO file without annotations and ``filter_empty_gt=True``, or an
-  image folder without images), mmengine 0.10.7's ``BaseDataset`` fails in
-  its serialisation with "need at least one array to concatenate". We raise
-  a ``ValueError`` naming the dataset, its annotation file and folders
-  instead. Non-empty datasets are untouched.
+* ``safe_checkpoints`` (torch >= 2.6, mmengine < 0.11). torch now loads with
+  ``weights_only=True`` by default, which refuses mmengine's own training
+  checkpoints (``resume``, ``load_checkpoint``), while mmengine's URL loader
+  unpickles without any check. mmengine's local and http(s) loaders (and so
+  ``open-mmlab://``, ``torchvision://`` and ``mmcls://``, which call them) are
+  replaced by :mod:`mmefficientmod.checkpoint.safe_load`: ``weights_only``
+  with an allowlist of the types those checkpoints hold; anything else is
+  refused with an error naming the file, the type and the opt-in.
+* ``cpu_distributed`` (mmengine < 0.11, no CUDA or other accelerator).
+  ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and the configs ask
+  for ``nccl``; the runner passes ``device_ids`` to
+  ``DistributedDataParallel``, which torch rejects for a CPU module. Without
+  an accelerator the process group starts with ``gloo`` and no
+  ``set_device``, and ``device_ids`` is dropped for CPU modules.
+* ``empty_dataset_error`` (mmengine < 0.11). A dataset left with no sample
+  fails deep in ``BaseDataset``'s serialisation ("need at least one array to
+  concatenate"); it now raises a ``ValueError`` naming the dataset, its
+  annotation file and folders.
 """
-import os.path as osp
+from typing import Callable, List, NamedTuple
 
+import mmengine
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.utils import digit_version
+
+# The mmengine releases whose gaps the fixes below fill (0.10.7 is the last).
+MMENGINE_FIXED_BELOW = digit_version('0.11.0')
 
 
-def _load_local_checkpoint(filename, map_location):
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+class StackFix(NamedTuple):
+    """A fix, the check that the installed stack needs it, and how to apply."""
+    name: str
+    needed: Callable[[], bool]
+    apply: Callable[[], None]
 
 
-def _load_url_checkpoint(filename, map_location):
-    return torch.hub.load_state_dict_from_url(
-        filename, map_location=map_location, weights_only=False)
-
-
-def apply_checkpoint_fix() -> None:
-    """Make mmengine's local and HTTP checkpoint loaders work on torch >= 2.6."""
-    CheckpointLoader.register_scheme('', _load_local_checkpoint, force=True)
-    CheckpointLoader.register_scheme(
-        ['http://', 'https://'], _load_url_checkpoint, force=True)
+def _old_mmengine() -> bool:
+    return digit_version(mmengine.__version__) < MMENGINE_FIXED_BELOW
 
 
 def _accelerator_present() -> bool:
@@ -58,11 +52,6 @@ def _accelerator_present() -> bool:
                                  is_npu_available)
     return (torch.cuda.is_available() or is_npu_available()
             or is_mlu_available() or is_musa_available())
-
-
-def _module_on_cpu(module) -> bool:
-    params = list(module.parameters())
-    return bool(params) and all(p.device.type == 'cpu' for p in params)
 
 
 def _replace_once(owner, name: str, make_replacement) -> None:
@@ -75,7 +64,32 @@ def _replace_once(owner, name: str, make_replacement) -> None:
     setattr(owner, name, replacement)
 
 
-def apply_cpu_distributed_fix() -> None:
+def _safe_checkpoints_needed() -> bool:
+    return (_old_mmengine()
+            and digit_version(torch.__version__) >= digit_version('2.6.0'))
+
+
+def apply_safe_checkpoints() -> None:
+    """Route mmengine's local and http(s) checkpoint loading through the
+    allowlist of :mod:`mmefficientmod.checkpoint.safe_load`."""
+    from mmengine.runner import checkpoint as mm_checkpoint
+
+    from .checkpoint.safe_load import load_local_checkpoint, load_url_checkpoint
+    loader = mm_checkpoint.CheckpointLoader
+    loader.register_scheme('', load_local_checkpoint, force=True)
+    loader.register_scheme(['http://', 'https://'], load_url_checkpoint,
+                           force=True)
+    # The open-mmlab://, torchvision:// and mmcls:// loaders call these.
+    mm_checkpoint.load_from_local = load_local_checkpoint
+    mm_checkpoint.load_from_http = load_url_checkpoint
+
+
+def _module_on_cpu(module) -> bool:
+    params = list(module.parameters())
+    return bool(params) and all(p.device.type == 'cpu' for p in params)
+
+
+def apply_cpu_distributed() -> None:
     """Let mmengine's ``pytorch`` launcher and DDP wrapper run on CPU only."""
     from mmengine.dist import utils as dist_utils
     from mmengine.model.wrappers import MMDistributedDataParallel
@@ -83,7 +97,7 @@ def apply_cpu_distributed_fix() -> None:
     def cpu_init_dist(init_pytorch):
 
         def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
-            if _accelerator_present() or init_backend != 'torch':
+            if init_backend != 'torch':
                 return init_pytorch(
                     backend, init_backend=init_backend, **kwargs)
             if backend == 'nccl':
@@ -106,7 +120,7 @@ def apply_cpu_distributed_fix() -> None:
     _replace_once(MMDistributedDataParallel, '__init__', cpu_ddp_init)
 
 
-def apply_empty_dataset_fix() -> None:
+def apply_empty_dataset_error() -> None:
     """Give empty datasets a clear error instead of a numpy one."""
     from mmengine.dataset import BaseDataset
 
@@ -131,7 +145,21 @@ def apply_empty_dataset_fix() -> None:
     _replace_once(BaseDataset, '_serialize_data', check_not_empty)
 
 
-def apply_all() -> None:
-    apply_checkpoint_fix()
-    apply_cpu_distributed_fix()
-    apply_empty_dataset_fix()
+FIXES = (
+    StackFix('safe_checkpoints', _safe_checkpoints_needed,
+             apply_safe_checkpoints),
+    StackFix('cpu_distributed',
+             lambda: _old_mmengine() and not _accelerator_present(),
+             apply_cpu_distributed),
+    StackFix('empty_dataset_error', _old_mmengine, apply_empty_dataset_error),
+)
+
+
+def apply_all() -> List[str]:
+    """Apply the fixes the installed stack needs; return their names."""
+    applied = []
+    for fix in FIXES:
+        if fix.needed():
+            fix.apply()
+            applied.append(fix.name)
+    return applied

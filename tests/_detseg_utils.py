@@ -6,6 +6,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_EMBEDDED = osp.join(REPO, 'configs', 'mask_rcnn',
@@ -163,5 +164,5 @@ def files(pattern):
 
 def state_dict_of(path):
     import torch
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)

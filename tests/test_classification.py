@@ -21,6 +21,7 @@ from mmefficientmod.datasets.embedded import make_imagenet
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from parity import load_parity_fixture  # noqa: E402
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -193,8 +194,7 @@ def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     assert all(float(d) > 0 for _, d in losses)
     assert 'accuracy/top1' in log and 'accuracy/top5' in log
 
-    ckpt = torch.load(trained['checkpoint'], map_location='cpu',
-                      weights_only=False)
+    ckpt = load_checkpoint(trained['checkpoint'])
     state = ckpt['state_dict']
     assert not any('teacher' in k for k in state)
     assert not any('teacher' in k for k in ckpt['ema_state_dict'])
@@ -246,19 +246,24 @@ def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
                         out)
     assert metrics, out[-3000:]
     top1, top5 = map(float, metrics.groups())
-    assert 0 <= top1 <= top5 <= 100
     assert not KEY_WARNING.search(out), out[-3000:]
     with open(preds, 'rb') as f:
         dumped = pickle.load(f)
     assert len(dumped) == 16
     tested = torch.stack([d['pred_score'] for d in dumped])
 
-    ckpt = torch.load(trained['checkpoint'], map_location='cpu',
-                      weights_only=False)
+    ckpt = load_checkpoint(trained['checkpoint'])
     cfg = Config.fromfile(EMBEDDED_CFG)
     cfg.merge_from_dict({'test_dataloader.dataset.data_root': imagenet})
     ema_scores = predict_scores(cfg, ckpt['state_dict'])
     torch.testing.assert_close(tested, ema_scores, atol=1e-5, rtol=1e-4)
+    # The printed accuracies are those of these scores.
+    labels = torch.tensor([d['gt_label'].item() for d in dumped])
+    top5_hits = (ema_scores.topk(5, dim=1).indices == labels[:, None]).any(1)
+    assert top1 == pytest.approx(
+        (ema_scores.argmax(1) == labels).float().mean().item() * 100, abs=1e-3)
+    assert top5 == pytest.approx(top5_hits.float().mean().item() * 100,
+                                 abs=1e-3)
     online = dict(ckpt['state_dict'])
     online.update({k[7:]: v for k, v in ckpt['ema_state_dict'].items()
                    if k.startswith('module.')})
@@ -272,8 +277,7 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path):
         import publish_ema
     finally:
         sys.path.pop(0)
-    ckpt = torch.load(trained['checkpoint'], map_location='cpu',
-                      weights_only=False)
+    ckpt = load_checkpoint(trained['checkpoint'])
     out = run_tool(['tools/model_converters/publish_ema.py',
                     trained['checkpoint'], str(tmp_path / 'xxs.pth')])
     path = out.strip().splitlines()[-1]

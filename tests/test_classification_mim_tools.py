@@ -11,6 +11,7 @@ import torch
 
 import mmpretrain
 from mmefficientmod.datasets.embedded import make_imagenet
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -59,7 +60,7 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(tmp_path):
         out[-3000:]
     assert 'accuracy/top1' in out and 'accuracy/top5' in out
     ckpt_path = osp.join(work_dir, 'epoch_1.pth')
-    ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint(ckpt_path)
     assert 'ema_state_dict' in ckpt
     assert not any('teacher' in k for k in ckpt['state_dict'])
 
@@ -72,3 +73,45 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(tmp_path):
     assert re.search(r'accuracy/top1: [\d.]+ +accuracy/top5: [\d.]+', out), \
         out[-3000:]
     assert not KEY_WARNING.search(out), out[-3000:]
+
+
+def run_failing(tool_path, args):
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
+    proc = subprocess.run([sys.executable, tool_path] + list(args), cwd=REPO,
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.e2e
+def test_checkpoint_payload_refused_by_test_and_resume(tmp_path):
+    """A checkpoint whose pickle runs code is refused, without running it,
+    by mmpretrain's tools/test.py, ours, and our tools/train.py --resume."""
+    from test_safe_checkpoints import Payload
+    root = str(tmp_path / 'imagenet')
+    make_imagenet(root, num_per_class_train=1, num_per_class_val=1,
+                  img_size=64)
+    data = []
+    for split in ('train', 'val', 'test'):
+        data += [f'{split}_dataloader.dataset.data_root={root}',
+                 f'{split}_dataloader.num_workers=0']
+    config = osp.join(CONFIGS,
+                      'efficientmod-xxs_distill_1xb8_embedded-64px.py')
+    marker = tmp_path / 'payload_ran'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': Payload(marker)}, evil)
+    runs = {
+        'mmpretrain test.py': (osp.join(MIM_TOOLS, 'test.py'),
+                               [config, str(evil)]),
+        'tools/test.py': (osp.join(REPO, 'tools', 'test.py'),
+                          [config, str(evil)]),
+        'tools/train.py --resume': (osp.join(REPO, 'tools', 'train.py'),
+                                    [config, '--resume', str(evil)]),
+    }
+    for name, (tool, args) in runs.items():
+        out = run_failing(tool, args + [
+            '--work-dir', str(tmp_path / 'work'), '--cfg-options'] + data)
+        assert 'UnsafeCheckpointError' in out, (name, out[-3000:])
+        assert 'builtins.exec' in out and str(evil) in out, name
+        assert not marker.exists(), f'the payload ran through {name}'

@@ -47,9 +47,13 @@ def _seg_batch(size=(128, 160)):
     return torch.rand(1, 3, h, w), [sample]
 
 
-def test_configs_found():
-    assert len([c for c in CONFIGS if 'mask_rcnn' in c]) >= 5
-    assert len([c for c in CONFIGS if 'sem_fpn' in c]) >= 5
+def test_every_arch_has_its_dense_configs():
+    names = {osp.basename(c) for c in CONFIGS}
+    for arch in ('xxs', 'xs', 's', 's-conv'):
+        assert f'mask-rcnn_efficientmod-{arch}_fpn_1x_coco.py' in names
+        assert f'fpn_efficientmod-{arch}_8xb4-40k_ade20k-512x512.py' in names
+    assert 'mask-rcnn_efficientmod-xxs_fpn_embedded.py' in names
+    assert 'fpn_efficientmod-xxs_embedded.py' in names
 
 
 @pytest.mark.parametrize('config', CONFIGS)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from _detseg_utils import (files, make_tiny_data, run, tiny_det_config, tool,
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
                            write_config)
 
 
@@ -42,14 +43,14 @@ def test_train_logs_progress_validates_and_checkpoints(det):
 
 
 def test_resume_continues_from_last_checkpoint(det):
-    before = torch.load(det['work'] / 'epoch_2.pth', weights_only=False)
+    before = load_checkpoint(det['work'] / 'epoch_2.pth')
     log = tool('train.py', det['cfg'], '--work-dir', det['work'], '--resume',
                '--cfg-options', 'train_cfg.max_epochs=3',
                'train_cfg.val_interval=100').stdout
     assert 'epoch_2.pth' in log and 'resumed epoch: 2' in log
     assert 'Epoch(train) [3][4/4]' in log
     assert 'Epoch(train) [1]' not in log
-    after = torch.load(det['work'] / 'epoch_3.pth', weights_only=False)
+    after = load_checkpoint(det['work'] / 'epoch_3.pth')
     assert after['meta']['epoch'] == 3
     assert after['meta']['iter'] == before['meta']['iter'] + 4
     # Optimizer moments were carried over, not restarted.

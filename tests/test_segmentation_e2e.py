@@ -21,6 +21,7 @@ import signal
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 
 @HOOKS.register_module()
@@ -81,8 +82,7 @@ def test_train_logs_progress_and_checkpoints(seg):
     assert 'mIoU' in log  # validation at the end of training
     for i in (2, 4, 6):
         assert osp.isfile(seg['full'] / f'iter_{i}.pth')
-    ckpt = torch.load(seg['full'] / 'iter_6.pth', map_location='cpu',
-                      weights_only=False)
+    ckpt = load_checkpoint(seg['full'] / 'iter_6.pth')
     assert ckpt['meta']['iter'] == MAX_ITERS
     assert 'optimizer' in ckpt and 'param_schedulers' in ckpt
 
@@ -109,8 +109,8 @@ def test_killed_run_resumes_and_loses_nothing(seg):
         torch.testing.assert_close(resumed[key], reference[key], rtol=0,
                                    atol=1e-6, msg=key)
     # And the optimizer state matches too.
-    ckpt_r = torch.load(work / 'iter_6.pth', weights_only=False)
-    ckpt_f = torch.load(seg['full'] / 'iter_6.pth', weights_only=False)
+    ckpt_r = load_checkpoint(work / 'iter_6.pth')
+    ckpt_f = load_checkpoint(seg['full'] / 'iter_6.pth')
     assert ckpt_r['meta']['iter'] == ckpt_f['meta']['iter'] == MAX_ITERS
     steps = {s['step'].item() if torch.is_tensor(s['step']) else s['step']
              for s in ckpt_r['optimizer']['state'].values()}

@@ -1,5 +1,9 @@
-"""The fixes of mmefficientmod.stack_fixes, each shown to be needed."""
+"""The fixes of mmefficientmod.stack_fixes: each shown to be needed, applied
+only where the installed versions have the gap, and nothing else changed."""
+import json
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -58,9 +62,10 @@ def make_runner(work_dir, max_iters, **kwargs):
 def test_training_checkpoint_loads_and_resumes(tmp_path):
     make_runner(tmp_path, max_iters=2).train()
     checkpoint = tmp_path / 'iter_2.pth'
-    # The gap: mmengine's own loader cannot read its training checkpoints on torch >= 2.6.
+    # The gap: stock mmengine's torch.load (weights_only by default on
+    # torch >= 2.6, no allowlist) cannot read its own training checkpoints.
     with pytest.raises(pickle.UnpicklingError):
-        mmengine_checkpoint.load_from_local(str(checkpoint), map_location='cpu')
+        torch.load(str(checkpoint), map_location='cpu')
 
     saved = mmengine_checkpoint.CheckpointLoader.load_checkpoint(str(checkpoint))
     assert saved['meta']['iter'] == 2 and 'message_hub' in saved
@@ -70,3 +75,81 @@ def test_training_checkpoint_loads_and_resumes(tmp_path):
     assert resumed.iter == 4
     state = resumed.optim_wrapper.optimizer.state_dict()['state']
     assert all(s['step'].item() == 4 for s in state.values())
+
+
+# Runs in a fresh interpreter: records every function and class attribute of
+# mmengine's modules, imports the plugin, and prints what changed.
+SNAPSHOT = r"""
+import importlib, inspect, json, pkgutil, sys
+import mmengine
+names = sorted(m.name for m in pkgutil.walk_packages(
+    mmengine.__path__, 'mmengine.') if '.tests' not in m.name)
+modules = []
+for name in names:
+    try:
+        modules.append(importlib.import_module(name))
+    except Exception:
+        pass  # optional dependencies of mmengine that are not installed
+
+def snapshot():
+    seen = {}
+    for module in modules:
+        for key, value in list(vars(module).items()):
+            seen[f'{module.__name__}.{key}'] = id(value)
+            if inspect.isclass(value) and value.__module__ == module.__name__:
+                for attr, member in list(vars(value).items()):
+                    seen[f'{module.__name__}.{key}.{attr}'] = id(member)
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for prefix, loader in CheckpointLoader._schemes.items():
+        seen[f'CheckpointLoader._schemes[{prefix!r}]'] = id(loader)
+    return seen
+
+before = snapshot()
+import mmefficientmod
+from mmefficientmod import stack_fixes
+after = snapshot()
+changed = sorted(k for k in before if after.get(k) != before[k])
+print(json.dumps(dict(changed=changed, applied=[
+    f.name for f in stack_fixes.FIXES if f.needed()])))
+"""
+
+# What each fix changes in mmengine; nothing else may change.
+FIX_CHANGES = {
+    'safe_checkpoints': {
+        "CheckpointLoader._schemes['']",
+        "CheckpointLoader._schemes['http://']",
+        "CheckpointLoader._schemes['https://']",
+        'mmengine.runner.checkpoint.load_from_local',
+        'mmengine.runner.checkpoint.load_from_http',
+    },
+    'cpu_distributed': {
+        'mmengine.dist.utils._init_dist_pytorch',
+        'mmengine.model.wrappers.distributed.MMDistributedDataParallel'
+        '.__init__',
+    },
+    'empty_dataset_error': {
+        'mmengine.dataset.base_dataset.BaseDataset._serialize_data',
+    },
+}
+
+
+def run_snapshot(extra=''):
+    proc = subprocess.run([sys.executable, '-c', extra + SNAPSHOT],
+                          stdout=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 0
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_changes_mmengine_only_by_the_listed_fixes():
+    result = run_snapshot()
+    # On this stack (torch >= 2.6, mmengine 0.10, no GPU) all three apply.
+    assert result['applied'] == list(FIX_CHANGES)
+    expected = set().union(*FIX_CHANGES.values())
+    assert set(result['changed']) == expected
+
+
+def test_no_fix_applies_to_a_stack_without_the_gaps():
+    # A later mmengine (and a GPU for the distributed fix) has none of them.
+    result = run_snapshot('import mmengine; mmengine.__version__ = "0.11.0"\n')
+    assert result['applied'] == []
+    assert result['changed'] == []

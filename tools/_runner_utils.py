@@ -5,10 +5,9 @@ library a config belongs to is read from its ``default_scope``.
 """
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 from mmengine.config import Config, DictAction
-from mmengine.hooks import Hook
 
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -56,20 +55,27 @@ def load_config(args) -> Config:
 
 
 def build_runner(cfg: Config):
-    """The config's runner, with the class-count check registered.
+    """The config's runner, with the config checks run first and registered.
 
     The plugin is imported first (it registers EfficientMod and applies the
     stack fixes, including CPU-only distributed training) even for configs
-    that do not list it in ``custom_imports``.
+    that do not list it in ``custom_imports``. Mismatched widths or class
+    counts are reported before anything is built; the check hook, which our
+    configs list in ``custom_hooks``, is added for configs that do not, so
+    the dataset's classes are checked too.
     """
-    import mmefficientmod  # noqa: F401
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from mmefficientmod.engine import EfficientModConfigCheckHook, check_config
+    check_config(cfg)
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    runner.register_hook(ClassCountCheckHook())
+    if not any(isinstance(hook, EfficientModConfigCheckHook)
+               for hook in runner.hooks):
+        runner.register_hook(EfficientModConfigCheckHook())
     return runner
 
 
@@ -113,75 +119,3 @@ def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
                     f'The {split} annotation file {path} is empty (0 bytes); '
                     f'it was probably cut short while being written or '
                     f'copied. Restore or regenerate it.')
-
-
-def _head_class_counts(node, path='model') -> List[Tuple[str, int]]:
-    """``(path, num_classes)`` of every head in a model config, leaving out
-    region-proposal heads (one objectness class by design) and distillation
-    teachers (their own label space)."""
-    found = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            sub = f'{path}.{key}'
-            if key == 'num_classes' and isinstance(value, int):
-                found.append((path + '.num_classes', value))
-            elif key not in ('rpn_head', 'teacher'):
-                found.extend(_head_class_counts(value, sub))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            found.extend(_head_class_counts(value, f'{path}[{i}]'))
-    return found
-
-
-def _model_counts_match(counts, num_dataset_classes) -> bool:
-    for _, n in counts:
-        # A binary segmentor may predict one sigmoid channel for 2 classes.
-        if n != num_dataset_classes and not (n == 1 and
-                                             num_dataset_classes == 2):
-            return False
-    return True
-
-
-def class_count_error(model_cfg: Dict, classes, split: str) -> Optional[str]:
-    """A message naming the fix when the model's heads predict a different
-    number of classes than the dataset has, else None."""
-    counts = _head_class_counts(model_cfg)
-    if not counts or classes is None:
-        return None
-    if _model_counts_match(counts, len(classes)):
-        return None
-    names = ', '.join(map(str, classes))
-    if len(names) > 200:
-        names = names[:200] + ', ...'
-    heads = ', '.join(f'{p}={n}' for p, n in counts)
-    fix = ' '.join(f'{p}={len(classes)}' for p, _ in counts)
-    return (f'Class count mismatch: the model predicts {heads}, but the '
-            f'{split} dataset has {len(classes)} classes ({names}). Set the '
-            f'heads to the dataset\'s class count (e.g. --cfg-options {fix}) '
-            f'or give the dataset the classes the model was built for '
-            f'(its metainfo=dict(classes=...)).')
-
-
-class ClassCountCheckHook(Hook):
-    """Stop before training/testing when the config's ``num_classes`` and the
-    dataset's classes disagree.
-
-    Left unchecked, mmdet trains silently with too many classes or with the
-    last class taken as background (too few), and mmseg fails deep inside
-    the loss with an index error.
-    """
-    priority = 'VERY_HIGH'
-
-    def _check(self, runner, loader, split):
-        dataset = getattr(loader, 'dataset', None)
-        metainfo = getattr(dataset, 'metainfo', None) or {}
-        message = class_count_error(runner.cfg.get('model', {}),
-                                    metainfo.get('classes'), split)
-        if message:
-            raise ValueError(message)
-
-    def before_train(self, runner):
-        self._check(runner, runner.train_dataloader, 'training')
-
-    def before_test(self, runner):
-        self._check(runner, runner.test_dataloader, 'test')

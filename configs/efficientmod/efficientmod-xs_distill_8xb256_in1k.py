@@ -5,6 +5,12 @@
 # checkpoints.
 _base_ = './efficientmod-xs_8xb256_in1k.py'
 
+# The distillation classifier lives apart from the backbone, so that
+# `import mmefficientmod` does not load mmpretrain.
+custom_imports = dict(
+    imports=['mmefficientmod', 'mmefficientmod.models.classifiers'],
+    allow_failed_imports=False)
+
 model = dict(
     type='KnowledgeDistillationImageClassifier',
     # Teacher: mmpretrain's ConvNeXt-S (83.2 top-1, 50M params, 8.7 GFLOPs),

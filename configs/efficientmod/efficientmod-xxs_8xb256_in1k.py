@@ -86,7 +86,11 @@ auto_scale_lr = dict(base_batch_size=2048)
 # EMA of the weights; EMAHook swaps them in for validation/testing and saves
 # them as `state_dict` in the checkpoints (the online weights go to
 # `ema_state_dict`); see tools/model_converters/publish_ema.py.
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    # clear errors for mismatched widths or class counts (mmefficientmod)
+    dict(type='EfficientModConfigCheckHook'),
+]
 
 default_hooks = dict(
     checkpoint=dict(

@@ -99,7 +99,11 @@ train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=1)
 auto_scale_lr = dict(base_batch_size=8)
 
 # a fast EMA, so that a few iterations already move it
-custom_hooks = [dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
+    # clear errors for mismatched widths or class counts (mmefficientmod)
+    dict(type='EfficientModConfigCheckHook'),
+]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(

@@ -8,6 +8,8 @@
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['mmefficientmod'], allow_failed_imports=False)
+# Clear errors for mismatched widths or class counts, in every tool.
+custom_hooks = [dict(type='EfficientModConfigCheckHook')]
 
 arch = 'xxs'
 widths = [32, 64, 128, 256]

@@ -2,8 +2,7 @@
 from collections import OrderedDict
 from typing import Dict, Optional
 
-from mmengine.runner.checkpoint import CheckpointLoader
-
+from .safe_load import open_checkpoint
 from .upstream import (NotEfficientModCheckpoint, _describe, convert_checkpoint,
                        is_upstream_checkpoint)
 
@@ -24,7 +23,7 @@ def load_backbone_weights(filename: str,
     Returns:
         dict: The backbone's weights, without prefix.
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    checkpoint = open_checkpoint(filename)
     if is_upstream_checkpoint(checkpoint):
         checkpoint = convert_checkpoint(checkpoint, use_ema=use_ema)
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None

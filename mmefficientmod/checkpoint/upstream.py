@@ -19,6 +19,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..arch import ARCH_SETTINGS
+
 # Block-local upstream names -> ours, for each of the two block types.
 MODULATION_KEYS = {
     'gamma_1': 'layer_scale',
@@ -91,9 +93,8 @@ def convert_backbone_keys(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[s
 
 def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> str:
     """Name the arch whose shapes match a backbone state dict in our naming."""
-    from ..models.backbones.efficientmod import EfficientMod
     found = arch_signature(backbone_state)
-    for name, settings in EfficientMod.arch_zoo.items():
+    for name, settings in ARCH_SETTINGS.items():
         if arch_signature_of_settings(settings) == found:
             return name
     widths, blocks = found
@@ -101,7 +102,7 @@ def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> str:
         f'The checkpoint holds an EfficientMod-like backbone with widths '
         f'{list(widths)} and blocks {[list(b) for b in blocks]} (per stage; '
         f"'m<r>' modulation with ratio r, 'a<r>' attention with MLP ratio r), "
-        f'which matches none of the archs {sorted(EfficientMod.arch_zoo)}. '
+        f'which matches none of the archs {sorted(ARCH_SETTINGS)}. '
         'Build the model with an arch dict of these settings instead.')
 
 

@@ -1,4 +1,5 @@
+# The distillation classifier (mmefficientmod.models.classifiers) needs
+# mmpretrain; the configs that use it import it through custom_imports.
 from .backbones import EfficientMod
-from .classifiers import KnowledgeDistillationImageClassifier  # noqa: F401
 
 __all__ = ['EfficientMod']

@@ -16,6 +16,8 @@ import sys
 import torch
 
 from mmefficientmod.checkpoint import NotEfficientModCheckpoint, convert_checkpoint
+from mmefficientmod.checkpoint.safe_load import (UnsafeCheckpointError,
+                                                 load_checkpoint)
 
 
 def parse_args():
@@ -36,10 +38,12 @@ def main():
         sys.exit(f'error: {args.src} does not exist.')
     if osp.exists(args.dst) and not args.force:
         sys.exit(f'error: {args.dst} exists; pass --force to overwrite it.')
-    # Released checkpoints are plain tensors in dicts; refuse anything else.
+    # Only the types released checkpoints hold are unpickled.
     try:
-        checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
-    except Exception as error:  # unpickling errors have no common base class
+        checkpoint = load_checkpoint(args.src)
+    except UnsafeCheckpointError as error:
+        sys.exit(f'error: {error}')
+    except Exception as error:  # a corrupt or non-PyTorch file
         sys.exit(f'error: {args.src} is not a plain PyTorch weights file '
                  f'({type(error).__name__}: {str(error).splitlines()[0]}).')
     try:

@@ -23,9 +23,13 @@ import argparse
 import hashlib
 import os
 import os.path as osp
+import pickle
+import sys
 from collections import OrderedDict
 
 import torch
+
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 
 def parse_args(argv=None):
@@ -74,7 +78,7 @@ def extract_weights(checkpoint: dict, online: bool = False):
 def publish(src: str, dst: str, online: bool = False,
             add_hash: bool = True) -> str:
     """Write the published checkpoint and return its path."""
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint(src)
     state, kind = extract_weights(checkpoint, online)
     teacher_keys = [k for k in state if k.startswith('teacher.')]
     if teacher_keys:
@@ -103,7 +107,10 @@ def publish(src: str, dst: str, online: bool = False,
 
 def main(argv=None):
     args = parse_args(argv)
-    path = publish(args.src, args.dst, args.online, not args.no_hash)
+    try:
+        path = publish(args.src, args.dst, args.online, not args.no_hash)
+    except pickle.UnpicklingError as error:
+        sys.exit(f'error: {error}')
     print(path)
 
 

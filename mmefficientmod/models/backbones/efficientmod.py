@@ -1,5 +1,5 @@
 """EfficientMod backbone (Ma et al., "Efficient Modulation for Vision Networks", ICLR 2024)."""
-import copy
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -9,10 +9,14 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ...arch import ARCH_SETTINGS, NUM_STAGES, parse_arch, parse_out_indices
+from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
 from ..layers import AttentionBlock, ModulationBlock
 
-ARCH_FIELDS = ('widths', 'depths', 'attention_depths', 'ratios',
-               'attention_mlp_ratios')
+# mmengine schemes that name other networks' weights (ResNet and the like),
+# as the ``model.pretrained`` of the libraries' base configs do.
+MODEL_ZOO_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://',
+                     'modelzoo://', 'mmcls://')
 
 
 class Downsample(nn.Module):
@@ -113,23 +117,17 @@ class EfficientMod(BaseModule):
             directly at a released upstream one (ImageNet, COCO or ADE20K),
             with an optional ``prefix`` and ``use_ema``. By default, linear and
             conv layers get truncated-normal weights (std 0.02) and zero bias.
+        pretrained (str, optional): What mmseg's segmentors pass down from
+            ``model.pretrained``, kept so that EfficientMod drops into their
+            configs. An EfficientMod checkpoint (path or URL) is loaded as
+            with ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``;
+            a model-zoo name of other weights (``open-mmlab://resnet50_v1c``
+            of the base configs) is ignored with a warning saying what to set.
+            Defaults to None.
     """
 
-    arch_zoo = {
-        'xxs': dict(widths=[32, 64, 128, 256], depths=[2, 2, 6, 2],
-                    attention_depths=[0, 0, 1, 2], ratios=[1, 6],
-                    attention_mlp_ratios=[4, 4, 4, 4]),
-        'xs': dict(widths=[32, 64, 144, 288], depths=[3, 3, 4, 2],
-                   attention_depths=[0, 0, 3, 3], ratios=[1, 4],
-                   attention_mlp_ratios=[4, 4, 4, 4]),
-        's': dict(widths=[32, 64, 144, 312], depths=[4, 4, 8, 4],
-                  attention_depths=[0, 0, 4, 4], ratios=[1, 6],
-                  attention_mlp_ratios=[4, 4, 4, 5]),
-        's_conv': dict(widths=[40, 80, 160, 344], depths=[4, 4, 12, 8],
-                       attention_depths=[0, 0, 0, 0], ratios=[1, 6],
-                       attention_mlp_ratios=[4, 4, 4, 4]),
-    }
-    num_stages = 4
+    arch_zoo = ARCH_SETTINGS
+    num_stages = NUM_STAGES
     out_types = ('featmap', 'avg_featmap')
 
     def __init__(self,
@@ -142,7 +140,10 @@ class EfficientMod(BaseModule):
                  layer_scale_init_value: float = 1e-4,
                  kernel_size: int = 7,
                  with_cp: bool = False,
-                 init_cfg: Optional[Union[Dict, List[Dict]]] = None):
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:
+            init_cfg = self._pretrained_init_cfg(pretrained, init_cfg)
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
@@ -150,9 +151,10 @@ class EfficientMod(BaseModule):
                 dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
             ]
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self.parse_arch(arch)
+        self.pretrained = pretrained
+        self.arch_settings = parse_arch(arch)
         self.in_channels = in_channels
-        self.out_indices = self.parse_out_indices(out_indices)
+        self.out_indices = parse_out_indices(out_indices)
         if out_type not in self.out_types:
             raise ValueError(f'out_type must be one of {self.out_types}, '
                              f'got {out_type!r}.')
@@ -196,44 +198,24 @@ class EfficientMod(BaseModule):
             self.norm = nn.LayerNorm(widths[-1])
         self._freeze_stages()
 
-    @classmethod
-    def parse_arch(cls, arch: Union[str, Dict]) -> Dict:
-        """Check ``arch`` and return its settings as a dict of lists."""
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(
-                    f'Unknown EfficientMod arch {arch!r}; choose one of '
-                    f'{sorted(cls.arch_zoo)} or pass a dict with the keys '
-                    f'{ARCH_FIELDS}.')
-            return copy.deepcopy(cls.arch_zoo[arch])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, got {type(arch)}.')
-        missing = [k for k in ARCH_FIELDS if k not in arch]
-        if missing:
-            raise ValueError(f'The arch dict lacks {missing}; a custom arch '
-                             f'needs all of {ARCH_FIELDS}.')
-        settings = {k: list(arch[k]) for k in ARCH_FIELDS}
-        for key in ('widths', 'depths', 'attention_depths',
-                    'attention_mlp_ratios'):
-            if len(settings[key]) != cls.num_stages:
-                raise ValueError(f'arch[{key!r}] needs {cls.num_stages} values '
-                                 f'(one per stage), got {settings[key]}.')
-        if not settings['ratios']:
-            raise ValueError("arch['ratios'] needs at least one ratio.")
-        return settings
-
-    def parse_out_indices(self, out_indices) -> List[int]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        parsed = []
-        for index in out_indices:
-            if not -self.num_stages <= index < self.num_stages:
-                raise ValueError(
-                    f'out_indices must be in [-{self.num_stages}, '
-                    f'{self.num_stages - 1}] (0-based stage numbers); got '
-                    f'{list(out_indices)}.')
-            parsed.append(index % self.num_stages)
-        return sorted(set(parsed))
+    @staticmethod
+    def _pretrained_init_cfg(pretrained: str, init_cfg) -> Optional[Dict]:
+        """The init_cfg that ``pretrained`` (mmseg's argument) stands for."""
+        if pretrained.startswith(MODEL_ZOO_SCHEMES):
+            warnings.warn(
+                f'EfficientMod ignores pretrained={pretrained!r}: it names '
+                "another network's weights, inherited from the base config's "
+                'model.pretrained. Set model.pretrained=None, and give '
+                'EfficientMod weights with model.backbone.init_cfg='
+                "dict(type='Pretrained', checkpoint=...) (a converted or "
+                'released EfficientMod checkpoint).')
+            return init_cfg
+        if init_cfg is not None:
+            raise ValueError(
+                f'EfficientMod got both pretrained={pretrained!r} and '
+                f'init_cfg={init_cfg!r}; give the weights in one place, '
+                "init_cfg=dict(type='Pretrained', checkpoint=...).")
+        return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not torch.jit.is_tracing() and (x.dim() != 4 or
@@ -302,10 +284,18 @@ class EfficientMod(BaseModule):
             return
         # Loaded here rather than by mmengine's PretrainedInit, so that a
         # released upstream checkpoint works as well as a converted one.
-        from ...checkpoint import load_backbone_weights
-        state_dict = load_backbone_weights(
-            init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
-            use_ema=init_cfg.get('use_ema', False))
+        try:
+            state_dict = load_backbone_weights(
+                init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                use_ema=init_cfg.get('use_ema', False))
+        except NotEfficientModCheckpoint as error:
+            if self.pretrained is None:
+                raise
+            raise NotEfficientModCheckpoint(
+                f'{error} It came in as pretrained={self.pretrained!r} '
+                '(model.pretrained of an mmseg config): set '
+                'model.pretrained=None if it names weights of another '
+                'backbone.') from None
         result = self.load_state_dict(state_dict, strict=False)
         logger = MMLogger.get_current_instance()
         logger.info(f'EfficientMod: loaded {init_cfg["checkpoint"]}')

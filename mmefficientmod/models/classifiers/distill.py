@@ -45,10 +45,11 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
+
+from ...checkpoint.safe_load import open_checkpoint
 
 
 def soft_distillation_loss(student_logits: torch.Tensor,
@@ -268,7 +269,7 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
     def load_teacher_checkpoint(self, filename: str) -> None:
         """Load the teacher's weights; every teacher weight must be in the
         checkpoint (an incomplete teacher would silently teach noise)."""
-        ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+        ckpt = open_checkpoint(filename)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
             else ckpt
         state = {(k[7:] if k.startswith('module.') else k): v

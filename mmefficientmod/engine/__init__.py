@@ -1,0 +1,7 @@
+from .config_check_hook import (ConfigError, EfficientModConfigCheckHook,
+                                check_config, class_count_error, width_errors)
+
+__all__ = [
+    'ConfigError', 'EfficientModConfigCheckHook', 'check_config',
+    'class_count_error', 'width_errors'
+]
