@@ -1,4 +1,4 @@
-"""Helpers shared by the detection / segmentation / tools / dist tests."""
+"""Paths and helpers shared by the tests (fixtures are in conftest.py)."""
 import glob
 import importlib.util
 import os
@@ -119,8 +119,6 @@ def tool_env(**extra):
     env.setdefault('OMP_NUM_THREADS', '2')
     env['PYTHONWARNINGS'] = 'ignore'
     env['PYTHON'] = sys.executable
-    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
-                                if env.get('PYTHONPATH') else '')
     env.update(extra)
     return env
 
@@ -144,9 +142,11 @@ def tool(name, *args, **kwargs):
 
 
 def load_tool(name):
-    """Import ``tools/<name>.py`` as a module (for in-process calls)."""
+    """Import ``tools/<name>.py`` as a module (for in-process calls);
+    ``name`` may name a sub-folder, e.g. ``'model_converters/publish_ema'``."""
     path = osp.join(REPO, 'tools', name + '.py')
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
+    module_name = '_tool_' + name.replace('/', '_')
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -163,6 +163,5 @@ def files(pattern):
 
 
 def state_dict_of(path):
-    import torch
     ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)

@@ -10,7 +10,8 @@ import os.path as osp
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from _detseg_utils import REPO
+
 DATA = osp.join(REPO, 'tests', 'data')
 UPSTREAM_KEYS = osp.join(DATA, 'upstream-keys')
 SEARCH_DIRS = [

@@ -17,13 +17,11 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
-from mmefficientmod.datasets.embedded import make_imagenet
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from parity import load_parity_fixture  # noqa: E402
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
+from mmefficientmod.datasets.embedded import make_imagenet
+from _detseg_utils import REPO
+from parity import load_parity_fixture
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 EMBEDDED_CFG = osp.join(CONFIGS,
                         'efficientmod-xxs_distill_1xb8_embedded-64px.py')
@@ -271,12 +269,9 @@ def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
     assert (online_scores - tested).abs().max() > 1e-4
 
 
-def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path):
-    sys.path.insert(0, osp.join(REPO, 'tools', 'model_converters'))
-    try:
-        import publish_ema
-    finally:
-        sys.path.pop(0)
+def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
+                                                  load_tool):
+    publish_ema = load_tool('model_converters/publish_ema')
     ckpt = load_checkpoint(trained['checkpoint'])
     out = run_tool(['tools/model_converters/publish_ema.py',
                     trained['checkpoint'], str(tmp_path / 'xxs.pth')])

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 import mmpretrain
-from mmefficientmod.datasets.embedded import make_imagenet
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
+from _detseg_utils import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 MIM_TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
 KEY_WARNING = re.compile(r'missing key|unexpected key|size mismatch',
@@ -34,18 +33,16 @@ def run_mim(tool, args):
     return proc.stdout
 
 
-def test_mmpretrain_tools_train_and_test_the_distill_recipe(tmp_path):
+def test_mmpretrain_tools_train_and_test_the_distill_recipe(
+        tmp_path, embedded_imagenet):
     """The full-size xxs distillation config (224 px, ConvNeXt-S teacher,
     Mixup/CutMix, EMA) trains one short epoch on the embedded ImageNet with
     mmpretrain's tools/train.py and is evaluated with its tools/test.py;
     only sizes, the data root and the teacher checkpoint (no network here)
     are overridden (and, with no worker processes, persistent workers)."""
-    root = str(tmp_path / 'imagenet')
-    make_imagenet(root, num_per_class_train=4, num_per_class_val=4,
-                  img_size=64)
     data = []
     for split in ('train', 'val', 'test'):
-        data += [f'{split}_dataloader.dataset.data_root={root}',
+        data += [f'{split}_dataloader.dataset.data_root={embedded_imagenet}',
                  f'{split}_dataloader.num_workers=0',
                  f'{split}_dataloader.batch_size=8']
     config = osp.join(CONFIGS, 'efficientmod-xxs_distill_8xb256_in1k.py')
@@ -85,13 +82,12 @@ def run_failing(tool_path, args):
 
 
 @pytest.mark.e2e
-def test_checkpoint_payload_refused_by_test_and_resume(tmp_path):
+def test_checkpoint_payload_refused_by_test_and_resume(tmp_path,
+                                                       embedded_imagenet):
     """A checkpoint whose pickle runs code is refused, without running it,
     by mmpretrain's tools/test.py, ours, and our tools/train.py --resume."""
     from test_safe_checkpoints import Payload
-    root = str(tmp_path / 'imagenet')
-    make_imagenet(root, num_per_class_train=1, num_per_class_val=1,
-                  img_size=64)
+    root = embedded_imagenet
     data = []
     for split in ('train', 'val', 'test'):
         data += [f'{split}_dataloader.dataset.data_root={root}',

@@ -23,7 +23,7 @@ from mmengine.config import Config
 
 from mmefficientmod.engine import (ConfigError, check_config,
                                    class_count_error, width_errors)
-from parity import REPO
+from _detseg_utils import REPO
 
 MASK_RCNN = osp.join(REPO, 'configs', 'mask_rcnn',
                      'mask-rcnn_efficientmod-xxs_fpn_1x_coco.py')
@@ -119,9 +119,9 @@ def mim_tool(package, name):
 
 
 @pytest.mark.e2e
-def test_width_error_through_mmdets_own_train_tool(tmp_path):
-    from _detseg_utils import det_overrides, make_tiny_data, write_config
-    coco, _ = make_tiny_data(str(tmp_path / 'data'))
+def test_width_error_through_mmdets_own_train_tool(tmp_path, tiny_data):
+    from _detseg_utils import det_overrides, write_config
+    coco, _ = tiny_data
     config = write_config(
         tmp_path / 'det.py',
         osp.join(REPO, 'configs', 'mask_rcnn',
@@ -137,11 +137,9 @@ def test_width_error_through_mmdets_own_train_tool(tmp_path):
 
 
 @pytest.mark.e2e
-def test_class_error_through_mmpretrains_own_train_tool(tmp_path):
-    from mmefficientmod.datasets.embedded import make_imagenet
-    root = str(tmp_path / 'imagenet')
-    make_imagenet(root, num_per_class_train=2, num_per_class_val=1,
-                  img_size=64)
+def test_class_error_through_mmpretrains_own_train_tool(tmp_path,
+                                                        embedded_imagenet):
+    root = embedded_imagenet
     config = osp.join(REPO, 'configs', 'efficientmod',
                       'efficientmod-xxs_distill_1xb8_embedded-64px.py')
     data = [f'{split}_dataloader.dataset.data_root={root}'

@@ -8,17 +8,15 @@ import pickle
 import sys
 
 import pytest
-import torch
 
-from _detseg_utils import (files, make_tiny_data, run, tiny_det_config, tool,
+from _detseg_utils import files, run, tiny_det_config, tool, write_config
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
-                           write_config)
 
 
 @pytest.fixture(scope='module')
-def det(tmp_path_factory):
+def det(tmp_path_factory, tiny_data):
     root = tmp_path_factory.mktemp('det')
-    coco, _ = make_tiny_data(str(root / 'data'))
+    coco, _ = tiny_data
     body = '''
 train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1),

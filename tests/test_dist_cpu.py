@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
-from _detseg_utils import (REPO, free_port, make_tiny_data, run,
-                           tiny_det_config, write_config)
+from _detseg_utils import REPO, free_port, run, tiny_det_config, write_config
 
 RANK_DUMP_HOOK = '''
 import json
@@ -65,9 +64,9 @@ class RankDumpHook(Hook):
 
 
 @pytest.fixture(scope='module')
-def dist_run(tmp_path_factory):
+def dist_run(tmp_path_factory, tiny_data):
     root = tmp_path_factory.mktemp('dist')
-    coco, _ = make_tiny_data(str(root / 'data'))
+    coco, _ = tiny_data
     (root / 'rank_dump_hook.py').write_text(RANK_DUMP_HOOK)
     body = '''
 custom_imports = dict(imports=['mmefficientmod', 'rank_dump_hook'],

@@ -14,8 +14,8 @@ from mmpretrain.structures import DataSample
 import mmefficientmod  # noqa: F401
 from mmefficientmod.models.classifiers import (
     KnowledgeDistillationImageClassifier, soft_distillation_loss)
+from _detseg_utils import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 RGB = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
            to_rgb=True)

@@ -1,7 +1,6 @@
 """Fine-tuning with layer-wise learning-rate decay through mmpretrain's
 LearningRateDecayOptimWrapperConstructor and EfficientMod.get_layer_depth."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -12,11 +11,9 @@ from mmengine.registry import MODELS, init_default_scope
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.datasets.embedded import make_imagenet
+from _detseg_utils import REPO
+from parity import load_parity_fixture
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from parity import load_parity_fixture  # noqa: E402
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 FT_CFG = osp.join(CONFIGS, 'efficientmod-s_8xb64_in1k-ft-lrd.py')
 EMBEDDED_CFG = osp.join(CONFIGS,

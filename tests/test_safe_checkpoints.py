@@ -29,7 +29,8 @@ from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.checkpoint.safe_load import (TRUSTED_CHECKPOINTS_ENV,
                                                  UnsafeCheckpointError,
                                                  load_checkpoint)
-from parity import REPO, load_parity_fixture
+from _detseg_utils import REPO
+from parity import load_parity_fixture
 
 
 class Payload:

@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from _detseg_utils import (REPO, files, make_tiny_data, state_dict_of,
-                           tiny_seg_config, tool, write_config)
+from _detseg_utils import (REPO, files, state_dict_of, tiny_seg_config, tool,
+                           write_config)
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 KILL_HOOK = '''
 import os
@@ -21,7 +22,6 @@ import signal
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 
 @HOOKS.register_module()
@@ -43,9 +43,9 @@ MAX_ITERS = 6
 
 
 @pytest.fixture(scope='module')
-def seg(tmp_path_factory):
+def seg(tmp_path_factory, tiny_data):
     root = tmp_path_factory.mktemp('seg')
-    _, ade = make_tiny_data(str(root / 'data'))
+    _, ade = tiny_data
     (root / 'kill_hook.py').write_text(KILL_HOOK)
     body = f'''
 # No dropout: the uninterrupted and the resumed run must be comparable

@@ -19,14 +19,13 @@ import shutil
 
 import pytest
 
-from _detseg_utils import (load_tool, make_tiny_data, tiny_det_config,
-                           tiny_seg_config, write_config)
+from _detseg_utils import tiny_det_config, tiny_seg_config, write_config
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_data, load_tool):
     root = tmp_path_factory.mktemp('bad')
-    coco, ade = make_tiny_data(str(root / 'clean'))
+    coco, ade = tiny_data
     return dict(root=root, coco=coco, ade=ade, train=load_tool('train'),
                 test=load_tool('test'))
 
