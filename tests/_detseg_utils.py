@@ -146,6 +146,14 @@ def load_tool(name):
     ``name`` may name a sub-folder, e.g. ``'model_converters/publish_ema'``."""
     path = osp.join(REPO, 'tools', name + '.py')
     module_name = '_tool_' + name.replace('/', '_')
+    # train.py and test.py import their sibling as a script would find it.
+    if '_runner_utils' not in sys.modules:
+        sys.modules['_runner_utils'] = _import_file(
+            '_runner_utils', osp.join(REPO, 'tools', '_runner_utils.py'))
+    return _import_file(module_name, path)
+
+
+def _import_file(module_name, path):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

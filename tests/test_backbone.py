@@ -1,13 +1,13 @@
 """The EfficientMod backbone: parity with the reference, sizes, arguments, errors."""
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import mmefficientmod  # noqa: F401  (registers EfficientMod)
 from mmefficientmod import EfficientMod
 from mmefficientmod.analysis import count_flops
 from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.models import build_model_from_config
 from parity import REPO, load_parity_fixture
 
 PARAMS = {'xxs': 4_736_264, 'xs': 6_627_544, 's': 12_897_184, 's_conv': 12_872_336}
@@ -16,9 +16,8 @@ CONFIG = REPO + '/configs/efficientmod/efficientmod-{}_8xb256_in1k.py'
 
 
 def build_classifier(arch: str):
-    cfg = Config.fromfile(CONFIG.format(arch.replace('_', '-')))
-    init_default_scope('mmpretrain')
-    return MODELS.build(cfg.model)
+    return build_model_from_config(CONFIG.format(arch.replace('_', '-')),
+                                   init_weights=False).train()
 
 
 def converted_state(fixture):

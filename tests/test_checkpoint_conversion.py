@@ -4,11 +4,10 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint, convert_checkpoint,
                                        infer_arch)
+from mmefficientmod.models import build_model_from_config
 from parity import ARCHS, REPO, load_parity_fixture, upstream_shapes
 
 CONVERTER = REPO + '/tools/model_converters/efficientmod_to_mm.py'
@@ -17,10 +16,8 @@ DET_CONFIG = REPO + '/configs/mask_rcnn/mask-rcnn_efficientmod-{}_fpn_1x_coco.py
 SEG_CONFIG = REPO + '/configs/sem_fpn/fpn_efficientmod-{}_8xb4-40k_ade20k-512x512.py'
 
 
-def build(config: str, scope: str):
-    cfg = Config.fromfile(config)
-    init_default_scope(scope)
-    return MODELS.build(cfg.model)
+def build(config: str):
+    return build_model_from_config(config, init_weights=False)
 
 
 def released_imagenet_checkpoint(arch: str) -> dict:
@@ -35,7 +32,7 @@ def test_every_released_key_maps_into_the_classifier(arch):
     released = released_imagenet_checkpoint(arch)
     converted = convert_checkpoint(released)
     assert converted['meta']['arch'] == arch
-    model = build(CLS_CONFIG.format(arch.replace('_', '-')), 'mmpretrain')
+    model = build(CLS_CONFIG.format(arch.replace('_', '-')))
     model.load_state_dict(converted['state_dict'], strict=True)
     torch.testing.assert_close(model.head.fc.weight, released['model']['head.weight'])
     torch.testing.assert_close(model.backbone.stem.conv.weight,
@@ -50,7 +47,7 @@ def test_cli_converts_the_parity_checkpoint(tmp_path):
                             capture_output=True, text=True, check=True)
     assert 'EfficientMod-xxs classification checkpoint' in result.stdout
     converted = torch.load(dst, weights_only=True)
-    model = build(CLS_CONFIG.format('xxs'), 'mmpretrain').eval()
+    model = build(CLS_CONFIG.format('xxs'))
     model.load_state_dict(converted['state_dict'], strict=True)
     with torch.no_grad():
         logits = model(fixture['inputs'][0].float(), mode='tensor')
@@ -81,10 +78,10 @@ def released_dense_checkpoint(model, arch: str) -> dict:
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's_conv'])
-@pytest.mark.parametrize('config, scope, task', [
-    (DET_CONFIG, 'mmdet', 'detection'), (SEG_CONFIG, 'mmseg', 'segmentation')])
-def test_released_dense_checkpoints_load_into_detector_and_segmentor(arch, config, scope, task):
-    model = build(config.format(arch.replace('_', '-')), scope)
+@pytest.mark.parametrize('config, task', [(DET_CONFIG, 'detection'),
+                                          (SEG_CONFIG, 'segmentation')])
+def test_released_dense_checkpoints_load_into_detector_and_segmentor(arch, config, task):
+    model = build(config.format(arch.replace('_', '-')))
     released = released_dense_checkpoint(model, arch)
     converted = convert_checkpoint(released)
     assert converted['meta'] == dict(arch=arch, task=task, ema=False,

@@ -114,7 +114,8 @@ def test_configs_hold_the_papers_recipe(name, distill):
     assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
 
     # EMA, top-1 / top-5
-    assert [h.type for h in cfg.custom_hooks] == ['EMAHook']
+    assert [h.type for h in cfg.custom_hooks] == [
+        'EMAHook', 'EfficientModConfigCheckHook']
     assert cfg.custom_hooks[0].momentum == 1e-4
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert evaluator.type == 'Accuracy'

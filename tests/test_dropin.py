@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
@@ -115,7 +116,7 @@ def test_efficientmod_drops_into(case, tmp_path):
     cfg = _config(tmp_path, base, out_indices, overrides)
     init_default_scope(cfg.default_scope)
     # The config's other parts are untouched: same heads as the library's.
-    original = Config.fromfile(str(_library_path(base)))
+    original = get_config(base)
     for key in original.model:
         if key not in ('backbone', 'neck', 'decode_head', 'auxiliary_head',
                        'head'):
@@ -146,15 +147,6 @@ def test_efficientmod_drops_into(case, tmp_path):
     changed = [k for k, v in model.backbone.state_dict().items()
                if not torch.equal(v, before[k])]
     assert changed, 'the backbone was not updated'
-
-
-def _library_path(name):
-    """Resolve ``pkg::path`` to the file inside the installed package."""
-    import importlib
-    import os.path as osp
-    package, rel = name.split('::')
-    root = osp.dirname(importlib.import_module(package).__file__)
-    return osp.join(root, '.mim', 'configs', rel)
 
 
 def _segmentor_cfg(tmp_path, pretrained):

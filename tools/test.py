@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (add_runner_arguments,  # noqa: E402
+from _runner_utils import (add_runner_arguments,
                            build_runner, check_annotation_files, library_of,
                            load_config, set_local_rank)
 

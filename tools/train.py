@@ -12,10 +12,8 @@ Usage::
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_utils import (add_runner_arguments,  # noqa: E402
+from _runner_utils import (add_runner_arguments,
                            build_runner, check_annotation_files, library_of,
                            load_config, set_local_rank)
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 from mmengine.analysis import parameter_count
 from mmengine.config import Config, DictAction
-from mmengine.registry import MODELS, init_default_scope
 
 from mmefficientmod.analysis import count_flops
+from mmefficientmod.models import TensorMode, build_model_from_config
 
 
 def parse_args():
@@ -30,18 +30,6 @@ def parse_args():
     return parser.parse_args()
 
 
-class TensorForward(nn.Module):
-    """The model's ``mode='tensor'`` forward as a one-argument module."""
-
-    def __init__(self, model: nn.Module, data_samples=None):
-        super().__init__()
-        self.model = model
-        self.data_samples = data_samples
-
-    def forward(self, inputs):
-        return self.model(inputs, self.data_samples, mode='tensor')
-
-
 def detection_samples(height: int, width: int):
     """Data samples with the metainfo mmdet's heads read in tensor mode."""
     from mmdet.structures import DetDataSample
@@ -54,14 +42,12 @@ def detection_samples(height: int, width: int):
 
 def build_counted_module(cfg: Config, height: int, width: int,
                          backbone_only: bool) -> nn.Module:
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model).eval()
-    if backbone_only:
-        return model.backbone
+    # Weights do not change the count; pretrained files need not exist.
+    model = build_model_from_config(cfg, init_weights=False)
     samples = None
     if cfg.get('default_scope') == 'mmdet':
         samples = detection_samples(height, width)
-    return TensorForward(model, samples)
+    return TensorMode(model, backbone_only, samples)
 
 
 def main():

@@ -12,12 +12,11 @@ import argparse
 import os.path as osp
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.analysis import count_flops
 from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.models import TensorMode, build_model_from_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER = {'xxs': (4.7, 0.6), 'xs': (6.6, 0.8), 's': (12.9, 1.4), 's_conv': (12.9, 1.5)}
@@ -34,21 +33,10 @@ def parse_args():
     return parser.parse_args()
 
 
-class Logits(torch.nn.Module):
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x):
-        return self.classifier(x, mode='tensor')
-
-
 def build_classifier(arch: str):
     config = osp.join(REPO, 'configs', 'efficientmod',
                       f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py')
-    init_default_scope('mmpretrain')
-    return MODELS.build(Config.fromfile(config).model).eval()
+    return build_model_from_config(config, init_weights=False)
 
 
 def find_fixture(arch, folders):
@@ -86,7 +74,7 @@ def main():
     for arch, (paper_params, paper_flops) in PAPER.items():
         classifier = build_classifier(arch)
         params = sum(p.numel() for p in classifier.parameters())
-        flops = count_flops(Logits(classifier), torch.randn(1, 3, 224, 224)) / 1e9
+        flops = count_flops(TensorMode(classifier), torch.randn(1, 3, 224, 224)) / 1e9
         row = f'{arch:<7} {params:>12,} {paper_params:>5}M {flops:>7.3f} {paper_flops:>5}G  '
         path = find_fixture(arch, args.parity_dir)
         if path is None:

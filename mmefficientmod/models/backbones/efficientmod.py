@@ -1,4 +1,13 @@
-"""EfficientMod backbone (Ma et al., "Efficient Modulation for Vision Networks", ICLR 2024)."""
+"""EfficientMod backbone.
+
+Paper: Xu Ma, Xiyang Dai, Jianwei Yang, Bin Xiao, Yinpeng Chen, Yun Fu and
+Lu Yuan, "Efficient Modulation for Vision Networks", ICLR 2024
+(arXiv:2403.19963). The authors' code is github.com/ma-xu/EfficientMod,
+released under the Apache License 2.0, as is this project. This file is
+written anew for OpenMMLab 2.0 from the paper and the released checkpoints'
+semantics; it shares no code with the authors' model file, and loads their
+released checkpoints through :mod:`mmefficientmod.checkpoint`.
+"""
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 

@@ -36,13 +36,13 @@ The teacher:
   BGR-trained teacher works with an RGB student.
 """
 import copy
-import os.path as osp
 from typing import List, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from mmpretrain.models.classifiers import ImageClassifier
@@ -101,22 +101,6 @@ class _Unregistered:
 
     def __deepcopy__(self, memo):
         return self
-
-
-def _resolve_config_path(path: str) -> str:
-    """``pkg::rel/path.py`` -> the file inside the package's ``.mim/configs``
-    (``Config.fromfile`` does not resolve this prefix at the top level)."""
-    if '::' not in path:
-        return path
-    from mmengine.utils import get_installed_path
-    package, rel = path.split('::', 1)
-    root = get_installed_path(package)
-    for candidate in (osp.join(root, '.mim', 'configs', rel),
-                      osp.join(root, 'configs', rel)):
-        if osp.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(f'Cannot find config {rel!r} in package '
-                            f'{package!r} (looked under {root}).')
 
 
 def _normalisation(preprocessor, channels: int, like: torch.Tensor):
@@ -221,7 +205,10 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
         teacher = copy.deepcopy(dict(teacher))
         checkpoint = teacher.pop('checkpoint', None)
         if 'config' in teacher:
-            cfg = Config.fromfile(_resolve_config_path(teacher.pop('config')))
+            path = teacher.pop('config')
+            # mmengine.hub resolves `pkg::` names; Config.fromfile only
+            # resolves them inside `_base_`.
+            cfg = get_config(path) if '::' in path else Config.fromfile(path)
             if cfg.get('custom_imports'):
                 from mmengine.utils import import_modules_from_strings
                 import_modules_from_strings(**cfg['custom_imports'])
