@@ -185,6 +185,7 @@ def trained(imagenet, tmp_path_factory):
                 checkpoint=osp.join(work_dir, 'epoch_2.pth'))
 
 
+@pytest.mark.e2e
 def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     log = trained['log']
     losses = re.findall(r'Epoch\(train\) +\[\d+\]\[\d+/4\].*? loss: '
@@ -235,6 +236,7 @@ def predict_scores(cfg, state_dict):
     return torch.stack(scores)
 
 
+@pytest.mark.e2e
 def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
                                                  tmp_path):
     preds = str(tmp_path / 'preds.pkl')
@@ -270,6 +272,7 @@ def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
     assert (online_scores - tested).abs().max() > 1e-4
 
 
+@pytest.mark.e2e
 def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
                                                   load_tool):
     publish_ema = load_tool('model_converters/publish_ema')
@@ -301,6 +304,7 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
 # A converted released checkpoint through tools/test.py
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('arch,name', [('xxs', 'xxs'), ('s', 's')])
+@pytest.mark.e2e
 def test_converted_release_evaluates_without_key_warnings(
         arch, name, imagenet, tmp_path):
     fixture = load_parity_fixture(arch)

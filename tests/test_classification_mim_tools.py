@@ -18,9 +18,12 @@ MIM_TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
 KEY_WARNING = re.compile(r'missing key|unexpected key|size mismatch',
                          re.IGNORECASE)
 
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(osp.join(MIM_TOOLS, 'train.py')),
-    reason='this mmpretrain installation ships no .mim/tools')
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not osp.isfile(osp.join(MIM_TOOLS, 'train.py')),
+                       reason='this mmpretrain installation ships no '
+                       '.mim/tools'),
+]
 
 
 def run_mim(tool, args):
@@ -81,7 +84,6 @@ def run_failing(tool_path, args):
     return proc.stdout
 
 
-@pytest.mark.e2e
 def test_checkpoint_payload_refused_by_test_and_resume(tmp_path,
                                                        embedded_imagenet):
     """A checkpoint whose pickle runs code is refused, without running it,

@@ -12,6 +12,9 @@ import pytest
 from _detseg_utils import files, run, tiny_det_config, tool, write_config
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
+# Trains models or starts tools in subprocesses.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def det(tmp_path_factory, tiny_data):

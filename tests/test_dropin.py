@@ -19,6 +19,9 @@ from mmengine.registry import MODELS, init_default_scope
 import mmefficientmod  # noqa: F401
 from mmefficientmod.engine import width_errors
 
+# Trains models or starts tools in subprocesses.
+pytestmark = pytest.mark.e2e
+
 WIDTHS = [32, 64, 128, 256]  # EfficientMod-xxs
 ALL_STAGES = (0, 1, 2, 3)
 

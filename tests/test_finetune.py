@@ -62,6 +62,7 @@ def test_layer_wise_lr_decay_follows_the_backbone_depth():
         groups['backbone.stages.2.blocks.1.fc_value.weight']['lr']
 
 
+@pytest.mark.e2e
 def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     """A few iterations of the fine-tuning config (made xxs-sized and
     64 px) from a converted released checkpoint: the backbone is loaded, and

@@ -101,6 +101,7 @@ def test_payload_refused_through_mmengine_load_checkpoint(evil):
     assert_refused(str(info.value), path, marker)
 
 
+@pytest.mark.e2e
 def test_payload_refused_through_resume(evil, tmp_path):
     from test_stack_fixes import make_runner
     path, marker = evil

@@ -16,6 +16,9 @@ from _detseg_utils import (REPO, files, state_dict_of, tiny_seg_config, tool,
                            write_config)
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
+# Trains models or starts tools in subprocesses.
+pytestmark = pytest.mark.e2e
+
 KILL_HOOK = '''
 import os
 import signal

@@ -59,6 +59,7 @@ def make_runner(work_dir, max_iters, **kwargs):
         **kwargs)
 
 
+@pytest.mark.e2e
 def test_training_checkpoint_loads_and_resumes(tmp_path):
     make_runner(tmp_path, max_iters=2).train()
     checkpoint = tmp_path / 'iter_2.pth'
@@ -140,6 +141,7 @@ def run_snapshot(extra=''):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.e2e
 def test_import_changes_mmengine_only_by_the_listed_fixes():
     result = run_snapshot()
     # On this stack (torch >= 2.6, mmengine 0.10, no GPU) all three apply.
@@ -148,6 +150,7 @@ def test_import_changes_mmengine_only_by_the_listed_fixes():
     assert set(result['changed']) == expected
 
 
+@pytest.mark.e2e
 def test_no_fix_applies_to_a_stack_without_the_gaps():
     # A later mmengine (and a GPU for the distributed fix) has none of them.
     result = run_snapshot('import mmengine; mmengine.__version__ = "0.11.0"\n')

@@ -21,6 +21,9 @@ import pytest
 
 from _detseg_utils import tiny_det_config, tiny_seg_config, write_config
 
+# Trains models or starts tools in subprocesses.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory, tiny_data, load_tool):
