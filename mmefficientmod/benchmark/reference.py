@@ -159,8 +159,8 @@ class ReferenceEfficientMod(nn.Module):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  kernel_size: int = 7):
         super().__init__()
-        from ..models.backbones.efficientmod import EfficientMod
-        s = EfficientMod.parse_arch(arch)
+        from ..arch import parse_arch
+        s = parse_arch(arch)
         self.out_type = out_type
         self.out_indices = [i % 4 for i in out_indices]
         widths = s['widths']
