@@ -121,6 +121,10 @@ class EfficientMod(BaseModule):
             Defaults to 7.
         with_cp (bool): Use activation checkpointing to save memory.
             Defaults to False.
+        deploy (bool): Build the inference form that
+            :meth:`switch_to_deploy` makes (folded norms and layer scales),
+            so that a folded checkpoint rebuilds from a config, as mmpretrain's
+            RepVGG does. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialisation config. A
             ``Pretrained`` config may point at an mmefficientmod checkpoint or
             directly at a released upstream one (ImageNet, COCO or ADE20K),
@@ -149,6 +153,7 @@ class EfficientMod(BaseModule):
                  layer_scale_init_value: float = 1e-4,
                  kernel_size: int = 7,
                  with_cp: bool = False,
+                 deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None,
                  pretrained: Optional[str] = None):
         if pretrained is not None:
@@ -179,7 +184,7 @@ class EfficientMod(BaseModule):
                 f'nothing, 0 the stem, k the stem and k stages); got '
                 f'{frozen_stages}.')
         self.frozen_stages = frozen_stages
-        self.deploy = False
+        self.deploy = deploy
 
         widths = self.arch_settings['widths']
         depths = self.arch_settings['depths']
@@ -193,18 +198,20 @@ class EfficientMod(BaseModule):
         for i, width in enumerate(widths):
             blocks = [
                 ModulationBlock(width, ratios[j % len(ratios)], kernel_size,
-                                rates.pop(0), layer_scale_init_value)
+                                rates.pop(0), layer_scale_init_value, deploy)
                 for j in range(depths[i])
             ] + [
                 AttentionBlock(width,
                                self.arch_settings['attention_mlp_ratios'][i],
-                               rates.pop(0))
+                               rates.pop(0), deploy)
                 for _ in range(attention_depths[i])
             ]
             downsample = Downsample(widths[i - 1], width, 3, 2) if i else None
             self.stages.append(Stage(downsample, blocks, with_cp))
         if out_type == 'avg_featmap':
             self.norm = nn.LayerNorm(widths[-1])
+        if deploy:
+            self._convs_to_channels_last()
         self._freeze_stages()
 
     @staticmethod
@@ -258,8 +265,8 @@ class EfficientMod(BaseModule):
         inputs are, so that they are not reordered at every call. Outputs are
         unchanged up to float rounding (the parity fixtures are reproduced to
         1e-4); the state dict changes (no ``layer_scale``, no block norm
-        weights, a bias for ``attn.qkv``), so save and load checkpoints before
-        switching. Meant for inference, typically with ``torch.no_grad()`` or
+        weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
+        backbone built with ``deploy=True``. Meant for inference, typically with ``torch.no_grad()`` or
         ``torch.inference_mode()``, which also enables in-place activations.
         """
         if self.deploy:
@@ -267,11 +274,17 @@ class EfficientMod(BaseModule):
         for stage in self.stages:
             for block in stage.blocks:
                 block.switch_to_deploy()
+        self._convs_to_channels_last()
+        self.deploy = True
+
+    def _convs_to_channels_last(self) -> None:
+        """Keep the stem's and downsamples' conv weights in channels-last
+        order, as their inputs are, so they are not reordered at every call
+        (``load_state_dict`` keeps this layout)."""
         for module in [self.stem] + [s.downsample for s in self.stages]:
             if module is not None:
                 module.conv.weight.data = module.conv.weight.data.contiguous(
                     memory_format=torch.channels_last)
-        self.deploy = True
 
     def _freeze_stages(self):
         frozen = [self.stem] if self.frozen_stages >= 0 else []

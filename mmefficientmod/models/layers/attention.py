@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .activation import gelu
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            strip_layer_norm_affine)
 
@@ -19,14 +20,17 @@ class MultiHeadSelfAttention(nn.Module):
         min_head_dims (int): Lower bound of the head width; the head width is
             ``max(C // num_heads, min_head_dims)``, so the inner width may
             exceed C (256 for C = 128 or 144). Defaults to 32.
+        qkv_bias (bool): Give ``qkv`` a bias (the deploy form's, which holds
+            the folded norm shift). Defaults to False.
     """
 
-    def __init__(self, channels: int, num_heads: int = 8, min_head_dims: int = 32):
+    def __init__(self, channels: int, num_heads: int = 8, min_head_dims: int = 32,
+                 qkv_bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = max(channels // num_heads, min_head_dims)
         inner = num_heads * self.head_dims
-        self.qkv = nn.Linear(channels, 3 * inner, bias=False)
+        self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         self.proj = nn.Linear(inner, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,10 +56,7 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden_channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.fc1(x)
-        if torch.is_grad_enabled():
-            return self.fc2(F.gelu(hidden))
-        return self.fc2(torch.ops.aten.gelu_(hidden))
+        return self.fc2(gelu(self.fc1(x), not torch.is_grad_enabled()))
 
 
 class AttentionBlock(nn.Module):
@@ -65,14 +66,18 @@ class AttentionBlock(nn.Module):
         channels (int): Width C of the block.
         mlp_ratio (int): Hidden width of the feed-forward as a multiple of C.
         drop_path (float): Stochastic depth rate. Defaults to 0.
+        deploy (bool): Build the inference form directly (what
+            :meth:`switch_to_deploy` makes): norms without affine part and a
+            bias for ``attn.qkv``. Defaults to False.
     """
 
-    def __init__(self, channels: int, mlp_ratio: int, drop_path: float = 0.):
+    def __init__(self, channels: int, mlp_ratio: int, drop_path: float = 0.,
+                 deploy: bool = False):
         super().__init__()
-        self.deploy = False
-        self.norm1 = nn.LayerNorm(channels)
-        self.attn = MultiHeadSelfAttention(channels)
-        self.norm2 = nn.LayerNorm(channels)
+        self.deploy = deploy
+        self.norm1 = nn.LayerNorm(channels, elementwise_affine=not deploy)
+        self.attn = MultiHeadSelfAttention(channels, qkv_bias=deploy)
+        self.norm2 = nn.LayerNorm(channels, elementwise_affine=not deploy)
         self.ffn = FeedForward(channels, mlp_ratio * channels)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 

@@ -11,16 +11,11 @@ viewed as (..., r, C) and multiplied by the context broadcast over r.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .activation import gelu
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            scale_linear_output, strip_layer_norm_affine)
-
-
-def gelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Exact (erf) GELU, in place when asked (only where no gradient is kept)."""
-    return torch.ops.aten.gelu_(x) if inplace else F.gelu(x)
 
 
 class ContextBranch(nn.Module):
@@ -70,6 +65,9 @@ class ModulationBlock(nn.Module):
         drop_path (float): Stochastic depth rate. Defaults to 0.
         layer_scale_init_value (float): Initial value of the per-channel
             layer scale. Defaults to 1e-4.
+        deploy (bool): Build the inference form directly (what
+            :meth:`switch_to_deploy` makes): a norm without affine part and
+            no layer scale. Defaults to False.
     """
 
     def __init__(self,
@@ -77,17 +75,19 @@ class ModulationBlock(nn.Module):
                  ratio: int,
                  kernel_size: int = 7,
                  drop_path: float = 0.,
-                 layer_scale_init_value: float = 1e-4):
+                 layer_scale_init_value: float = 1e-4,
+                 deploy: bool = False):
         super().__init__()
         self.channels = channels
         self.ratio = ratio
-        self.deploy = False
-        self.norm = nn.LayerNorm(channels)
+        self.deploy = deploy
+        self.norm = nn.LayerNorm(channels, elementwise_affine=not deploy)
         self.fc_value = nn.Linear(channels, ratio * channels)
         self.context = ContextBranch(channels, kernel_size)
         self.fc_out = nn.Linear(ratio * channels, channels)
-        self.layer_scale = nn.Parameter(
-            torch.full((channels, ), float(layer_scale_init_value)))
+        if not deploy:
+            self.layer_scale = nn.Parameter(
+                torch.full((channels, ), float(layer_scale_init_value)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def modulate(self, value: torch.Tensor, context: torch.Tensor,
