@@ -51,8 +51,10 @@ class Recorder:
     def __call__(self, requirement):
         self.calls.append(requirement)
         major = self.release.split('.')[0]
-        fake_toolkit(osp.join(self.site, 'nvidia', f'cu{major}'),
-                     self.release, cudart=True)
+        fake_toolkit(
+            osp.join(self.site, 'nvidia', f'cu{major}'),
+            self.release,
+            cudart=True)
 
 
 def no_install(requirement):
@@ -68,19 +70,26 @@ def test_nvcc_release_parses_version(tmp_path):
 def test_matching_nvcc_on_path_is_used(tmp_path):
     home = fake_toolkit(str(tmp_path / 'cuda-13.0'), '13.0')
     env = {'PATH': osp.join(home, 'bin')}
-    out = tc.setup('13.0', [(9, 0)], ['sm_90'], env, [str(tmp_path / 'sp')],
-                   None, install=no_install, system_homes=())
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'],
+        env, [str(tmp_path / 'sp')],
+        None,
+        install=no_install,
+        system_homes=())
     assert out == {'CUDA_HOME': home, 'TORCH_CUDA_ARCH_LIST': '9.0'}
 
 
 def test_registry_toolkit_in_environment_preferred(tmp_path):
     site = str(tmp_path / 'site-packages')
-    reg = fake_toolkit(osp.join(site, 'nvidia', 'cu13'), '13.0',
-                       cudart=True)
+    reg = fake_toolkit(osp.join(site, 'nvidia', 'cu13'), '13.0', cudart=True)
     other = fake_toolkit(str(tmp_path / 'cuda-13.0'), '13.0')
     env = {'PATH': osp.join(other, 'bin')}
-    out = tc.setup('13.0', [(8, 0)], ['sm_80', 'sm_90'], env, [site], None,
-                   install=no_install, system_homes=())
+    out = tc.setup(
+        '13.0', [(8, 0)], ['sm_80', 'sm_90'],
+        env, [site],
+        None,
+        install=no_install,
+        system_homes=())
     assert out['CUDA_HOME'] == reg
     # The linker's -lcudart needs the unversioned name.
     assert osp.realpath(osp.join(reg, 'lib', 'libcudart.so')) == \
@@ -90,8 +99,11 @@ def test_registry_toolkit_in_environment_preferred(tmp_path):
 def test_no_nvcc_installs_registry_toolkit(tmp_path):
     site = str(tmp_path / 'site-packages')
     pip = Recorder(site, '13.0')
-    out = tc.setup('13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
-                   '13.0.3', install=pip, system_homes=())
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
+        '13.0.3',
+        install=pip,
+        system_homes=())
     assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.3']
     assert out['CUDA_HOME'] == osp.join(site, 'nvidia', 'cu13')
     assert osp.islink(osp.join(out['CUDA_HOME'], 'lib', 'libcudart.so'))
@@ -101,8 +113,11 @@ def test_mismatched_nvcc_on_path_is_skipped_for_registry(tmp_path):
     old = fake_toolkit(str(tmp_path / 'cuda-12.4'), '12.4')
     site = str(tmp_path / 'site-packages')
     pip = Recorder(site, '13.0')
-    out = tc.setup('13.0', [(9, 0)], ['sm_90'], {'PATH': osp.join(old, 'bin')},
-                   [site], None, install=pip, system_homes=())
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': osp.join(old, 'bin')}, [site],
+        None,
+        install=pip,
+        system_homes=())
     # Without torch's cuda-toolkit version, any 13.0 release is asked for.
     assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.*']
     assert out['CUDA_HOME'] != old
@@ -110,17 +125,26 @@ def test_mismatched_nvcc_on_path_is_skipped_for_registry(tmp_path):
 
 def test_same_major_other_minor_accepted(tmp_path):
     home = fake_toolkit(str(tmp_path / 'cuda-13.1'), '13.1')
-    out = tc.setup('13.0', [(9, 0)], ['sm_90'],
-                   {'PATH': osp.join(home, 'bin')}, [str(tmp_path / 'sp')],
-                   None, install=no_install, system_homes=())
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': osp.join(home, 'bin')},
+        [str(tmp_path / 'sp')],
+        None,
+        install=no_install,
+        system_homes=())
     assert out['CUDA_HOME'] == home
 
 
 def test_explicit_cuda_home_mismatch_names_fix(tmp_path):
     old = fake_toolkit(str(tmp_path / 'cuda-12.4'), '12.4')
     with pytest.raises(tc.ToolchainError) as err:
-        tc.setup('13.0', [(9, 0)], ['sm_90'], {'CUDA_HOME': old, 'PATH': ''},
-                 [str(tmp_path / 'sp')], None, install=no_install, system_homes=())
+        tc.setup(
+            '13.0', [(9, 0)], ['sm_90'], {
+                'CUDA_HOME': old,
+                'PATH': ''
+            }, [str(tmp_path / 'sp')],
+            None,
+            install=no_install,
+            system_homes=())
     message = str(err.value)
     assert '12.4' in message and '13.0' in message
     assert 'unset it' in message and 'cuda-toolkit[nvcc,cccl]' in message
@@ -128,46 +152,65 @@ def test_explicit_cuda_home_mismatch_names_fix(tmp_path):
 
 def test_explicit_cuda_home_without_nvcc(tmp_path):
     with pytest.raises(tc.ToolchainError, match='no working bin/nvcc'):
-        tc.setup('13.0', [(9, 0)], ['sm_90'],
-                 {'CUDA_HOME': str(tmp_path), 'PATH': ''},
-                 [str(tmp_path / 'sp')], None, install=no_install, system_homes=())
+        tc.setup(
+            '13.0', [(9, 0)], ['sm_90'], {
+                'CUDA_HOME': str(tmp_path),
+                'PATH': ''
+            }, [str(tmp_path / 'sp')],
+            None,
+            install=no_install,
+            system_homes=())
 
 
 def test_failed_install_names_fix(tmp_path):
+
     def failing(requirement):
         raise tc.ToolchainError(f'could not install {requirement}: ...')
 
     with pytest.raises(tc.ToolchainError, match='could not install'):
-        tc.setup('13.0', [(9, 0)], ['sm_90'], {'PATH': ''},
-                 [str(tmp_path / 'sp')], None, install=failing, system_homes=())
+        tc.setup(
+            '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
+            None,
+            install=failing,
+            system_homes=())
 
 
 def test_install_without_nvcc_appearing_is_an_error(tmp_path):
     with pytest.raises(tc.ToolchainError, match='no nvcc 13.0 appeared'):
-        tc.setup('13.0', [(9, 0)], ['sm_90'], {'PATH': ''},
-                 [str(tmp_path / 'sp')], None, install=lambda r: None,
-                 system_homes=())
+        tc.setup(
+            '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
+            None,
+            install=lambda r: None,
+            system_homes=())
 
 
 def test_cuda12_torch_needs_system_toolkit(tmp_path):
     with pytest.raises(tc.ToolchainError, match='set CUDA_HOME'):
-        tc.setup('12.8', [(9, 0)], ['sm_90'], {'PATH': ''},
-                 [str(tmp_path / 'sp')], None, install=no_install, system_homes=())
+        tc.setup(
+            '12.8', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
+            None,
+            install=no_install,
+            system_homes=())
 
 
 def test_cpu_only_torch_is_an_error(tmp_path):
     with pytest.raises(tc.ToolchainError, match='no CUDA support'):
-        tc.setup(None, [], [], {'PATH': ''}, [str(tmp_path)], None,
-                 install=no_install, system_homes=())
+        tc.setup(
+            None, [], [], {'PATH': ''}, [str(tmp_path)],
+            None,
+            install=no_install,
+            system_homes=())
 
 
-@pytest.mark.parametrize('caps,torch_arches,expected', [
-    ([(9, 0)], ['sm_80', 'sm_90'], '9.0'),
-    ([(8, 6), (8, 0), (8, 6)], ['sm_80', 'sm_86', 'sm_90'], '8.0;8.6'),
-    # A GPU newer than torch knows is built for torch's newest arch.
-    ([(12, 1)], ['sm_90', 'sm_100', 'sm_120'], '12.0'),
-    ([(13, 0), (9, 0)], ['sm_90', 'sm_120'], '9.0;12.0'),
-])
+@pytest.mark.parametrize(
+    'caps,torch_arches,expected',
+    [
+        ([(9, 0)], ['sm_80', 'sm_90'], '9.0'),
+        ([(8, 6), (8, 0), (8, 6)], ['sm_80', 'sm_86', 'sm_90'], '8.0;8.6'),
+        # A GPU newer than torch knows is built for torch's newest arch.
+        ([(12, 1)], ['sm_90', 'sm_100', 'sm_120'], '12.0'),
+        ([(13, 0), (9, 0)], ['sm_90', 'sm_120'], '9.0;12.0'),
+    ])
 def test_arch_list_from_devices(caps, torch_arches, expected):
     assert tc.arch_list({}, caps, torch_arches) == expected
 
@@ -189,12 +232,16 @@ def test_setup_command_prints_exports(tmp_path):
     both variables, or fail with a message when torch has no CUDA."""
     release = torch.version.cuda
     home = fake_toolkit(str(tmp_path / 'cuda'), release or '13.0')
-    env = dict(os.environ, PATH=osp.join(home, 'bin') + os.pathsep +
-               os.environ.get('PATH', ''), TORCH_CUDA_ARCH_LIST='9.0')
+    env = dict(
+        os.environ,
+        PATH=osp.join(home, 'bin') + os.pathsep + os.environ.get('PATH', ''),
+        TORCH_CUDA_ARCH_LIST='9.0')
     env.pop('CUDA_HOME', None)
     env.pop('CUDA_PATH', None)
-    proc = subprocess.run([sys.executable, TOOL, 'setup'], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, TOOL, 'setup'],
+                          env=env,
+                          capture_output=True,
+                          text=True)
     if release is None:
         assert proc.returncode == 1 and 'no CUDA support' in proc.stderr
         return
@@ -204,7 +251,6 @@ def test_setup_command_prints_exports(tmp_path):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason='needs a CUDA GPU')
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_check_ops_on_gpu():
     tc.check_ops()

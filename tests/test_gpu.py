@@ -113,9 +113,9 @@ def test_parity_on_cuda(arch, no_tf32):
     from mmefficientmod import EfficientMod
     from mmefficientmod.checkpoint import convert_checkpoint
     fixture = load_parity_fixture(arch)
-    cfg = Config.fromfile(osp.join(
-        REPO, 'configs/efficientmod',
-        f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/efficientmod',
+                 f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
     init_default_scope('mmpretrain')
     classifier = MODELS.build(cfg.model).eval()
     classifier.load_state_dict(
@@ -128,11 +128,14 @@ def test_parity_on_cuda(arch, no_tf32):
         for x, logits, features in zip(fixture['inputs'], fixture['logits'],
                                        fixture['features']):
             x = x.float().cuda()
-            torch.testing.assert_close(classifier(x, mode='tensor').cpu(),
-                                       logits.float(), rtol=0, atol=1e-4)
+            torch.testing.assert_close(
+                classifier(x, mode='tensor').cpu(),
+                logits.float(),
+                rtol=0,
+                atol=1e-4)
             for out, ref in zip(dense(x), features):
-                torch.testing.assert_close(out.cpu(), ref.float(), rtol=0,
-                                           atol=1e-4)
+                torch.testing.assert_close(
+                    out.cpu(), ref.float(), rtol=0, atol=1e-4)
 
 
 @pytest.fixture(scope='module')
@@ -146,8 +149,10 @@ def amp_train(cfg_path, work_dir, dtype, options):
     """Train a few steps in process with ``--amp dtype``; returns the runner
     and the dtypes the backbone produced."""
     train = load_tool('train')
-    args = train.parse_args([cfg_path, '--work-dir', str(work_dir), '--amp',
-                             dtype, '--cfg-options', *options])
+    args = train.parse_args([
+        cfg_path, '--work-dir',
+        str(work_dir), '--amp', dtype, '--cfg-options', *options
+    ])
     cfg = train.build_config(args)
     runner = train.build_runner(cfg)
     seen = []
@@ -157,13 +162,16 @@ def amp_train(cfg_path, work_dir, dtype, options):
                 if isinstance(m, torch.nn.Conv2d))
     conv.register_forward_hook(
         lambda module, inputs, output: seen.append(output.dtype))
-    before = {k: v.detach().clone()
-              for k, v in runner.model.backbone.state_dict().items()}
+    before = {
+        k: v.detach().clone()
+        for k, v in runner.model.backbone.state_dict().items()
+    }
     runner.train()
     after = runner.model.backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    assert all(torch.isfinite(v).all() for v in after.values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in after.values()
+        if v.is_floating_point())
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert math.isfinite(loss)
     return runner, seen
@@ -177,8 +185,9 @@ def test_mask_rcnn_amp_training_step(tiny_data, tmp_path, dtype):
     from mmengine.optim import AmpOptimWrapper
     root, coco, _ = tiny_data
     cfg = tiny_det_config(str(tmp_path), coco)
-    runner, seen = amp_train(cfg, tmp_path / 'work', dtype, [
-        'train_cfg.max_epochs=1', 'train_cfg.val_interval=100'])
+    runner, seen = amp_train(
+        cfg, tmp_path / 'work', dtype,
+        ['train_cfg.max_epochs=1', 'train_cfg.val_interval=100'])
     assert isinstance(runner.optim_wrapper, AmpOptimWrapper)
     assert set(seen) == {getattr(torch, dtype)}
 
@@ -193,21 +202,24 @@ def test_semantic_fpn_amp_training_step(tiny_data, tmp_path, dtype):
     # The published head's SyncBN: on one GPU it runs as plain BN.
     runner, seen = amp_train(cfg, tmp_path / 'work', dtype, [
         'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
-        'model.decode_head.norm_cfg.type=SyncBN'])
+        'model.decode_head.norm_cfg.type=SyncBN'
+    ])
     assert set(seen) == {getattr(torch, dtype)}
 
 
 @pytest.mark.cuda
 @pytest.mark.e2e
-@pytest.mark.skipif(torch.cuda.device_count() < 2,
-                    reason='needs two CUDA GPUs')
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
 def test_dist_train_nccl_syncbn_amp(tiny_data, tmp_path):
     root, _, ade = tiny_data
     cfg = tiny_seg_config(str(tmp_path), ade)
-    log = run([osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
-               '--work-dir', str(tmp_path / 'work'), '--amp', '--cfg-options',
-               'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
-               'model.decode_head.norm_cfg.type=SyncBN'],
+    log = run([
+        osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir',
+        str(tmp_path / 'work'), '--amp', '--cfg-options',
+        'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
+        'model.decode_head.norm_cfg.type=SyncBN'
+    ],
               PORT=str(free_port())).stdout
     assert "'backend': 'nccl'" in log or 'backend: nccl' in log
     assert 'Iter(train) [4/4]' in log
@@ -233,10 +245,13 @@ def test_onnx_export_runs_on_cuda(tmp_path):
                       'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
     assert tool.main([config, str(ckpt), '--out', out, '--deploy']) == 0
     # TF32 (on by default in ONNX Runtime's CUDA provider) misses 1e-4.
-    session = ort.InferenceSession(out, providers=[
-        ('CUDAExecutionProvider', {'use_tf32': 0}), 'CPUExecutionProvider'])
+    session = ort.InferenceSession(
+        out,
+        providers=[('CUDAExecutionProvider', {
+            'use_tf32': 0
+        }), 'CPUExecutionProvider'])
     assert session.get_providers()[0] == 'CUDAExecutionProvider'
     for x, logits in zip(fixture['inputs'], fixture['logits']):
         got = session.run(None, {'input': x.float().numpy()})[0]
-        torch.testing.assert_close(torch.from_numpy(got), logits.float(),
-                                   rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)

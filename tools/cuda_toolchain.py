@@ -49,8 +49,10 @@ def nvcc_release(nvcc: str) -> Optional[str]:
     """The ``release X.Y`` that ``nvcc --version`` prints, or None when the
     file does not run."""
     try:
-        out = subprocess.run([nvcc, '--version'], capture_output=True,
-                             text=True, timeout=60).stdout
+        out = subprocess.run([nvcc, '--version'],
+                             capture_output=True,
+                             text=True,
+                             timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r'release (\d+)\.(\d+)', out)
@@ -75,14 +77,14 @@ def registry_homes(site_dirs: Sequence[str]) -> List[str]:
 def _which(name: str, path: str) -> Optional[str]:
     for folder in path.split(os.pathsep):
         candidate = osp.join(folder, name)
-        if folder and osp.isfile(candidate) and os.access(
-                candidate, os.X_OK):
+        if folder and osp.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
 
 
 def candidate_homes(
-        env: Dict[str, str], site_dirs: Sequence[str],
+        env: Dict[str, str],
+        site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> List[Tuple[str, str]]:
     """``(where it was found, CUDA home)`` pairs in the order they are
     tried, without duplicates; ``$CUDA_HOME``/``$CUDA_PATH`` are left to
@@ -90,8 +92,7 @@ def candidate_homes(
     found = [('this environment', home) for home in registry_homes(site_dirs)]
     on_path = _which('nvcc', env.get('PATH', ''))
     if on_path:
-        found.append(('PATH', osp.dirname(osp.dirname(
-            osp.realpath(on_path)))))
+        found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))
     found += [(home, home) for home in system_homes]
     unique, seen = [], set()
     for origin, home in found:
@@ -124,7 +125,9 @@ def registry_requirement(torch_cuda: str,
 
 
 def find_cuda_home(
-        torch_cuda: str, env: Dict[str, str], site_dirs: Sequence[str],
+        torch_cuda: str,
+        env: Dict[str, str],
+        site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> Optional[str]:
     """A CUDA home whose nvcc has torch's CUDA major version, or None.
 
@@ -224,8 +227,10 @@ def site_packages() -> List[str]:
 
 def pip_install(requirement: str) -> None:
     """Install ``requirement`` into this interpreter's environment."""
-    cmd = [sys.executable, '-m', 'pip', 'install',
-           '--disable-pip-version-check', requirement]
+    cmd = [
+        sys.executable, '-m', 'pip', 'install', '--disable-pip-version-check',
+        requirement
+    ]
     log(' '.join(shlex.quote(c) for c in cmd))
     if subprocess.run(cmd).returncode != 0:
         offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
@@ -237,9 +242,12 @@ def pip_install(requirement: str) -> None:
         raise ToolchainError(f'could not install {requirement}: {hint}.')
 
 
-def setup(torch_cuda: Optional[str], capabilities: Sequence[Tuple[int, int]],
-          torch_arches: Sequence[str], env: Dict[str, str],
-          site_dirs: Sequence[str], toolkit_version: Optional[str],
+def setup(torch_cuda: Optional[str],
+          capabilities: Sequence[Tuple[int, int]],
+          torch_arches: Sequence[str],
+          env: Dict[str, str],
+          site_dirs: Sequence[str],
+          toolkit_version: Optional[str],
           install: Callable[[str], None] = pip_install,
           system_homes: Sequence[str] = SYSTEM_HOMES) -> Dict[str, str]:
     """The variables the mmcv build needs: ``CUDA_HOME`` and
@@ -274,8 +282,9 @@ def setup(torch_cuda: Optional[str], capabilities: Sequence[Tuple[int, int]],
                 f'{requirement} was installed but no nvcc {torch_cuda} '
                 f'appeared under {", ".join(site_dirs)}/nvidia; set '
                 f'CUDA_HOME to a CUDA {torch_cuda} toolkit.')
-    if any(osp.realpath(home).startswith(osp.realpath(site) + os.sep)
-           for site in site_dirs):
+    if any(
+            osp.realpath(home).startswith(osp.realpath(site) + os.sep)
+            for site in site_dirs):
         ensure_cudart_link(home)
     return {'CUDA_HOME': home, 'TORCH_CUDA_ARCH_LIST': arches}
 
@@ -315,8 +324,9 @@ def check_ops() -> None:
     feats = torch.rand(2, 8, 32, 32, generator=gen)
     xy = torch.rand(16, 2, generator=gen) * 20
     wh = torch.rand(16, 2, generator=gen) * 10 + 1
-    rois = torch.cat([torch.randint(0, 2, (16, 1), generator=gen).float(),
-                      xy, xy + wh], dim=1)
+    rois = torch.cat(
+        [torch.randint(0, 2, (16, 1), generator=gen).float(), xy, xy + wh],
+        dim=1)
     scores = torch.rand(16, generator=gen)
     roi_align = RoIAlign((7, 7), spatial_scale=1.0, sampling_ratio=2)
     try:
