@@ -34,6 +34,8 @@ def fake_toolkit(home, release, cudart=False):
                 f'echo "Cuda compilation tools, release {release}, '
                 f'V{release}.88"\n')
     os.chmod(nvcc, os.stat(nvcc).st_mode | stat.S_IEXEC)
+    os.makedirs(osp.join(home, 'include'), exist_ok=True)
+    open(osp.join(home, 'include', 'cuda_runtime.h'), 'w').close()
     if cudart:
         major = release.split('.')[0]
         os.makedirs(osp.join(home, 'lib'), exist_ok=True)
@@ -121,6 +123,24 @@ def test_mismatched_nvcc_on_path_is_skipped_for_registry(tmp_path):
     # Without torch's cuda-toolkit version, any 13.0 release is asked for.
     assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.*']
     assert out['CUDA_HOME'] != old
+
+
+def test_wrapper_script_on_path_is_not_a_toolkit(tmp_path):
+    """An nvcc on PATH outside its toolkit (e.g. /usr/local/bin/nvcc
+    calling /usr/local/cuda-13.0/bin/nvcc) does not make CUDA_HOME."""
+    system = fake_toolkit(str(tmp_path / 'cuda'), '13.0')
+    wrapper_bin = tmp_path / 'local' / 'bin'
+    wrapper_bin.mkdir(parents=True)
+    wrapper = wrapper_bin / 'nvcc'
+    wrapper.write_text(f'#!/bin/sh\nexec {system}/bin/nvcc "$@"\n')
+    wrapper.chmod(0o755)
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': str(wrapper_bin)},
+        [str(tmp_path / 'sp')],
+        None,
+        install=no_install,
+        system_homes=(system, ))
+    assert out['CUDA_HOME'] == system
 
 
 def test_same_major_other_minor_accepted(tmp_path):

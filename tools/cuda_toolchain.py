@@ -63,13 +63,21 @@ def _major(version: str) -> str:
     return version.split('.')[0]
 
 
+def is_toolkit(home: str) -> bool:
+    """Whether ``home`` can serve as CUDA_HOME: nvcc and the runtime
+    headers (an nvcc on PATH may be a wrapper script outside its toolkit).
+    """
+    return (osp.isfile(osp.join(home, 'bin', 'nvcc'))
+            and osp.isfile(osp.join(home, 'include', 'cuda_runtime.h')))
+
+
 def registry_homes(site_dirs: Sequence[str]) -> List[str]:
     """``nvidia/cu<N>`` folders with an nvcc inside the given site-packages
     folders (where the registry's toolkit wheels install)."""
     found = []
     for site in site_dirs:
         for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*'))):
-            if osp.isfile(osp.join(home, 'bin', 'nvcc')):
+            if is_toolkit(home):
                 found.append(home)
     return found
 
@@ -97,7 +105,7 @@ def candidate_homes(
     unique, seen = [], set()
     for origin, home in found:
         key = osp.realpath(home)
-        if key not in seen and osp.isfile(osp.join(home, 'bin', 'nvcc')):
+        if key not in seen and is_toolkit(home):
             seen.add(key)
             unique.append((origin, home))
     return unique
@@ -142,9 +150,10 @@ def find_cuda_home(
     explicit = env.get('CUDA_HOME') or env.get('CUDA_PATH')
     if explicit:
         release = nvcc_release(osp.join(explicit, 'bin', 'nvcc'))
-        if release is None:
+        if release is None or not is_toolkit(explicit):
             raise ToolchainError(
-                f'CUDA_HOME={explicit} has no working bin/nvcc. Point '
+                f'CUDA_HOME={explicit} has no working bin/nvcc or no '
+                f'include/cuda_runtime.h. Point '
                 f'CUDA_HOME at a CUDA {torch_cuda} toolkit, or unset it so '
                 f'that the installer finds or installs a matching nvcc.')
         if _major(release) != _major(torch_cuda):
