@@ -60,11 +60,12 @@ if [[ -n "$FILL_WHEELHOUSE" ]]; then
   BUILD_PIN="$(mktemp)"; printf '%s\n' "${BUILD_SPECS[0]}" > "$BUILD_PIN"
   PIP_CONSTRAINT="$BUILD_PIN" "${DOWNLOAD[@]}" --no-deps --no-binary :all: "$MMCV_SPEC" \
     || fail "could not download $MMCV_SPEC; check network access to the package index"
+  rm -f "$BUILD_PIN"
   # mmcv's runtime requirements, read from its own source distribution.
   MMCV_DEPS=()
-  while IFS= read -r dep; do MMCV_DEPS+=("$dep"); done < <(python3 - "$FILL_WHEELHOUSE" <<'PY'
-import glob, sys, tarfile
-sdist = sorted(glob.glob(sys.argv[1] + '/mmcv-2.1.0.tar.gz'))[0]
+  while IFS= read -r dep; do MMCV_DEPS+=("$dep"); done < <(python3 - "$FILL_WHEELHOUSE/mmcv-${MMCV_SPEC#mmcv==}.tar.gz" <<'PY'
+import sys, tarfile
+sdist = sys.argv[1]
 with tarfile.open(sdist) as tar:
     member = next(m for m in tar.getmembers() if m.name.endswith('requirements/runtime.txt'))
     for line in tar.extractfile(member).read().decode().splitlines():
@@ -143,7 +144,7 @@ else
     "$PY" -m pip uninstall -y -q mmcv 2>/dev/null || true
     MMCV_PIP+=(--no-cache-dir)
   fi
-  say "building $MMCV_SPEC with its C++ ops from source (about 10 minutes on 2 cores; cached afterwards; CUDA ops: $BUILD_CUDA)"
+  say "building $MMCV_SPEC with its C++ ops from source (about 10 minutes on 2 cores, much longer with the CUDA ops; cached afterwards; CUDA ops: $BUILD_CUDA)"
   MMCV_WITH_OPS=1 FORCE_CUDA="$BUILD_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     "${MMCV_PIP[@]}" --no-build-isolation "$MMCV_SPEC" \
     || fail "building mmcv failed; it needs gcc/g++, the Python headers and torch importable (see the log above)"
