@@ -4,6 +4,16 @@
 # Safe to run again: every step checks first and skips what is already in place.
 # Sourced by tools/quickstart.sh and tools/run_tests.sh, which then use
 # $MMEFFICIENTMOD_PYTHON.
+#
+# Offline machines (GPU clusters without internet):
+#   tools/install.sh --fill-wheelhouse DIR [--python-version X.Y] [--with-torch]
+#       on a connected machine: downloads every wheel and mmcv's source
+#       distribution for Python X.Y (default: this python3's) into DIR;
+#   tools/install.sh --wheelhouse DIR
+#       on the offline machine: installs from DIR only, keeping a working
+#       torch that is already there.
+# On a machine with a GPU (or with FORCE_CUDA=1) mmcv is built with its CUDA
+# ops; tools/cuda_toolchain.py finds or installs the matching nvcc.
 set -euo pipefail
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore:pkg_resources is deprecated}"
 
@@ -12,6 +22,19 @@ cd "$ROOT"
 
 say() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[1;31m[install] FAILED:\033[0m %s\n' "$*" >&2; exit 1; }
+
+WHEELHOUSE="" FILL_WHEELHOUSE="" FILL_PYTHON="" FILL_TORCH=0
+# Options only when run, not when sourced (the sourcing script's own
+# arguments are not meant for this one).
+[[ "${BASH_SOURCE[0]}" == "$0" ]] && while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift 2 ;;
+    --fill-wheelhouse) FILL_WHEELHOUSE="${2:?--fill-wheelhouse needs a folder}"; shift 2 ;;
+    --python-version) FILL_PYTHON="${2:?--python-version needs X.Y}"; shift 2 ;;
+    --with-torch) FILL_TORCH=1; shift ;;
+    *) fail "unknown option $1 (options: --wheelhouse DIR, --fill-wheelhouse DIR [--python-version X.Y] [--with-torch])" ;;
+  esac
+done
 
 # Pinned to the combination recorded as working with mmcv's compiled ops.
 TORCH_SPEC="torch===2.13.0"        # '===' skips a local CPU-only '+cpu' wheel whose
@@ -23,6 +46,48 @@ STACK_SPECS=(
 )
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
+# nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
+# cuda-toolkit requirement), for building mmcv's CUDA ops offline.
+CUDA_TOOLCHAIN_SPEC="cuda-toolkit[nvcc,cccl]==13.0.3"
+
+if [[ -n "$FILL_WHEELHOUSE" ]]; then
+  mkdir -p "$FILL_WHEELHOUSE"
+  FILL_PY="${FILL_PYTHON:-$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')}"
+  DOWNLOAD=(python3 -m pip download --disable-pip-version-check --dest "$FILL_WHEELHOUSE")
+  say "mmcv's source distribution into $FILL_WHEELHOUSE"
+  # pip reads the sdist's metadata in an isolated build environment, where
+  # mmcv's setup.py needs a setuptools that still has pkg_resources.
+  BUILD_PIN="$(mktemp)"; printf '%s\n' "${BUILD_SPECS[0]}" > "$BUILD_PIN"
+  PIP_CONSTRAINT="$BUILD_PIN" "${DOWNLOAD[@]}" --no-deps --no-binary :all: "$MMCV_SPEC" \
+    || fail "could not download $MMCV_SPEC; check network access to the package index"
+  rm -f "$BUILD_PIN"
+  # mmcv's runtime requirements, read from its own source distribution.
+  MMCV_DEPS=()
+  while IFS= read -r dep; do MMCV_DEPS+=("$dep"); done < <(python3 - "$FILL_WHEELHOUSE/mmcv-${MMCV_SPEC#mmcv==}.tar.gz" <<'PY'
+import sys, tarfile
+sdist = sys.argv[1]
+with tarfile.open(sdist) as tar:
+    member = next(m for m in tar.getmembers() if m.name.endswith('requirements/runtime.txt'))
+    for line in tar.extractfile(member).read().decode().splitlines():
+        if line.strip() and not line.startswith('#'):
+            print(line.strip())
+PY
+)
+  SPECS=("${STACK_SPECS[@]}" "${BUILD_SPECS[@]}" "${MMCV_DEPS[@]}" "$CUDA_TOOLCHAIN_SPEC")
+  [[ "$FILL_TORCH" == 1 ]] && SPECS+=("$TORCH_SPEC" "$TORCHVISION_SPEC")
+  say "wheels for Python $FILL_PY: ${SPECS[*]}"
+  "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" "${SPECS[@]}" \
+    || fail "could not download the wheels for Python $FILL_PY (see above)"
+  say "wheelhouse ready: $FILL_WHEELHOUSE ($(ls "$FILL_WHEELHOUSE" | wc -l) files, $(du -sh "$FILL_WHEELHOUSE" | cut -f1)); install with: tools/install.sh --wheelhouse DIR"
+  exit 0
+fi
+
+if [[ -n "$WHEELHOUSE" ]]; then
+  [[ -d "$WHEELHOUSE" ]] || fail "wheelhouse $WHEELHOUSE is not a folder; fill one with tools/install.sh --fill-wheelhouse DIR on a connected machine"
+  # Every pip call below (and tools/cuda_toolchain.py's) reads these.
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$(cd "$WHEELHOUSE" && pwd)"
+  say "offline: installing only from $PIP_FIND_LINKS"
+fi
 
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   PY="$VIRTUAL_ENV/bin/python"
@@ -61,15 +126,34 @@ fi
 mmcv_ops_work() {
   "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import RoIAlign, nms; assert mmcv.__version__ == "2.1.0"' 2>/dev/null
 }
-if mmcv_ops_work; then
+HAS_GPU=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))')
+BUILD_CUDA="${FORCE_CUDA:-$HAS_GPU}"
+mmcv_has_cuda() {
+  [[ "$BUILD_CUDA" == 0 ]] || "$PY" -c 'from mmcv.ops import get_compiling_cuda_version as v; assert v() != "not available"' 2>/dev/null
+}
+if mmcv_ops_work && mmcv_has_cuda; then
   say "mmcv 2.1.0 with compiled ops already installed"
 else
-  HAS_CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))')
-  say "building $MMCV_SPEC with its C++ ops from source (about 10 minutes on 2 cores; cached afterwards; CUDA ops: $HAS_CUDA)"
-  MMCV_WITH_OPS=1 FORCE_CUDA="$HAS_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-    "${PIP[@]}" --no-build-isolation "$MMCV_SPEC" \
+  MMCV_PIP=("${PIP[@]}")
+  if [[ "$BUILD_CUDA" == 1 ]]; then
+    TOOLCHAIN=$("$PY" "$ROOT/tools/cuda_toolchain.py" setup) \
+      || fail "no CUDA toolchain for mmcv's CUDA ops (the reason and its fix are above)"
+    eval "$TOOLCHAIN"
+    say "CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc"
+    # pip's wheel cache may hold a CPU-only mmcv built earlier from the same sdist.
+    "$PY" -m pip uninstall -y -q mmcv 2>/dev/null || true
+    MMCV_PIP+=(--no-cache-dir)
+  fi
+  say "building $MMCV_SPEC with its C++ ops from source (about 10 minutes on 2 cores, much longer with the CUDA ops; cached afterwards; CUDA ops: $BUILD_CUDA)"
+  MMCV_WITH_OPS=1 FORCE_CUDA="$BUILD_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    "${MMCV_PIP[@]}" --no-build-isolation "$MMCV_SPEC" \
     || fail "building mmcv failed; it needs gcc/g++, the Python headers and torch importable (see the log above)"
   mmcv_ops_work || fail "mmcv installed but mmcv.ops does not load; reinstall with: MMCV_WITH_OPS=1 pip install --no-build-isolation --no-cache-dir --force-reinstall $MMCV_SPEC"
+  mmcv_has_cuda || fail "mmcv was built without its CUDA ops; see the build log above for why nvcc was not used"
+fi
+if [[ "$HAS_GPU" == 1 ]]; then
+  "$PY" "$ROOT/tools/cuda_toolchain.py" check-ops \
+    || fail "mmcv's CUDA ops do not run on this GPU (the reason is above)"
 fi
 
 stack_ready() {

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
+        [--amp [{float16,bfloat16}]]
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
@@ -33,8 +34,12 @@ def parse_args(argv=None):
         help='resume from the given checkpoint, or from the latest one in '
         'the work dir when no checkpoint is given')
     parser.add_argument(
-        '--amp', action='store_true',
-        help='automatic mixed precision training (needs a GPU)')
+        '--amp',
+        nargs='?',
+        const='float16',
+        choices=['float16', 'bfloat16'],
+        help='automatic mixed precision training on a GPU, in float16 (the '
+        'default) or bfloat16')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the learning rate by the actual total batch size over '
@@ -46,25 +51,63 @@ def parse_args(argv=None):
     return args
 
 
+def roi_align_through_torchvision(node) -> int:
+    """Make every mmcv ``RoIAlign`` in a model config run torchvision's
+    roi_align; returns how many were switched.
+
+    mmcv 2.1's RoIAlign kernels take float32 and float16 only, so bfloat16
+    autocast features stop Mask R-CNN; torchvision's roi_align computes the
+    same aligned average and runs bfloat16 inputs in float32 under autocast.
+    """
+    switched = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'RoIAlign':
+            node['use_torchvision'] = True
+            switched += 1
+        for value in node.values():
+            switched += roi_align_through_torchvision(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            switched += roi_align_through_torchvision(value)
+    return switched
+
+
+def enable_amp(cfg, dtype: str) -> None:
+    """Switch the config's optimizer wrapper to mmengine's AmpOptimWrapper
+    autocasting to ``dtype`` ('float16' or 'bfloat16').
+
+    Raises:
+        SystemExit: no GPU, a GPU without bfloat16, or a wrapper that is
+            not a plain OptimWrapper.
+    """
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); drop '
+            '--amp to train in float32 on this machine.')
+    if dtype == 'bfloat16' and not torch.cuda.is_bf16_supported():
+        raise SystemExit(
+            f'--amp bfloat16 needs a GPU with bfloat16 support (compute '
+            f'capability 8.0 or newer); {torch.cuda.get_device_name()} has '
+            f'none: use --amp float16.')
+    optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_type not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise SystemExit(f'--amp only converts an OptimWrapper; the config '
+                         f'uses {optim_type}.')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype
+    if dtype == 'bfloat16':
+        roi_align_through_torchvision(cfg.model)
+    # bfloat16 has float32's exponent range: its gradients need no scaling.
+    cfg.optim_wrapper.setdefault(
+        'loss_scale', 'dynamic' if dtype == 'float16' else 1.0)
+
+
 def build_config(args):
     cfg = load_config(args)
 
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit(
-                '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); drop '
-                '--amp to train in float32 on this machine.')
-        optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_type == 'AmpOptimWrapper':
-            print('AMP training is already enabled in the config.')
-        else:
-            if optim_type != 'OptimWrapper':
-                raise SystemExit(
-                    f'--amp only converts an OptimWrapper; the config uses '
-                    f'{optim_type}.')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        enable_amp(cfg, args.amp)
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \

@@ -1,0 +1,257 @@
+"""The GPU paths: --amp in float16/bfloat16, SyncBN and NCCL in the
+published configs, parity and ONNX on CUDA.
+
+Tests marked ``cuda`` run where a GPU is visible and are reported as
+skipped elsewhere; the rest check the configs and the tool's decisions on
+any machine.
+"""
+import glob
+import importlib.util
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from _detseg_utils import (REPO, free_port, load_tool, make_tiny_data, run,
+                           tiny_det_config, tiny_seg_config)
+from parity import load_parity_fixture
+
+GPU = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason='needs a CUDA GPU')
+DET_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO, 'configs/mask_rcnn/*_coco.py')))
+SEG_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO, 'configs/sem_fpn/*_ade20k-*.py')))
+
+
+def norm_types(node):
+    """Every ``norm_cfg`` type in a model config."""
+    found = []
+    if isinstance(node, dict):
+        norm = node.get('norm_cfg')
+        if isinstance(norm, dict):
+            found.append(norm.get('type'))
+        for value in node.values():
+            found += norm_types(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found += norm_types(value)
+    return found
+
+
+@pytest.mark.parametrize('path', SEG_CONFIGS, ids=osp.basename)
+def test_semantic_fpn_head_uses_syncbn_and_nccl(path):
+    cfg = Config.fromfile(path)
+    assert set(norm_types(cfg.model)) == {'SyncBN'}
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+@pytest.mark.parametrize('path', DET_CONFIGS, ids=osp.basename)
+def test_mask_rcnn_has_no_batchnorm_to_sync(path):
+    """EfficientMod normalises with LayerNorm and mmdet's FPN and heads
+    have no norm layers: nothing to synchronise."""
+    cfg = Config.fromfile(path)
+    assert norm_types(cfg.model) == []
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+def test_syncbn_to_bn_switch_named_in_readme():
+    cfg = Config.fromfile(SEG_CONFIGS[0])
+    cfg.merge_from_dict({'model.decode_head.norm_cfg.type': 'BN'})
+    assert set(norm_types(cfg.model)) == {'BN'}
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        assert 'model.decode_head.norm_cfg.type=BN' in f.read()
+
+
+@pytest.mark.skipif(GPU, reason='checks the message shown without a GPU')
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_amp_without_gpu_names_the_fix(dtype):
+    train = load_tool('train')
+    args = train.parse_args([DET_CONFIGS[0], '--amp', dtype])
+    with pytest.raises(SystemExit, match='drop --amp'):
+        train.build_config(args)
+
+
+def test_amp_argument_defaults_to_float16():
+    train = load_tool('train')
+    assert train.parse_args([DET_CONFIGS[0], '--amp']).amp == 'float16'
+    assert train.parse_args([DET_CONFIGS[0]]).amp is None
+    with pytest.raises(SystemExit):
+        train.parse_args([DET_CONFIGS[0], '--amp', 'float8'])
+
+
+def test_bfloat16_routes_roi_align_through_torchvision():
+    train = load_tool('train')
+    cfg = Config.fromfile(DET_CONFIGS[0])
+    assert train.roi_align_through_torchvision(cfg.model) == 2  # bbox, mask
+    extractors = (cfg.model.roi_head.bbox_roi_extractor,
+                  cfg.model.roi_head.mask_roi_extractor)
+    assert all(e.roi_layer.use_torchvision for e in extractors)
+
+
+@pytest.fixture
+def no_tf32():
+    """True float32 on the GPU: TF32 convolutions miss 1e-4."""
+    before = torch.backends.cudnn.allow_tf32, \
+        torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, \
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize('arch', ['xxs', 's'])
+def test_parity_on_cuda(arch, no_tf32):
+    from mmengine.registry import MODELS, init_default_scope
+
+    import mmefficientmod  # noqa: F401
+    from mmefficientmod import EfficientMod
+    from mmefficientmod.checkpoint import convert_checkpoint
+    fixture = load_parity_fixture(arch)
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/efficientmod',
+                 f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
+    init_default_scope('mmpretrain')
+    classifier = MODELS.build(cfg.model).eval()
+    classifier.load_state_dict(
+        convert_checkpoint(fixture['checkpoint'])['state_dict'])
+    dense = EfficientMod(arch).eval()
+    dense.load_state_dict(classifier.backbone.state_dict(), strict=False)
+    classifier.cuda()
+    dense.cuda()
+    with torch.no_grad():
+        for x, logits, features in zip(fixture['inputs'], fixture['logits'],
+                                       fixture['features']):
+            x = x.float().cuda()
+            torch.testing.assert_close(
+                classifier(x, mode='tensor').cpu(),
+                logits.float(),
+                rtol=0,
+                atol=1e-4)
+            for out, ref in zip(dense(x), features):
+                torch.testing.assert_close(
+                    out.cpu(), ref.float(), rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('gpu_data')
+    coco, ade = make_tiny_data(str(root))
+    return root, coco, ade
+
+
+def amp_train(cfg_path, work_dir, dtype, options):
+    """Train a few steps in process with ``--amp dtype``; returns the runner
+    and the dtypes the backbone produced."""
+    train = load_tool('train')
+    args = train.parse_args([
+        cfg_path, '--work-dir',
+        str(work_dir), '--amp', dtype, '--cfg-options', *options
+    ])
+    cfg = train.build_config(args)
+    runner = train.build_runner(cfg)
+    seen = []
+    # A convolution's output shows the autocast dtype (a block's output may
+    # be promoted back to float32 by its residual sum).
+    conv = next(m for m in runner.model.backbone.modules()
+                if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype))
+    before = {
+        k: v.detach().clone()
+        for k, v in runner.model.backbone.state_dict().items()
+    }
+    runner.train()
+    after = runner.model.backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(
+        torch.isfinite(v).all() for v in after.values()
+        if v.is_floating_point())
+    loss = runner.message_hub.get_scalar('train/loss').current()
+    assert math.isfinite(loss)
+    return runner, seen
+
+
+@pytest.mark.cuda
+@pytest.mark.e2e
+@needs_gpu
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_mask_rcnn_amp_training_step(tiny_data, tmp_path, dtype):
+    from mmengine.optim import AmpOptimWrapper
+    root, coco, _ = tiny_data
+    cfg = tiny_det_config(str(tmp_path), coco)
+    runner, seen = amp_train(
+        cfg, tmp_path / 'work', dtype,
+        ['train_cfg.max_epochs=1', 'train_cfg.val_interval=100'])
+    assert isinstance(runner.optim_wrapper, AmpOptimWrapper)
+    assert set(seen) == {getattr(torch, dtype)}
+
+
+@pytest.mark.cuda
+@pytest.mark.e2e
+@needs_gpu
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_semantic_fpn_amp_training_step(tiny_data, tmp_path, dtype):
+    root, _, ade = tiny_data
+    cfg = tiny_seg_config(str(tmp_path), ade)
+    # The published head's SyncBN: on one GPU it runs as plain BN.
+    runner, seen = amp_train(cfg, tmp_path / 'work', dtype, [
+        'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
+        'model.decode_head.norm_cfg.type=SyncBN'
+    ])
+    assert set(seen) == {getattr(torch, dtype)}
+
+
+@pytest.mark.cuda
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
+def test_dist_train_nccl_syncbn_amp(tiny_data, tmp_path):
+    root, _, ade = tiny_data
+    cfg = tiny_seg_config(str(tmp_path), ade)
+    log = run([
+        osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir',
+        str(tmp_path / 'work'), '--amp', '--cfg-options',
+        'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
+        'model.decode_head.norm_cfg.type=SyncBN'
+    ],
+              PORT=str(free_port())).stdout
+    assert "'backend': 'nccl'" in log or 'backend: nccl' in log
+    assert 'Iter(train) [4/4]' in log
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_onnx_export_runs_on_cuda(tmp_path):
+    ort = pytest.importorskip('onnxruntime')
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        pytest.skip('this onnxruntime has no CUDA provider: install '
+                    'onnxruntime-gpu for the CUDA half of this test')
+    from mmefficientmod.checkpoint import convert_checkpoint
+    fixture = load_parity_fixture('xxs')
+    ckpt = tmp_path / 'xxs.pth'
+    torch.save(convert_checkpoint(fixture['checkpoint']), ckpt)
+    out = str(tmp_path / 'xxs.onnx')
+    spec = importlib.util.spec_from_file_location(
+        'pytorch2onnx', osp.join(REPO, 'tools/deployment/pytorch2onnx.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = osp.join(REPO,
+                      'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
+    assert tool.main([config, str(ckpt), '--out', out, '--deploy']) == 0
+    # TF32 (on by default in ONNX Runtime's CUDA provider) misses 1e-4.
+    session = ort.InferenceSession(
+        out,
+        providers=[('CUDAExecutionProvider', {
+            'use_tf32': 0
+        }), 'CPUExecutionProvider'])
+    assert session.get_providers()[0] == 'CUDAExecutionProvider'
+    for x, logits in zip(fixture['inputs'], fixture['logits']):
+        got = session.run(None, {'input': x.float().numpy()})[0]
+        torch.testing.assert_close(
+            torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
