@@ -39,6 +39,7 @@ def test_every_released_key_maps_into_the_classifier(arch):
                                released['model']['patch_embed.proj.weight'])
 
 
+@pytest.mark.e2e
 def test_cli_converts_the_parity_checkpoint(tmp_path):
     fixture = load_parity_fixture('xxs')
     src, dst = tmp_path / 'released.pth', tmp_path / 'out' / 'converted.pth'
@@ -112,6 +113,7 @@ def test_unknown_widths_are_refused_naming_them():
         infer_arch({})
 
 
+@pytest.mark.e2e
 def test_cli_refuses_missing_and_non_checkpoint_files(tmp_path):
     text = tmp_path / 'notes.txt'
     text.write_text('not a checkpoint')
