@@ -17,11 +17,11 @@ SEG_EMBEDDED = osp.join(REPO, 'configs', 'sem_fpn',
 
 def make_tiny_data(root):
     """Small embedded COCO and ADE20K datasets under ``root``."""
-    from mmefficientmod.datasets.embedded import make_ade20k, make_coco
+    generator = embedded_data()
     coco = osp.join(root, 'coco')
     ade = osp.join(root, 'ade20k')
-    make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
-    make_ade20k(ade, num_train=8, num_val=4, img_size=(128, 128))
+    generator.make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
+    generator.make_ade20k(ade, num_train=8, num_val=4, img_size=(128, 128))
     return coco, ade
 
 
@@ -154,8 +154,11 @@ def load_tool(name):
 
 
 def _import_file(module_name, path):
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -173,3 +176,9 @@ def files(pattern):
 def state_dict_of(path):
     ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)
+
+
+def embedded_data():
+    """The synthetic data generator of the tools
+    (``tools/dataset_converters/embedded_data.py``)."""
+    return load_tool('dataset_converters/embedded_data')

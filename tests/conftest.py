@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _detseg_utils import load_tool as _load_tool
-from _detseg_utils import make_tiny_data
+from _detseg_utils import embedded_data, make_tiny_data
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,8 +39,7 @@ def tiny_data(tmp_path_factory):
 def embedded_imagenet(tmp_path_factory):
     """A small embedded ImageNet (4 classes, 4 train and 4 val images each,
     64 px), made once per session."""
-    from mmefficientmod.datasets.embedded import make_imagenet
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    make_imagenet(root, num_per_class_train=4, num_per_class_val=4,
-                  img_size=64)
+    embedded_data().make_imagenet(root, num_per_class_train=4,
+                                  num_per_class_val=4, img_size=64)
     return root

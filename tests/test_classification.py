@@ -18,8 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
-from mmefficientmod.datasets.embedded import make_imagenet
-from _detseg_utils import REPO
+from _detseg_utils import REPO, embedded_data
 from parity import load_parity_fixture
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -169,8 +168,8 @@ def test_classifier_configs_build_and_predict_1000_classes(name):
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    make_imagenet(root, num_per_class_train=8, num_per_class_val=4,
-                  img_size=64)
+    embedded_data().make_imagenet(root, num_per_class_train=8,
+                                  num_per_class_val=4, img_size=64)
     return root
 
 

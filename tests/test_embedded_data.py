@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from mmefficientmod.datasets import embedded
-from mmefficientmod.datasets.embedded import (ADE_CLASSES, COCO_CLASSES,
-                                              IMAGENET_CLASSES, make_all,
-                                              make_coco)
+from _detseg_utils import embedded_data
+
+embedded = embedded_data()
+ADE_CLASSES, COCO_CLASSES = embedded.ADE_CLASSES, embedded.COCO_CLASSES
+IMAGENET_CLASSES = embedded.IMAGENET_CLASSES
+make_all, make_coco = embedded.make_all, embedded.make_coco
 
 SMALL = dict(
     coco=dict(num_train=6, num_val=4, img_size=(128, 96)),

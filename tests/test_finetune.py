@@ -10,8 +10,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
-from mmefficientmod.datasets.embedded import make_imagenet
-from _detseg_utils import REPO
+from _detseg_utils import REPO, embedded_data
 from parity import load_parity_fixture
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -75,8 +74,8 @@ def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     torch.save(converted, ckpt_path)
     pretrained = {k: v.float() for k, v in converted['state_dict'].items()}
     root = str(tmp_path / 'imagenet')
-    make_imagenet(root, num_per_class_train=4, num_per_class_val=1,
-                  img_size=64)
+    embedded_data().make_imagenet(root, num_per_class_train=4,
+                                  num_per_class_val=1, img_size=64)
     embedded = Config.fromfile(EMBEDDED_CFG)
 
     cfg = Config.fromfile(FT_CFG)

@@ -93,7 +93,7 @@ def _worth_showing(line):
 
 
 def ensure_data(data_root, which):
-    from mmefficientmod.datasets.embedded import make_ade20k, make_coco
+    from dataset_converters.embedded_data import make_ade20k, make_coco
     maker = make_coco if which == 'coco' else make_ade20k
     summary = maker(osp.join(data_root, which))
     state = 'generated' if summary['generated'] else 'already there'

@@ -11,8 +11,7 @@ import argparse
 import os.path as osp
 import time
 
-from mmefficientmod.datasets.embedded import (make_ade20k, make_coco,
-                                              make_imagenet)
+from embedded_data import make_ade20k, make_coco, make_imagenet
 
 _MAKERS = dict(coco=make_coco, ade20k=make_ade20k, imagenet=make_imagenet)
 
