@@ -53,7 +53,7 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path):
     # The classifier config's backbone gives the pooled feature; export the
     # dense one by building it from the same weights.
     from mmefficientmod import EfficientMod
-    from mmefficientmod.benchmark.runtime import export_onnx
+    from mmefficientmod.deploy import export_onnx
     state = convert_checkpoint(fixture['checkpoint'])['state_dict']
     dense = EfficientMod('xxs').eval()
     dense.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()

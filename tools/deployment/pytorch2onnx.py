@@ -21,13 +21,9 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmefficientmod.benchmark.runtime import (TensorMode,  # noqa: E402
-                                              build_model_from_config,
-                                              compare_onnx, deploy_copy,
-                                              export_onnx, load_weights,
-                                              onnxruntime_session)
+from mmefficientmod.deploy import (TensorMode, build_model_from_config,
+                                   compare_onnx, deploy_copy, export_onnx,
+                                   load_weights, onnxruntime_session)
 
 
 def parse_args(argv=None):
