@@ -44,15 +44,19 @@ class CPUPredictor:
             ``'onnxruntime'``.
         single_output (bool): Whether a call returns one tensor (a
             classifier's logits) rather than a tuple (a backbone's features).
+        onnx_path (str | None): The ONNX file ONNX Runtime runs, when it was
+            written to a ``workdir`` that outlives the call; else None.
     """
 
     def __init__(self, run: Callable, precision: str, engine: str,
-                 single_output: bool, in_channels: int):
+                 single_output: bool, in_channels: int,
+                 onnx_path: Optional[str] = None):
         self._run = run
         self.precision = precision
         self.engine = engine
         self.single_output = single_output
         self.in_channels = in_channels
+        self.onnx_path = onnx_path
 
     def __call__(self, x: torch.Tensor):
         if (not isinstance(x, torch.Tensor) or x.dim() != 4
@@ -205,8 +209,9 @@ def cpu_predictor(model: nn.Module,
             Runtime's choice.
         example_shape (Sequence[int]): The example input of the ONNX export;
             the exported graph takes any batch and image size.
-        workdir (str, optional): Where the ONNX files go; a temporary folder
-            by default.
+        workdir (str, optional): Where the ONNX files go and stay
+            (``model_fp32.onnx``, ``model_int8.onnx``); a temporary folder,
+            removed once the session is built, by default.
 
     Returns:
         CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W
@@ -238,6 +243,7 @@ def cpu_predictor(model: nn.Module,
     single = hasattr(model, 'backbone')
     in_channels = backbone.in_channels
     module = _inference_module(model)
+    onnx_path = None
     if engine == 'torch':
         run = _torch_engine(
             module, torch.bfloat16 if precision == 'bf16' else torch.float32)
@@ -257,6 +263,9 @@ def cpu_predictor(model: nn.Module,
             fp32_path, path = path, osp.join(workdir, 'model_int8.onnx')
             _quantize_int8(fp32_path, path, batches)
         run = _ort_engine(path, threads)
-        if tmp is not None:
+        if tmp is None:
+            onnx_path = path
+        else:
             tmp.cleanup()  # the session holds the model in memory
-    return CPUPredictor(run, precision, engine, single, in_channels)
+    return CPUPredictor(run, precision, engine, single, in_channels,
+                        onnx_path)

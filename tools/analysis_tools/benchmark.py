@@ -11,8 +11,11 @@ Inference forms (``--forms``), all on CPU, all from the same weights:
 * ``eager``: this project's model as built, float32.
 * ``deploy``: after ``backbone.switch_to_deploy()``, float32 (PyTorch).
 * ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
-  at that precision (its fastest engine). ``int8`` is calibrated on
+  at that precision (its default engine). ``int8`` is calibrated on
   ``--calib-batches`` batches of the benchmark's random inputs.
+* ``bf16-inductor``: ``cpu_predictor(..., 'bf16', engine='inductor')``
+  (only when asked for: it compiles for each input shape, minutes on 2
+  cores).
 
 Every ONNX Runtime session has thread spinning off, so that it does not take
 the cores from the form timed after it. Forms are timed in turns, round by
@@ -71,7 +74,8 @@ CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
 ARCHS = ('xxs', 'xs', 's', 's_conv')
 UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
 OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
-ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS
+ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('bf16-inductor', )
+DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
 TRAIN_FORMS = ('authors-eager', 'eager')
 
 
@@ -122,7 +126,7 @@ def parse_args(argv=None):
     if args.upstream and args.config and not args.archs:
         parser.error('--upstream needs --archs (the authors have the four '
                      'ImageNet classifiers)')
-    forms = args.forms or [f for f in ALL_FORMS
+    forms = args.forms or [f for f in DEFAULT_FORMS
                            if args.upstream or f not in UPSTREAM_FORMS]
     if not args.upstream and set(forms) & set(UPSTREAM_FORMS):
         parser.error("the authors' forms need --upstream FILE")
@@ -187,8 +191,10 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
             run = torch_runner(TensorMode(deploy_copy(model),
                                           args.backbone_only))
         else:
+            precision, _, engine = name.partition('-')
             try:
-                run = cpu_predictor(predicted, name, calibration_data=calib,
+                run = cpu_predictor(predicted, precision, engine or 'auto',
+                                    calibration_data=calib,
                                     threads=args.threads,
                                     example_shape=(1, 3, *args.input_size))
             except NotImplementedError as err:
