@@ -29,8 +29,12 @@ def build_model_from_config(config: str,
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)  # init_weights logs every parameter
+    model_cfg = cfg.model
+    if cfg.get('data_preprocessor') is not None:
+        # As mmengine's Runner does: the top-level preprocessor applies.
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     try:
-        model = MODELS.build(cfg.model)
+        model = MODELS.build(model_cfg)
         if hasattr(model, 'init_weights'):
             model.init_weights()
     finally:
