@@ -55,17 +55,25 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# PyTorch's OpenMP threads busy-wait after every parallel region; when forms
+# are timed in turns that takes the cores from the next form (ONNX Runtime's
+# spinning is turned off for the same reason), and on a machine shared with
+# other jobs a spinning thread that loses its core stalls every barrier
+# (measured: 30 ms per xxs batch-1 forward with passive waiting, 2.8 s
+# without). It must be set before torch loads OpenMP; an explicit setting of
+# the caller wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from mmefficientmod.deploy import (TensorMode, build_model_from_config,
-                                   cosine_similarity, cpu_predictor,
-                                   deploy_copy, export_onnx, flatten_outputs,
-                                   load_weights, onnxruntime_session,
-                                   top1_agreement)
-from mmefficientmod.deploy.upstream import (build_upstream,
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mmefficientmod.deploy import (  # noqa: E402
+    TensorMode, build_model_from_config, cosine_similarity, cpu_predictor,
+    deploy_copy, export_onnx, flatten_outputs, load_weights,
+    onnxruntime_session, top1_agreement)
+from mmefficientmod.deploy.upstream import (build_upstream,  # noqa: E402
                                             copy_weights_to_upstream,
                                             load_upstream_module)
 
@@ -378,6 +386,7 @@ def main(argv=None):
     configs += [(arch, arch_config(arch), arch) for arch in args.archs or []]
     import onnxruntime
     meta = dict(device=device_name(), threads=torch.get_num_threads(),
+                omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
                 torch=torch.__version__, onnxruntime=onnxruntime.__version__,
                 input_size=f'{args.input_size[0]}x{args.input_size[1]}')
     print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
