@@ -18,7 +18,7 @@ precision  engine (``'auto'``)
 import copy
 import os.path as osp
 import tempfile
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
