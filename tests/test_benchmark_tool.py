@@ -60,6 +60,7 @@ def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path):
     assert {'device', 'torch', 'onnxruntime'} <= set(table[0])
 
 
+@pytest.mark.e2e
 def test_upstream_training_step(upstream_file):
     rows = load_tool().main([
         '--archs', 'xxs', '--upstream', upstream_file, '--train',
