@@ -95,12 +95,11 @@ def _torch_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
 
 
 def _inductor_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
-    from torch._inductor import config as inductor_config
     module = module.to(dtype)
     # Freezing folds the weights into the graph as constants, so that
     # oneDNN can pre-pack them once instead of at every call.
-    inductor_config.freezing = True
-    compiled = torch.compile(module, dynamic=False)
+    compiled = torch.compile(module, dynamic=False,
+                             options={'freezing': True})
 
     def run(x):
         with torch.no_grad():
