@@ -1,7 +1,7 @@
 """tools/analysis_tools/benchmark.py: runs, and reports what it claims to.
 
-Small inputs and one timed round: these tests check the tool's behaviour and
-the agreement figures it reports, never speed."""
+Small inputs and one or two timed rounds: these tests check the tool's
+behaviour and the agreement figures it reports, never speed."""
 import csv
 import importlib.util
 import os.path as osp
@@ -9,6 +9,9 @@ import os.path as osp
 import pytest
 
 from parity import REPO
+
+UPSTREAM_FILE = osp.join(REPO, '..', 'shared', 'reference', 'upstream',
+                         'EfficientMod.py')
 
 
 def load_tool():
@@ -19,59 +22,84 @@ def load_tool():
     return module
 
 
-def test_inference_forms_side_by_side(tmp_path):
+@pytest.fixture
+def upstream_file():
+    if not osp.isfile(UPSTREAM_FILE):
+        pytest.skip("the authors' model file is not beside the repository "
+                    f'({osp.normpath(UPSTREAM_FILE)}); nothing to compare with')
+    pytest.importorskip('timm', reason="the authors' model file imports timm")
     pytest.importorskip('onnxruntime')
+    return UPSTREAM_FILE
+
+
+def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path):
     tool = load_tool()
-    out_csv, out_png = tmp_path / 'b.csv', tmp_path / 'b.png'
+    out_csv = tmp_path / 'b.csv'
     rows = tool.main([
-        '--archs', 'xxs', '--forms', 'reference', 'eager', 'deploy', 'onnx',
-        '--batch-sizes', '2', '--dtypes', 'float32', 'bfloat16',
-        '--input-size', '64', '64', '--threads', '2', '--warmup', '0',
-        '--iters', '2', '--csv', str(out_csv), '--plot', str(out_png)])
-    got = {(r['batch'], r['dtype'], r['form']) for r in rows}
-    for batch in (2, ):
-        for form in ('reference', 'eager', 'deploy', 'onnx'):
-            assert (batch, 'float32', form) in got
-        for form in ('reference', 'eager', 'deploy'):
-            assert (batch, 'bfloat16', form) in got
-        assert (batch, 'bfloat16', 'onnx') not in got  # float32 export only
+        '--archs', 'xxs', '--upstream', upstream_file, '--forms',
+        'authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32',
+        '--batch-sizes', '2', '--input-size', '64', '64', '--threads', '2',
+        '--warmup', '0', '--iters', '2', '--csv', str(out_csv)])
+    assert [r['form'] for r in rows] == [
+        'authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32']
+    by_form = {r['form']: r for r in rows}
+    assert by_form['authors-onnx']['x_authors_onnx'] == pytest.approx(1.0)
+    assert by_form['authors-eager']['x_authors_eager'] == pytest.approx(1.0)
     for row in rows:
+        assert row['reference'] == 'authors-eager'
         assert row['rounds'] == 2
-        assert row['median_ms'] > 0 and row['images_per_s'] > 0
-        assert row['p90_ms'] >= row['median_ms'] >= row['min_ms']
-        if row['form'] == 'reference':
-            assert row['speedup_vs_reference'] == pytest.approx(1.0)
-        if row['dtype'] == 'float32':
-            assert row['max_abs_diff_vs_fp32_reference'] < 1e-4
-            assert row['cos_vs_fp32_reference'] > 0.99999
-        else:
-            assert row['cos_vs_fp32_reference'] > 0.99
+        assert row['p90_ms'] >= row['median_ms'] > 0
+        # Same weights: every float32 form computes the authors' logits.
+        assert row['max_abs_diff_vs_fp32'] < 1e-4
+        assert row['top1_agree_vs_fp32'] == 1.0
+        assert row['x_authors_onnx'] > 0 and row['x_authors_eager'] > 0
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
-    assert {'device', 'threads', 'torch', 'speedup_vs_reference'} <= set(table[0])
     assert table[0]['threads'] == '2'
-    assert out_png.stat().st_size > 0
+    assert {'device', 'torch', 'onnxruntime'} <= set(table[0])
 
 
-def test_training_step_time_and_peak_memory():
-    tool = load_tool()
-    rows = tool.main([
-        '--archs', 'xxs', '--train', '--forms', 'reference', 'eager',
+@pytest.mark.e2e
+def test_upstream_training_step(upstream_file):
+    rows = load_tool().main([
+        '--archs', 'xxs', '--upstream', upstream_file, '--train',
         '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '0',
         '--iters', '1'])
-    assert [r['form'] for r in rows] == ['reference', 'eager']
+    assert [r['form'] for r in rows] == ['authors-eager', 'eager']
     for row in rows:
-        assert row['mode'] == 'train step' and row['part'] == 'backbone'
+        assert row['mode'] == 'train step'
         assert row['peak_mem_mb'] > 0
 
 
-def test_config_argument_and_backbone_only():
-    tool = load_tool()
-    config = osp.join(REPO, 'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
-    rows = tool.main([config, '--backbone-only', '--forms', 'reference', 'deploy',
-                      '--batch-sizes', '1', '--dtypes', 'float32',
-                      '--input-size', '64', '96', '--warmup', '0', '--iters', '1'])
+def test_own_forms_without_upstream_backbone_only():
+    pytest.importorskip('onnxruntime')
+    config = osp.join(REPO, 'configs', 'efficientmod',
+                      'efficientmod-xxs_8xb256_in1k.py')
+    rows = load_tool().main([
+        config, '--backbone-only', '--forms', 'eager', 'deploy', 'fp32',
+        '--batch-sizes', '1', '--input-size', '64', '96', '--warmup', '0',
+        '--iters', '1'])
     assert {r['model'] for r in rows} == {'efficientmod-xxs_8xb256_in1k'}
-    assert all(r['part'] == 'backbone' for r in rows)
-    assert all(r['max_abs_diff_vs_fp32_reference'] < 1e-4 for r in rows)
+    for row in rows:
+        assert row['reference'] == 'eager'
+        assert row['x_authors_onnx'] == '' and row['top1_agree_vs_fp32'] == ''
+        assert row['max_abs_diff_vs_fp32'] < 1e-4
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--forms', 'authors-onnx', '--archs', 'xxs'], 'need --upstream'),
+    (['--archs', 'xxs', '--upstream', 'x.py', '--backbone-only'],
+     'cannot be compared'),
+    ([], 'give a CONFIG or --archs'),
+])
+def test_bad_arguments_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_tool().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_missing_upstream_file_is_named(tmp_path):
+    missing = str(tmp_path / 'nope.py')
+    with pytest.raises(FileNotFoundError, match='nope.py'):
+        load_tool().main(['--archs', 'xxs', '--upstream', missing])

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mmefficientmod import EfficientMod
-from mmefficientmod.benchmark import (ReferenceEfficientMod, cosine_similarity,
-                                      to_precision)
 from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.deploy import cosine_similarity, to_precision
 from parity import load_parity_fixture
+from reference_twin import ReferenceEfficientMod
 
 
 def backbones_from_fixture(fixture, arch):

@@ -53,7 +53,7 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path):
     # The classifier config's backbone gives the pooled feature; export the
     # dense one by building it from the same weights.
     from mmefficientmod import EfficientMod
-    from mmefficientmod.benchmark.runtime import export_onnx
+    from mmefficientmod.deploy import export_onnx
     state = convert_checkpoint(fixture['checkpoint'])['state_dict']
     dense = EfficientMod('xxs').eval()
     dense.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()
@@ -72,3 +72,36 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path):
                                        rtol=0, atol=1e-4)
     # The tool's own backbone-only path (pooled feature for this config).
     assert tool.main(argv + ['--verify']) == 0
+
+
+def test_int8_export_calibrates_on_the_config_val_set(tmp_path):
+    """--int8 writes cpu_predictor's quantised model, calibrated on the
+    config's val dataloader, and --verify checks its cosine with float32."""
+    from mmefficientmod.datasets.embedded import make_imagenet
+    root = str(tmp_path / 'imagenet')
+    make_imagenet(root, num_per_class_train=1, num_per_class_val=2,
+                  img_size=64)
+    base = osp.join(REPO, 'configs', 'efficientmod',
+                    'efficientmod-xxs_distill_1xb8_embedded-64px.py')
+    config = tmp_path / 'int8.py'
+    config.write_text(
+        f'_base_ = {base!r}\n'
+        f'val_dataloader = dict(batch_size=4, num_workers=0, '
+        f'dataset=dict(data_root={root!r}))\n')
+    out = str(tmp_path / 'xxs_int8.onnx')
+    assert load_tool().main([str(config), '--out', out, '--int8', '--shape',
+                             '64', '64', '--calib-batches', '2', '--verify',
+                             '--min-cosine', '0.99']) == 0
+    import onnx
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    got = session.run(None, {'input': torch.randn(3, 3, 64, 80).numpy()})[0]
+    assert got.shape == (3, 1000)
+
+
+def test_int8_export_refuses_static_shapes(capsys):
+    with pytest.raises(SystemExit):
+        load_tool().parse_args([CONFIG, '--out', 'x.onnx', '--int8',
+                                '--static'])
+    assert '--int8 exports dynamic shapes only' in capsys.readouterr().err

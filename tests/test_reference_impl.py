@@ -1,12 +1,12 @@
-"""The plain baseline of the benchmark tool reproduces the reference as well.
+"""The test-only twin implementation reproduces the reference as well.
 
-``ReferenceEfficientMod`` is what the benchmark's speed-ups are measured
-against, so it must compute the same function as the optimised backbone.
+``ReferenceEfficientMod`` is what other tests check the optimised backbone
+against (e.g. training gradients), so it must reproduce the fixtures too.
 """
 import pytest
 import torch
 
-from mmefficientmod.benchmark import ReferenceClassifier, ReferenceEfficientMod
+from reference_twin import ReferenceClassifier, ReferenceEfficientMod
 from mmefficientmod.checkpoint import convert_checkpoint
 from parity import load_parity_fixture
 

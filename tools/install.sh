@@ -42,7 +42,7 @@ TORCHVISION_SPEC="torchvision==0.28.0"  # operators torchvision cannot load.
 MMCV_SPEC="mmcv==2.1.0"            # mmdet 3.3 and mmseg 1.2 refuse mmcv >= 2.2
 STACK_SPECS=(
   "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0"
-  "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "matplotlib"
+  "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "matplotlib" "timm"
 )
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
@@ -159,7 +159,7 @@ fi
 stack_ready() {
   "$PY" - <<'PY' 2>/dev/null
 import importlib.metadata as md
-import ftfy, matplotlib, onnx, onnxruntime, pycocotools, pytest, regex  # noqa
+import ftfy, matplotlib, onnx, onnxruntime, pycocotools, pytest, regex, timm  # noqa
 import mmdet, mmengine, mmpretrain, mmseg  # noqa
 pins = {'mmengine': '0.10.7', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'mmpretrain': '1.2.0'}
 assert all(md.version(name) == version for name, version in pins.items())

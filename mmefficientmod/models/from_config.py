@@ -50,9 +50,10 @@ class TensorMode(nn.Module):
     for tracing, export, FLOP counting and timing.
 
     Args:
-        model (nn.Module): An OpenMMLab model (``BaseModel``).
-        backbone_only (bool): Run ``model.backbone`` alone.
-            Defaults to False.
+        model (nn.Module): An OpenMMLab model (``BaseModel``), or a bare
+            backbone.
+        backbone_only (bool): Run ``model.backbone`` (or the bare backbone)
+            alone. Defaults to False.
         data_samples (Sequence, optional): What the model's heads read in
             tensor mode (mmdet's need image metainfo). Defaults to None.
     """
@@ -68,5 +69,5 @@ class TensorMode(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.backbone_only:
-            return self.model.backbone(x)
+            return getattr(self.model, 'backbone', self.model)(x)
         return self.model(x, self.data_samples, mode='tensor')

@@ -1,114 +1,149 @@
-"""Latency and throughput of EfficientMod models, in several forms, side by side.
+"""Speed of EfficientMod against the authors' code, side by side in one process.
 
-Forms (``--forms``):
+Inference forms (``--forms``), all on CPU, all from the same weights:
 
-* ``reference``: BASELINE. The same model with its backbone replaced by
-  ``mmefficientmod.benchmark.ReferenceEfficientMod``, a straightforward eager
-  implementation of the reference semantics (NCHW between blocks, permutes
-  around every LayerNorm, explicit ``repeat`` of the context, hand-written
-  softmax attention, nothing folded). Same weights. Speed-ups are against it.
-* ``eager``: the model as built (``EfficientMod`` in eval mode).
-* ``deploy``: after ``model.backbone.switch_to_deploy()``.
-* ``compiled``: the deploy form through ``torch.compile`` (inductor).
-* ``onnx``: the deploy form exported to ONNX and run by ONNX Runtime
-  (float32 only).
+* ``authors-eager``: the authors' model file (``--upstream FILE``, their
+  ``models/EfficientMod.py``), eager PyTorch, float32.
+* ``authors-onnx``: the authors' model exported with ``torch.onnx.export``
+  (constant folding) and run by ONNX Runtime, as their ``benchmark_onnx.py``
+  and the paper's CPU column do (opset 17: their attention calls
+  ``scaled_dot_product_attention``, which opset 12 cannot express).
+* ``eager``: this project's model as built, float32.
+* ``deploy``: after ``backbone.switch_to_deploy()``, float32 (PyTorch).
+* ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
+  at that precision (its default engine). ``int8`` is calibrated on
+  ``--calib-batches`` batches of the benchmark's random inputs.
+* ``bf16-inductor``: ``cpu_predictor(..., 'bf16', engine='inductor')``
+  (only when asked for: it compiles for each input shape, minutes on 2
+  cores).
 
-All forms of one (model, batch size, dtype) are timed in one process,
-interleaved round by round, after warm-up; the table gives the median and
-90th/99th percentile latency, images per second at the median, the speed-up
-of the median against ``reference``, and the agreement of the output with the
-float32 ``reference`` output on the same input (cosine similarity and largest
-absolute difference).
+Every ONNX Runtime session has thread spinning off, so that it does not take
+the cores from the form timed after it. Forms are timed in turns, round by
+round, after warm-up. The table gives the median latency, images/s, the
+speed-up against ``authors-onnx`` and ``authors-eager`` (when timed), and the
+agreement of the output with the authors' float32 eager output (or our eager
+one without ``--upstream``) on a separate input: cosine similarity, largest
+absolute difference and, for classifiers, top-1 agreement.
+
+``--train`` times a classifier training step instead (forward, cross-entropy,
+backward, AdamW step) of ``authors-eager`` and ``eager``, with the peak memory
+allocated during a step.
 
 Examples::
 
-    # The README table: the four ImageNet classifiers, batch 1 and 32.
+    # The README table: the four ImageNet classifiers against the authors'.
     python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
-        --batch-sizes 1 32 --dtypes float32 bfloat16 --threads 2 \\
-        --csv work_dirs/benchmark.csv --plot work_dirs/benchmark.png
+        --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
+        --csv work_dirs/benchmark/inference.csv
 
-    # Any config, backbone only, on a GPU with float16 autocast.
+    # Training step, batch 32.
+    python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
+        --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
+        --train --batch-sizes 32
+
+    # Any config of ours, backbone only, without the authors' code.
     python tools/analysis_tools/benchmark.py CONFIG --backbone-only \\
-        --device cuda --dtypes float32 float16 --forms reference eager deploy
-
-    # Training step (forward + backward + SGD step): time and peak memory.
-    python tools/analysis_tools/benchmark.py --archs xxs --train --batch-sizes 32
+        --forms eager deploy fp32 bf16
 """
 import argparse
+import copy
 import csv
 import os
 import os.path as osp
 import platform
-import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
-import numpy as np
-import torch
-import torch.nn as nn
+# PyTorch's OpenMP threads busy-wait after every parallel region; when forms
+# are timed in turns that takes the cores from the next form (ONNX Runtime's
+# spinning is turned off for the same reason), and on a machine shared with
+# other jobs a spinning thread that loses its core stalls every barrier
+# (measured: 30 ms per xxs batch-1 forward with passive waiting, 2.8 s
+# without). It must be set before torch loads OpenMP; an explicit setting of
+# the caller wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from mmefficientmod.benchmark import (DTYPES, autocast, cast_input,  # noqa: E402
-                                      cosine_similarity, cpu_has_bf16,
-                                      default_precision_mode, to_precision)
-from mmefficientmod.benchmark.runtime import (TensorMode, arch_config,  # noqa: E402
-                                              build_model_from_config,
-                                              deploy_copy, export_onnx,
-                                              find_backbone, flatten_outputs,
-                                              load_weights, onnxruntime_session,
-                                              reference_backbone, with_backbone)
+from mmefficientmod.deploy import (  # noqa: E402
+    cosine_similarity, cpu_predictor, deploy_copy, export_onnx,
+    flatten_outputs, load_weights, onnxruntime_session, top1_agreement)
+from mmefficientmod.models import (TensorMode,  # noqa: E402
+                                   build_model_from_config)
+from mmefficientmod.deploy.upstream import (build_upstream,  # noqa: E402
+                                            copy_weights_to_upstream,
+                                            load_upstream_module)
 
-ALL_FORMS = ('reference', 'eager', 'deploy', 'compiled', 'onnx')
-TRAIN_FORMS = ('reference', 'eager', 'compiled')
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))), 'configs', 'efficientmod')
+ARCHS = ('xxs', 'xs', 's', 's_conv')
+UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
+OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
+ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('bf16-inductor', )
+DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
+TRAIN_FORMS = ('authors-eager', 'eager')
+
+
+def arch_config(arch: str) -> str:
+    """This project's ImageNet classifier config of ``arch``."""
+    name = f"efficientmod-{arch.replace('_', '-')}_8xb256_in1k.py"
+    return osp.join(CONFIG_DIR, name)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', help='model config file')
-    parser.add_argument('--archs', nargs='+', choices=['xxs', 'xs', 's', 's_conv'],
+    parser.add_argument('--archs', nargs='+', choices=ARCHS,
                         help="benchmark this project's ImageNet classifier "
                         'config of each arch (instead of CONFIG)')
-    parser.add_argument('--checkpoint', help='weights to load (optional; speed '
-                        'does not depend on them)')
+    parser.add_argument('--upstream', metavar='FILE',
+                        help="the authors' models/EfficientMod.py (a checkout "
+                        'of github.com/ma-xu/EfficientMod), timed side by side '
+                        'with the same weights')
+    parser.add_argument('--checkpoint', help='weights to load (optional; '
+                        'speed does not depend on them)')
     parser.add_argument('--backbone-only', action='store_true',
-                        help='time model.backbone rather than the whole model')
-    parser.add_argument('--forms', nargs='+', default=list(ALL_FORMS),
-                        choices=ALL_FORMS)
+                        help='time model.backbone rather than the whole model '
+                        '(not with --upstream)')
+    parser.add_argument('--forms', nargs='+', choices=ALL_FORMS,
+                        help='forms to time (default: all that apply)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
-    parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'],
-                        choices=list(DTYPES))
-    parser.add_argument('--precision-mode', choices=['auto', 'cast', 'autocast'],
-                        default='auto', help="'cast': weights and inputs in the "
-                        "dtype (CPU default); 'autocast': torch.autocast (GPU "
-                        'default)')
     parser.add_argument('--input-size', nargs=2, type=int, default=[224, 224],
                         metavar=('H', 'W'))
-    parser.add_argument('--channels-last', action='store_true',
-                        help='feed inputs in channels-last memory format')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
     parser.add_argument('--threads', type=int, default=None,
-                        help='intra-op threads (torch and ONNX Runtime); '
-                        'default: what torch uses now')
-    parser.add_argument('--warmup', type=int, default=5)
+                        help='intra-op threads of torch and ONNX Runtime '
+                        "(default: torch's current setting)")
+    parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--iters', type=int, default=20,
-                        help='timed rounds (each round runs every form once)')
-    parser.add_argument('--batch-iters-scale', type=float, default=None,
-                        help='rounds for batch N are iters * scale / N '
-                        '(at least 5); default: iters for every batch size')
+                        help='timed rounds at batch 1 (each round runs every '
+                        'form once); batch N gets max(3, iters * 4 / N)')
+    parser.add_argument('--calib-batches', type=int, default=4,
+                        help='calibration batches of the int8 form')
     parser.add_argument('--train', action='store_true',
-                        help='time a training step (forward, backward, SGD '
-                        'step) and its peak memory instead of inference')
+                        help='time a training step and its peak memory')
     parser.add_argument('--csv', help='write the results to this CSV file')
-    parser.add_argument('--plot', help='write a bar chart to this image file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.config and not args.archs:
+        parser.error('give a CONFIG or --archs')
+    if args.upstream and args.backbone_only:
+        parser.error("--backbone-only cannot be compared with the authors' "
+                     'model, which is a classifier; drop one of the two')
+    if args.upstream and args.config and not args.archs:
+        parser.error('--upstream needs --archs (the authors have the four '
+                     'ImageNet classifiers)')
+    forms = args.forms or [f for f in DEFAULT_FORMS
+                           if args.upstream or f not in UPSTREAM_FORMS]
+    if not args.upstream and set(forms) & set(UPSTREAM_FORMS):
+        parser.error("the authors' forms need --upstream FILE")
+    args.forms = [f for f in forms if not args.train or f in TRAIN_FORMS]
+    return args
 
 
-def device_name(device: str) -> str:
-    dev = torch.device(device)
-    if dev.type == 'cuda':
-        return torch.cuda.get_device_name(dev)
+def device_name() -> str:
     name = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as f:
@@ -118,171 +153,142 @@ def device_name(device: str) -> str:
                     break
     except OSError:
         pass
-    cores = os.cpu_count()
-    return f'{name} ({cores} logical cores)'
-
-
-def synchronize(device: str):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def percentile(values: List[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
+    return f'{name} ({os.cpu_count()} logical cores)'
 
 
 class Form:
-    """One way of running the model: a callable from the float32 input."""
+    """One way of running the model: a callable of the float32 input."""
 
-    def __init__(self, name: str, run: Callable, note: str = ''):
+    def __init__(self, name: str, run: Callable):
         self.name = name
         self.run = run
-        self.note = note
         self.times: List[float] = []
 
 
-def make_inference_forms(model: nn.Module, args, dtype_name: str, batch: int,
-                         tmpdir: str) -> List[Form]:
-    dtype = DTYPES[dtype_name]
-    device = args.device
-    mode = (default_precision_mode(device) if args.precision_mode == 'auto'
-            else args.precision_mode)
-    wrap = lambda m: TensorMode(m, args.backbone_only).to(device).eval()  # noqa
+def ort_runner(session) -> Callable:
+    def run(x):
+        return [torch.from_numpy(o)
+                for o in session.run(None, {'input': x.numpy()})]
+    return run
+
+
+def torch_runner(module: nn.Module) -> Callable:
+    def run(x):
+        with torch.inference_mode():
+            return module(x)
+    return run
+
+
+def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
+               tmpdir: str) -> List[Form]:
+    ours = TensorMode(model, args.backbone_only).eval()
+    gen = torch.Generator().manual_seed(1)
+    calib = [torch.randn(4, 3, *args.input_size, generator=gen)
+             for _ in range(args.calib_batches)]
+    predicted = model.backbone if args.backbone_only else model
     forms = []
-
-    def runner(module):
-        module = to_precision(module, dtype, mode)
-
-        def run(x):
-            with torch.inference_mode(), autocast(device, dtype, mode):
-                return module(cast_input(x, dtype, mode))
-        return run
-
     for name in args.forms:
-        if name == 'reference':
-            ref = with_backbone(model, reference_backbone(find_backbone(model)))
-            forms.append(Form(name, runner(wrap(ref))))
+        if name == 'authors-eager':
+            run = torch_runner(upstream)
+        elif name == 'authors-onnx':
+            path = osp.join(tmpdir, f'authors_{id(upstream)}.onnx')
+            export_onnx(upstream, path, (1, 3, *args.input_size))
+            run = ort_runner(onnxruntime_session(path, args.threads))
         elif name == 'eager':
-            forms.append(Form(name, runner(wrap(_copy(model)))))
+            run = torch_runner(copy.deepcopy(ours))
         elif name == 'deploy':
-            forms.append(Form(name, runner(wrap(deploy_copy(model)))))
-        elif name == 'compiled':
-            module = to_precision(wrap(deploy_copy(model)), dtype, mode)
-            compiled = torch.compile(module)
-
-            def run(x, compiled=compiled):
-                with torch.inference_mode(), autocast(device, dtype, mode):
-                    return compiled(cast_input(x, dtype, mode))
-            forms.append(Form(name, run, 'torch.compile(deploy)'))
-        elif name == 'onnx':
-            if dtype != torch.float32:
-                print(f'  onnx: skipped for {dtype_name} (float32 export only)')
+            run = torch_runner(TensorMode(deploy_copy(model),
+                                          args.backbone_only))
+        else:
+            precision, _, engine = name.partition('-')
+            try:
+                run = cpu_predictor(predicted, precision, engine or 'auto',
+                                    calibration_data=calib,
+                                    threads=args.threads,
+                                    example_shape=(1, 3, *args.input_size))
+            except NotImplementedError as err:
+                print(f'  {name}: skipped ({err})')
                 continue
-            path = osp.join(tmpdir, f'model_{id(model)}.onnx')
-            if not osp.exists(path):
-                export_onnx(wrap(deploy_copy(model)).cpu(), path,
-                            (1, 3, *args.input_size))
-            session = onnxruntime_session(path, args.threads, device)
-
-            def run(x, session=session):
-                return [torch.from_numpy(o) for o in
-                        session.run(None, {'input': x.cpu().numpy()})]
-            forms.append(Form(name, run, 'ONNX Runtime, deploy form'))
+        forms.append(Form(name, run))
     return forms
 
 
-def _copy(model):
-    import copy
-    return copy.deepcopy(model).eval()
-
-
-def time_forms(forms: List[Form], x: torch.Tensor, args, rounds: int):
+def time_forms(forms: List[Form], x: Optional[torch.Tensor], warmup: int,
+               rounds: int):
     for form in forms:
-        start = time.perf_counter()
-        form.run(x)  # first call: compilation, allocation
-        synchronize(args.device)
-        form.first_call = time.perf_counter() - start
-    for _ in range(args.warmup):
-        for form in forms:
+        for _ in range(max(warmup, 1)):
             form.run(x)
-    synchronize(args.device)
     for i in range(rounds):
-        order = forms[i % len(forms):] + forms[:i % len(forms)]
-        for form in order:
-            synchronize(args.device)
+        # Rotate the order, so that no form always follows the same one.
+        for form in forms[i % len(forms):] + forms[:i % len(forms)]:
             start = time.perf_counter()
             form.run(x)
-            synchronize(args.device)
             form.times.append(time.perf_counter() - start)
 
 
-def agreement(forms: List[Form], x: torch.Tensor, reference_out):
-    for form in forms:
-        out = [o.float().cpu() for o in flatten_outputs(form.run(x))]
-        form.cosine = min(cosine_similarity(a, b).item()
-                          for a, b in zip(out, reference_out))
-        form.max_diff = max((a - b).abs().max().item()
-                            for a, b in zip(out, reference_out))
+def measure_agreement(form: Form, x: torch.Tensor, reference: List[torch.Tensor],
+                      classifier: bool) -> Dict:
+    out = [o.float() for o in flatten_outputs(form.run(x))]
+    row = dict(
+        cos_vs_fp32=min(cosine_similarity(a, b).item()
+                        for a, b in zip(out, reference)),
+        max_abs_diff_vs_fp32=max((a - b).abs().max().item()
+                                 for a, b in zip(out, reference)))
+    row['top1_agree_vs_fp32'] = (top1_agreement(out[0], reference[0])
+                                 if classifier else '')
+    return row
 
 
-def benchmark_inference(name: str, model: nn.Module, args, rows: List[Dict],
-                        tmpdir: str):
+def benchmark_inference(name: str, model: nn.Module,
+                        upstream: Optional[nn.Module], args,
+                        rows: List[Dict], tmpdir: str):
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
-    check_x = torch.randn(2, 3, h, w, generator=gen).to(args.device)
-    ref_fp32 = TensorMode(with_backbone(model, reference_backbone(find_backbone(model))),
-                          args.backbone_only).to(args.device).eval()
+    check_x = torch.randn(8, 3, h, w, generator=gen)
+    if upstream is not None:
+        ref_module, ref_name = upstream, 'authors-eager'
+    else:
+        ref_module, ref_name = TensorMode(model, args.backbone_only), 'eager'
     with torch.no_grad():
-        reference_out = [o.float().cpu() for o in flatten_outputs(ref_fp32(check_x))]
-    del ref_fp32
-    for dtype_name in args.dtypes:
-        if (dtype_name != 'float32' and torch.device(args.device).type == 'cpu'
-                and not cpu_has_bf16() and dtype_name == 'bfloat16'):
-            print(f'  note: this CPU has no native bfloat16; {dtype_name} is emulated')
-        for batch in args.batch_sizes:
-            x = torch.randn(batch, 3, h, w, generator=gen).to(args.device)
-            if args.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            forms = make_inference_forms(model, args, dtype_name, batch, tmpdir)
-            rounds = args.iters
-            if args.batch_iters_scale:
-                rounds = max(5, int(round(args.iters * args.batch_iters_scale / batch)))
-            time_forms(forms, x, args, rounds)
-            agreement(forms, check_x, reference_out)
-            ref_median = next((np.median(f.times) for f in forms
-                               if f.name == 'reference'), None)
-            for form in forms:
-                median = float(np.median(form.times))
-                rows.append(dict(
-                    model=name, part='backbone' if args.backbone_only else 'model',
-                    mode='inference', batch=batch, dtype=dtype_name, form=form.name,
-                    median_ms=median * 1e3,
-                    p90_ms=percentile(form.times, 90) * 1e3,
-                    p99_ms=percentile(form.times, 99) * 1e3,
-                    min_ms=min(form.times) * 1e3,
-                    images_per_s=batch / median,
-                    speedup_vs_reference=(ref_median / median) if ref_median else '',
-                    cos_vs_fp32_reference=form.cosine,
-                    max_abs_diff_vs_fp32_reference=form.max_diff,
-                    peak_mem_mb='', rounds=len(form.times),
-                    first_call_s=form.first_call))
-                print_row(rows[-1])
+        reference = [o.float() for o in flatten_outputs(ref_module(check_x))]
+    classifier = not args.backbone_only
+    forms = make_forms(model, upstream, args, tmpdir)
+    agreement = {f.name: measure_agreement(f, check_x, reference, classifier)
+                 for f in forms}
+    for batch in args.batch_sizes:
+        x = torch.randn(batch, 3, h, w, generator=gen)
+        for form in forms:
+            form.times = []
+        time_forms(forms, x, args.warmup, max(3, args.iters * 4 // batch)
+                   if batch > 4 else args.iters)
+        medians = {f.name: float(np.median(f.times)) for f in forms}
+        for form in forms:
+            median = medians[form.name]
+            rows.append(dict(
+                model=name, mode='inference', batch=batch, form=form.name,
+                median_ms=median * 1e3,
+                p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+                images_per_s=batch / median,
+                x_authors_onnx=_ratio(medians, 'authors-onnx', median),
+                x_authors_eager=_ratio(medians, 'authors-eager', median),
+                reference=ref_name, **agreement[form.name], peak_mem_mb='',
+                rounds=len(form.times)))
+            print_row(rows[-1])
 
 
-def peak_memory_mb(step: Callable, device: str) -> float:
-    """Peak memory allocated during ``step()`` beyond what existed before it."""
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+def _ratio(medians: Dict[str, float], name: str, median: float):
+    return medians[name] / median if name in medians else ''
+
+
+def peak_memory_mb(step: Callable) -> float:
+    """Peak CPU memory allocated during ``step()`` beyond what was there."""
+    with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU],
+            profile_memory=True) as prof:
         step()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                profile_memory=True) as prof:
-        step()
-    events = sorted((e.start_ns(), e.nbytes()) for e in
-                    prof.profiler.kineto_results.events() if e.name() == '[memory]')
+    events = sorted((e.start_ns(), e.nbytes())
+                    for e in prof.profiler.kineto_results.events()
+                    if e.name() == '[memory]')
     level = peak = 0
     for _, nbytes in events:
         level += nbytes
@@ -290,51 +296,51 @@ def peak_memory_mb(step: Callable, device: str) -> float:
     return peak / 2**20
 
 
-def benchmark_training(name: str, model: nn.Module, args, rows: List[Dict]):
+def benchmark_training(name: str, model: nn.Module,
+                       upstream: Optional[nn.Module], args, rows: List[Dict]):
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
-    backbone = find_backbone(model)
     for batch in args.batch_sizes:
-        x = torch.randn(batch, 3, h, w, generator=gen).to(args.device)
+        x = torch.randn(batch, 3, h, w, generator=gen)
+        labels = torch.randint(0, 1000, (batch, ), generator=gen)
         forms = []
         for form_name in args.forms:
-            if form_name not in TRAIN_FORMS:
-                continue
-            if form_name == 'reference':
-                net = reference_backbone(backbone)
+            if form_name == 'authors-eager':
+                net = copy.deepcopy(upstream)
             else:
-                net = _copy(backbone)
-            net = net.to(args.device).train()
-            opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-            fwd = torch.compile(net) if form_name == 'compiled' else net
+                net = TensorMode(copy.deepcopy(model))
+            net.train()
+            opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
-            def step(_unused=None, x=x, fwd=fwd, opt=opt):
+            def step(_x=None, net=net, opt=opt):
                 opt.zero_grad(set_to_none=True)
-                loss = sum(o.float().pow(2).mean() for o in fwd(x))
+                out = flatten_outputs(net(x))[0]
+                if out.dim() == 2:
+                    loss = F.cross_entropy(out, labels % out.shape[1])
+                else:
+                    loss = out.float().square().mean()
                 loss.backward()
                 opt.step()
             forms.append(Form(form_name, step))
-        time_forms(forms, None, args, args.iters)
-        ref_median = next((np.median(f.times) for f in forms
-                           if f.name == 'reference'), None)
+        time_forms(forms, None, args.warmup, max(3, args.iters * 4 // batch))
+        medians = {f.name: float(np.median(f.times)) for f in forms}
         for form in forms:
-            mem = peak_memory_mb(form.run, args.device)
-            median = float(np.median(form.times))
+            median = medians[form.name]
             rows.append(dict(
-                model=name, part='backbone', mode='train step', batch=batch,
-                dtype='float32', form=form.name, median_ms=median * 1e3,
-                p90_ms=percentile(form.times, 90) * 1e3,
-                p99_ms=percentile(form.times, 99) * 1e3,
-                min_ms=min(form.times) * 1e3, images_per_s=batch / median,
-                speedup_vs_reference=(ref_median / median) if ref_median else '',
-                cos_vs_fp32_reference='', max_abs_diff_vs_fp32_reference='',
-                peak_mem_mb=mem, rounds=len(form.times),
-                first_call_s=form.first_call))
+                model=name, mode='train step', batch=batch, form=form.name,
+                median_ms=median * 1e3,
+                p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+                images_per_s=batch / median, x_authors_onnx='',
+                x_authors_eager=_ratio(medians, 'authors-eager', median),
+                reference='', cos_vs_fp32='', max_abs_diff_vs_fp32='',
+                top1_agree_vs_fp32='', peak_mem_mb=peak_memory_mb(form.run),
+                rounds=len(form.times)))
             print_row(rows[-1])
 
 
-HEADER = ('{model:<10} {part:<8} {mode:<10} {batch:>5} {dtype:<9} {form:<10} '
-          '{median:>9} {p90:>9} {p99:>9} {ips:>9} {speedup:>8} {cos:>9} {diff:>9} {mem:>8}')
+HEADER = ('{model:<8} {mode:<10} {batch:>5} {form:<13} {median:>9} {p90:>9} '
+          '{ips:>8} {xonnx:>8} {xeager:>8} {cos:>9} {diff:>8} {top1:>6} '
+          '{mem:>8}')
 
 
 def fmt(value, spec):
@@ -342,21 +348,23 @@ def fmt(value, spec):
 
 
 def print_header():
-    print(HEADER.format(model='model', part='part', mode='mode', batch='batch',
-                        dtype='dtype', form='form', median='median ms',
-                        p90='p90 ms', p99='p99 ms', ips='img/s', speedup='x ref',
-                        cos='cos fp32', diff='max|d|', mem='peak MB'))
+    print(HEADER.format(
+        model='model', mode='mode', batch='batch', form='form',
+        median='median ms', p90='p90 ms', ips='img/s', xonnx='x a-onnx',
+        xeager='x a-eager', cos='cos fp32', diff='max|d|', top1='top1',
+        mem='peak MB'))
 
 
 def print_row(row):
     print(HEADER.format(
-        model=row['model'], part=row['part'], mode=row['mode'],
-        batch=row['batch'], dtype=row['dtype'], form=row['form'],
-        median=fmt(row['median_ms'], '.2f'), p90=fmt(row['p90_ms'], '.2f'),
-        p99=fmt(row['p99_ms'], '.2f'), ips=fmt(row['images_per_s'], '.1f'),
-        speedup=fmt(row['speedup_vs_reference'], '.2f'),
-        cos=fmt(row['cos_vs_fp32_reference'], '.6f'),
-        diff=fmt(row['max_abs_diff_vs_fp32_reference'], '.1e'),
+        model=row['model'], mode=row['mode'], batch=row['batch'],
+        form=row['form'], median=fmt(row['median_ms'], '.2f'),
+        p90=fmt(row['p90_ms'], '.2f'), ips=fmt(row['images_per_s'], '.1f'),
+        xonnx=fmt(row['x_authors_onnx'], '.2f'),
+        xeager=fmt(row['x_authors_eager'], '.2f'),
+        cos=fmt(row['cos_vs_fp32'], '.6f'),
+        diff=fmt(row['max_abs_diff_vs_fp32'], '.1e'),
+        top1=fmt(row['top1_agree_vs_fp32'], '.3f'),
         mem=fmt(row['peak_mem_mb'], '.0f')), flush=True)
 
 
@@ -369,75 +377,40 @@ def write_csv(rows: List[Dict], path: str, meta: Dict):
             writer.writerow({**row, **meta})
 
 
-def plot(rows: List[Dict], path: str, title: str):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    groups = sorted({(r['mode'], r['batch']) for r in rows})
-    fig, axes = plt.subplots(len(groups), 1, squeeze=False,
-                             figsize=(10, 3.2 * len(groups)))
-    for ax, (mode, batch) in zip(axes[:, 0], groups):
-        sel = [r for r in rows if r['mode'] == mode and r['batch'] == batch]
-        labels = list(dict.fromkeys(f"{r['model']}\n{r['dtype']}" for r in sel))
-        forms = list(dict.fromkeys(r['form'] for r in sel))
-        width = 0.8 / len(forms)
-        for k, form in enumerate(forms):
-            values = []
-            for label in labels:
-                match = [r['images_per_s'] for r in sel if r['form'] == form and
-                         f"{r['model']}\n{r['dtype']}" == label]
-                values.append(match[0] if match else 0)
-            ax.bar(np.arange(len(labels)) + k * width, values, width, label=form)
-        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
-        ax.set_xticklabels(labels, fontsize=8)
-        ax.set_ylabel('images / s')
-        ax.set_title(f'{mode}, batch {batch}', fontsize=10)
-        ax.legend(fontsize=8, ncol=len(forms))
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    if not args.config and not args.archs:
-        raise SystemExit('Give a CONFIG or --archs.')
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.train:
-        args.backbone_only = True
-    configs = [(osp.splitext(osp.basename(args.config))[0], args.config)] if args.config else []
-    configs += [(arch, arch_config(arch)) for arch in args.archs or []]
-    meta = dict(device=device_name(args.device), threads=torch.get_num_threads(),
-                torch=torch.__version__, input_size=f'{args.input_size[0]}x{args.input_size[1]}')
-    try:
-        import onnxruntime
-        meta['onnxruntime'] = onnxruntime.__version__
-    except ImportError:
-        if 'onnx' in args.forms:
-            args.forms.remove('onnx')
-            print('onnxruntime is not installed: skipping the onnx form')
-    print(f"device: {meta['device']}; torch {meta['torch']}; threads "
-          f"{meta['threads']}; input {meta['input_size']}")
+    authors = load_upstream_module(args.upstream) if args.upstream else None
+    configs = ([(osp.splitext(osp.basename(args.config))[0], args.config,
+                 None)] if args.config and not args.archs else [])
+    configs += [(arch, arch_config(arch), arch) for arch in args.archs or []]
+    import onnxruntime
+    meta = dict(device=device_name(), threads=torch.get_num_threads(),
+                omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
+                torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                input_size=f'{args.input_size[0]}x{args.input_size[1]}')
+    print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
+          f"{meta['onnxruntime']}; threads {meta['threads']}; input "
+          f"{meta['input_size']}")
     rows: List[Dict] = []
     print_header()
     with tempfile.TemporaryDirectory() as tmpdir:
-        for name, config in configs:
-            model = build_model_from_config(config).to(args.device)
+        for name, config, arch in configs:
+            model = build_model_from_config(config)
             if args.checkpoint:
                 load_weights(model, args.checkpoint)
+            upstream = None
+            if authors is not None:
+                upstream = build_upstream(authors, arch)
+                copy_weights_to_upstream(model, upstream)
             if args.train:
-                benchmark_training(name, model, args, rows)
+                benchmark_training(name, model, upstream, args, rows)
             else:
-                benchmark_inference(name, model, args, rows, tmpdir)
+                benchmark_inference(name, model, upstream, args, rows, tmpdir)
     if args.csv and rows:
         write_csv(rows, args.csv, meta)
         print(f'wrote {args.csv}')
-    if args.plot and rows:
-        plot(rows, args.plot, f"{meta['device']}, {meta['threads']} threads, "
-             f"torch {meta['torch']}, {meta['input_size']}")
-        print(f'wrote {args.plot}')
     return rows
 
 

@@ -15,19 +15,31 @@ Example::
 CHECKPOINT may be one saved by this project, a converted one, or a released
 (upstream) ImageNet checkpoint. Without one the weights are random, which is
 enough to check the export itself.
+
+``--int8`` writes the int8 model of
+:func:`mmefficientmod.deploy.cpu_predictor` instead (the folded form,
+statically quantised, QDQ, per-channel weights), calibrated on the first
+``--calib-batches`` batches of the config's val dataloader; ``--verify`` then
+checks the cosine similarity of its outputs with PyTorch's float32 ones
+against ``--min-cosine``::
+
+    python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT \
+        --out work_dirs/efficientmod_xxs_int8.onnx --int8 --verify
 """
 import argparse
 import os
 import os.path as osp
+import shutil
 import sys
+import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import torch
 
-from mmefficientmod.benchmark.runtime import (TensorMode,  # noqa: E402
-                                              build_model_from_config,
-                                              compare_onnx, deploy_copy,
-                                              export_onnx, load_weights,
-                                              onnxruntime_session)
+from mmefficientmod.deploy import (compare_onnx, cosine_similarity,
+                                   cpu_predictor, deploy_copy, export_onnx,
+                                   flatten_outputs, load_weights,
+                                   onnxruntime_session)
+from mmefficientmod.models import TensorMode, build_model_from_config
 
 
 def parse_args(argv=None):
@@ -53,7 +65,51 @@ def parse_args(argv=None):
                         'by --verify (default: 2 x (H - 31) x (W + 35))')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest absolute difference allowed')
-    return parser.parse_args(argv)
+    parser.add_argument('--int8', action='store_true',
+                        help='write the int8 (statically quantised) model, '
+                        "calibrated on the config's val set")
+    parser.add_argument('--calib-batches', type=int, default=8,
+                        help='val batches that calibrate --int8')
+    parser.add_argument('--min-cosine', type=float, default=0.99,
+                        help='lowest cosine similarity with float32 that '
+                        '--verify accepts for --int8')
+    args = parser.parse_args(argv)
+    if args.int8 and args.static:
+        parser.error('--int8 exports dynamic shapes only; drop --static')
+    return args
+
+
+def val_batches(config: str):
+    """The config's val dataloader (its data must be in place)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    return Runner.build_dataloader(cfg.val_dataloader)
+
+
+def export_int8(model, args) -> int:
+    predicted = model.backbone if args.backbone_only else model
+    with tempfile.TemporaryDirectory() as workdir:
+        predictor = cpu_predictor(
+            predicted, 'int8', calibration_data=val_batches(args.config),
+            num_calibration_batches=args.calib_batches, workdir=workdir,
+            example_shape=(1, 3, *args.shape))
+        shutil.copyfile(predictor.onnx_path, args.out)
+    print(f'exported {args.out} (int8, QDQ, calibrated on '
+          f'{args.calib_batches} val batches)')
+    if not args.verify:
+        return 0
+    x = torch.randn(2, 3, *args.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = flatten_outputs(TensorMode(model, args.backbone_only)(x))
+    got = flatten_outputs(predictor(x))
+    cos = min(cosine_similarity(a, b).item() for a, b in zip(got, expected))
+    passed = cos >= args.min_cosine
+    print(f'cosine(int8, float32 pytorch) = {cos:.6f} '
+          f'({"ok" if passed else "FAILED"}, at least {args.min_cosine})')
+    return 0 if passed else 1
 
 
 def main(argv=None):
@@ -63,9 +119,11 @@ def main(argv=None):
         missing = load_weights(model, args.checkpoint)
         if missing:
             print(f'warning: weights missing from the checkpoint: {missing}')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if args.int8:
+        return export_int8(model, args)
     exported = deploy_copy(model) if args.deploy else model
     h, w = args.shape
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     names = export_onnx(TensorMode(exported, args.backbone_only), args.out,
                         (1, 3, h, w), opset=args.opset, dynamic=not args.static)
     print(f'exported {args.out} ({len(names)} output(s), opset {args.opset}, '

@@ -1,4 +1,4 @@
-"""Reduced-precision inference helpers (bfloat16 on CPU, float16/bfloat16 on GPU)."""
+"""Reduced-precision helpers: PyTorch dtype casts, agreement measures."""
 import contextlib
 from typing import Optional
 
@@ -70,3 +70,8 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor,
         a, b = a.flatten(), b.flatten()
         dim = 0
     return torch.nn.functional.cosine_similarity(a, b, dim=dim)
+
+
+def top1_agreement(logits: torch.Tensor, reference: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max class is the reference's."""
+    return (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()

@@ -1,9 +1,8 @@
-"""BASELINE ONLY: a straightforward eager implementation of EfficientMod.
+"""Test-only twin: a straightforward eager implementation of EfficientMod.
 
-This module exists so that the benchmark tool can compare the optimised
-backbone in :mod:`mmefficientmod.models` against a plain implementation of the
-same reference semantics, written the obvious way and in the layout of the
-released model:
+An independent, plain implementation of the reference semantics, written the
+obvious way and in the layout of the released model, against which the tests
+check the optimised backbone (outputs and training gradients):
 
 * the depthwise convolutions and the downsampling convolutions work on NCHW
   tensors, the linear layers and LayerNorms on channels-last ones, with a
@@ -12,7 +11,7 @@ released model:
 * attention is written out as ``softmax(q @ k^T * scale) @ v``;
 * every linear layer is its own ``nn.Linear``; nothing is folded or fused.
 
-It is *not* used by the models. It takes the same state dict as
+It is not part of the package. It takes the same state dict as
 :class:`mmefficientmod.models.EfficientMod` (keys ``stem.*``, ``stages.*``,
 ``norm.*``), so both can be loaded from one converted checkpoint, and a test
 checks that it reproduces the parity fixtures as well.
@@ -21,7 +20,8 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from mmefficientmod.arch import parse_arch
 
 
 class RefConvNorm(nn.Module):
@@ -145,7 +145,7 @@ class RefStage(nn.Module):
 
 
 class ReferenceEfficientMod(nn.Module):
-    """BASELINE ONLY: plain eager EfficientMod (see the module docstring).
+    """Plain eager EfficientMod (see the module docstring).
 
     Args:
         arch (str | dict): As for :class:`mmefficientmod.models.EfficientMod`.
@@ -159,7 +159,6 @@ class ReferenceEfficientMod(nn.Module):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  kernel_size: int = 7):
         super().__init__()
-        from ..arch import parse_arch
         s = parse_arch(arch)
         self.out_type = out_type
         self.out_indices = [i % 4 for i in out_indices]
@@ -193,12 +192,10 @@ class ReferenceEfficientMod(nn.Module):
 
 
 class ReferenceClassifier(nn.Module):
-    """BASELINE ONLY: :class:`ReferenceEfficientMod` + a linear head.
+    """:class:`ReferenceEfficientMod` + a linear head.
 
     Loads the state dict of an mmpretrain ``ImageClassifier`` built from this
-    project's configs (``backbone.*`` and ``head.fc.*``). The benchmark tool
-    does not need it (it swaps the backbone of any built model for
-    :class:`ReferenceEfficientMod`); it is a small self-contained baseline.
+    project's configs (``backbone.*`` and ``head.fc.*``).
     """
 
     def __init__(self, arch='xxs', num_classes=1000):

@@ -1,0 +1,271 @@
+"""The fastest CPU inference callable of a built model, per precision.
+
+:func:`cpu_predictor` turns a built classifier (logits) or backbone
+(features) into a callable that takes a float32 NCHW batch (already
+normalised, as the model's ``data_preprocessor`` leaves it) and returns
+float32 outputs, run by the engine measured fastest for that precision on
+x86 CPUs (see the README's speed section for the figures):
+
+=========  ===========================================================
+precision  engine (``'auto'``)
+=========  ===========================================================
+``fp32``   ONNX Runtime on the exported inference form
+``bf16``   PyTorch (oneDNN) with bfloat16 weights and activations
+``int8``   ONNX Runtime, static QDQ quantisation (per-channel weights,
+           activation ranges calibrated on data you provide)
+=========  ===========================================================
+"""
+import copy
+import os.path as osp
+import tempfile
+from typing import Callable, Iterable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .models import find_backbone
+from ..models.from_config import TensorMode
+from .onnx import export_onnx, flatten_outputs, onnxruntime_session
+
+PRECISIONS = ('fp32', 'bf16', 'int8')
+ENGINES = {
+    'fp32': ('onnxruntime', 'torch', 'inductor'),
+    'bf16': ('torch', 'inductor'),
+    'int8': ('onnxruntime', ),
+}
+AUTO_ENGINE = {'fp32': 'onnxruntime', 'bf16': 'torch', 'int8': 'onnxruntime'}
+
+
+class CPUPredictor:
+    """A float32-in, float32-out inference callable (see :func:`cpu_predictor`).
+
+    Attributes:
+        precision (str): ``'fp32'``, ``'bf16'`` or ``'int8'``.
+        engine (str): What runs it: ``'torch'``, ``'inductor'`` or
+            ``'onnxruntime'``.
+        single_output (bool): Whether a call returns one tensor (a
+            classifier's logits) rather than a tuple (a backbone's features).
+        onnx_path (str | None): The ONNX file ONNX Runtime runs, when it was
+            written to a ``workdir`` that outlives the call; else None.
+    """
+
+    def __init__(self, run: Callable, precision: str, engine: str,
+                 single_output: bool, in_channels: int,
+                 onnx_path: Optional[str] = None):
+        self._run = run
+        self.precision = precision
+        self.engine = engine
+        self.single_output = single_output
+        self.in_channels = in_channels
+        self.onnx_path = onnx_path
+
+    def __call__(self, x: torch.Tensor):
+        if (not isinstance(x, torch.Tensor) or x.dim() != 4
+                or x.shape[1] != self.in_channels
+                or x.dtype != torch.float32):
+            got = (f'{x.dtype} tensor of shape {tuple(x.shape)}' if
+                   isinstance(x, torch.Tensor) else type(x).__name__)
+            raise ValueError(
+                f'The predictor takes a float32 N x {self.in_channels} x H x W '
+                f'tensor (normalised as by the data preprocessor); got a '
+                f'{got}. Convert it with x.float() / x.unsqueeze(0).')
+        outs = [o.float() for o in self._run(x.contiguous())]
+        return outs[0] if self.single_output else tuple(outs)
+
+    def __repr__(self):
+        return (f'CPUPredictor(precision={self.precision!r}, '
+                f'engine={self.engine!r})')
+
+
+def _inference_module(model: nn.Module) -> nn.Module:
+    """The deploy form of ``model`` as ``forward(x)``, float32, CPU."""
+    folded = copy.deepcopy(model).cpu().float().eval()
+    find_backbone(folded).switch_to_deploy()
+    if hasattr(folded, 'backbone'):
+        return TensorMode(folded)
+    return folded
+
+
+def _torch_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
+    module = module.to(dtype)
+
+    def run(x):
+        with torch.inference_mode():
+            return flatten_outputs(module(x.to(dtype)))
+    return run
+
+
+def _inductor_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
+    module = module.to(dtype)
+    # Freezing folds the weights into the graph as constants, so that
+    # oneDNN can pre-pack them once instead of at every call.
+    compiled = torch.compile(module, dynamic=False,
+                             options={'freezing': True})
+
+    def run(x):
+        with torch.no_grad():
+            return flatten_outputs(compiled(x.to(dtype)))
+    return run
+
+
+def _ort_engine(path: str, threads: Optional[int]) -> Callable:
+    session = onnxruntime_session(path, threads)
+
+    def run(x):
+        return [torch.from_numpy(o) for o in
+                session.run(None, {'input': x.numpy()})]
+    return run
+
+
+def calibration_inputs(data: Iterable, model: nn.Module,
+                       max_batches: int) -> list:
+    """Float32 NCHW input batches for int8 calibration.
+
+    Args:
+        data (Iterable): Float32 tensors (already normalised), or the batches
+            of an OpenMMLab dataloader (dicts with ``inputs``), which the
+            model's ``data_preprocessor`` turns into tensors.
+        model (nn.Module): The model whose preprocessor applies.
+        max_batches (int): Stop after this many batches.
+    """
+    batches = []
+    for batch in data:
+        if len(batches) >= max_batches:
+            break
+        if isinstance(batch, dict):
+            preprocessor = getattr(model, 'data_preprocessor', None)
+            if preprocessor is None:
+                raise ValueError(
+                    'Calibration batches are dataloader dicts, but the model '
+                    'has no data_preprocessor to turn them into tensors; pass '
+                    'normalised float32 tensors instead.')
+            with torch.no_grad():
+                batch = preprocessor(batch, False)['inputs']
+        if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
+            raise ValueError(
+                'Calibration data must yield N x C x H x W float tensors or '
+                f'dataloader dicts; got {type(batch).__name__}.')
+        batches.append(batch.float().cpu())
+    if not batches:
+        raise ValueError('The calibration data yielded no batch.')
+    return batches
+
+
+def _quantize_int8(fp32_path: str, out_path: str, batches: list) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader,
+                                          CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+
+        def __init__(self):
+            self.items = iter(batches)
+
+        def get_next(self):
+            batch = next(self.items, None)
+            return None if batch is None else {'input': batch.numpy()}
+
+    prepared = out_path + '.prep.onnx'
+    quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+    quantize_static(
+        prepared, out_path, Reader(), quant_format=QuantFormat.QDQ,
+        per_channel=True, activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
+
+
+def cpu_predictor(model: nn.Module,
+                  precision: str = 'fp32',
+                  engine: str = 'auto',
+                  calibration_data: Optional[Iterable] = None,
+                  num_calibration_batches: int = 8,
+                  threads: Optional[int] = None,
+                  example_shape: Sequence[int] = (1, 3, 224, 224),
+                  workdir: Optional[str] = None) -> CPUPredictor:
+    """The fastest CPU callable of ``model`` at ``precision``.
+
+    Args:
+        model (nn.Module): A built classifier (mmpretrain ``ImageClassifier``
+            with an EfficientMod backbone: the callable returns logits) or an
+            :class:`~mmefficientmod.models.EfficientMod` backbone (it returns
+            the backbone's tuple of features). Float32 and not switched to
+            deploy; it is left unchanged.
+        precision (str): ``'fp32'``, ``'bf16'`` (needs a CPU with bfloat16
+            arithmetic: AVX512-BF16 or AMX) or ``'int8'``.
+        engine (str): ``'auto'`` (the fastest measured, see the module
+            docstring), or one of ``'torch'``, ``'inductor'`` (slow first
+            call: it compiles), ``'onnxruntime'`` where the precision allows.
+        calibration_data (Iterable, optional): For ``'int8'``: batches of
+            representative inputs, either normalised float32 NCHW tensors or
+            the batches of an OpenMMLab dataloader (e.g. the config's val
+            dataloader built with ``Runner.build_dataloader``), from which
+            the activation ranges are calibrated. Required for int8.
+        num_calibration_batches (int): Batches of ``calibration_data`` used.
+            Defaults to 8.
+        threads (int, optional): ONNX Runtime intra-op threads (PyTorch
+            engines use ``torch.get_num_threads()``). Defaults to ONNX
+            Runtime's choice.
+        example_shape (Sequence[int]): The example input of the ONNX export;
+            the exported graph takes any batch and image size.
+        workdir (str, optional): Where the ONNX files go and stay
+            (``model_fp32.onnx``, ``model_int8.onnx``); a temporary folder,
+            removed once the session is built, by default.
+
+    Returns:
+        CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W
+        tensor returns float32 logits, or a tuple of float32 feature maps.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got '
+                         f'{precision!r}.')
+    if engine == 'auto':
+        engine = AUTO_ENGINE[precision]
+    if engine not in ENGINES[precision]:
+        raise NotImplementedError(
+            f'The {engine!r} engine cannot serve {precision!r}; for '
+            f'{precision!r} use one of {ENGINES[precision]} (or \'auto\').')
+    if precision == 'bf16':
+        from .precision import cpu_has_bf16
+        if not cpu_has_bf16():
+            raise NotImplementedError(
+                'This CPU has no bfloat16 arithmetic (AVX512-BF16 or AMX); '
+                "bf16 would be emulated and slower than float32. Use 'fp32' "
+                "or 'int8'.")
+    if precision == 'int8' and calibration_data is None:
+        raise ValueError(
+            'int8 needs calibration_data: an iterable of normalised float32 '
+            'NCHW batches, or a dataloader (e.g. the config\'s val '
+            'dataloader) whose batches the model\'s data_preprocessor turns '
+            'into inputs.')
+    backbone = find_backbone(model)
+    single = hasattr(model, 'backbone')
+    in_channels = backbone.in_channels
+    module = _inference_module(model)
+    onnx_path = None
+    if engine == 'torch':
+        run = _torch_engine(
+            module, torch.bfloat16 if precision == 'bf16' else torch.float32)
+    elif engine == 'inductor':
+        run = _inductor_engine(
+            module, torch.bfloat16 if precision == 'bf16' else torch.float32)
+    else:
+        tmp = None
+        if workdir is None:
+            tmp = tempfile.TemporaryDirectory(prefix='cpu_predictor_')
+            workdir = tmp.name
+        path = osp.join(workdir, 'model_fp32.onnx')
+        export_onnx(module, path, example_shape)
+        if precision == 'int8':
+            batches = calibration_inputs(calibration_data, model,
+                                         num_calibration_batches)
+            fp32_path, path = path, osp.join(workdir, 'model_int8.onnx')
+            _quantize_int8(fp32_path, path, batches)
+        run = _ort_engine(path, threads)
+        if tmp is None:
+            onnx_path = path
+        else:
+            tmp.cleanup()  # the session holds the model in memory
+    return CPUPredictor(run, precision, engine, single, in_channels,
+                        onnx_path)

@@ -1,0 +1,144 @@
+"""Accuracy of each cpu_predictor precision against float32.
+
+For a trained classifier (CONFIG, CHECKPOINT) it runs the config's val split
+through the float32 model and through :func:`mmefficientmod.deploy.cpu_predictor`
+at each precision, and reports per precision: the cosine similarity of the
+logits with the float32 ones (lowest and mean over images), the top-1
+agreement with float32, and the top-1 accuracy against the labels. int8 is
+calibrated on the first ``--calib-batches`` batches of the val dataloader
+(the config's val set, as a user without other data would do).
+
+With ``--fixtures`` it also runs the parity fixtures' inputs (the authors'
+reference logits, from their weights) through each precision.
+
+Example::
+
+    python tools/analysis_tools/precision_report.py \\
+        configs/efficientmod/efficientmod-xxs_distill_1xb8_embedded-64px.py \\
+        work_dirs/xxs_embedded/epoch_8.pth --fixtures ../shared/reference/parity
+"""
+import argparse
+import glob
+import os.path as osp
+from typing import Dict, List
+
+import torch
+
+from mmefficientmod.deploy import (PRECISIONS, cosine_similarity,
+                                   cpu_predictor, load_weights, top1_agreement)
+from mmefficientmod.models import build_model_from_config
+
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))), 'configs', 'efficientmod')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', nargs='?', help='classifier config')
+    parser.add_argument('checkpoint', nargs='?', help='its trained weights')
+    parser.add_argument('--precisions', nargs='+', choices=PRECISIONS,
+                        default=list(PRECISIONS))
+    parser.add_argument('--calib-batches', type=int, default=2,
+                        help='val batches that calibrate int8')
+    parser.add_argument('--fixtures', metavar='DIR',
+                        help='folder of parity fixtures efficientmod_<arch>.pt')
+    parser.add_argument('--threads', type=int, default=None)
+    args = parser.parse_args(argv)
+    if not args.config and not args.fixtures:
+        parser.error('give a CONFIG and CHECKPOINT, or --fixtures DIR')
+    if args.config and not args.checkpoint:
+        parser.error('CONFIG needs its trained CHECKPOINT: agreement on '
+                     'random weights says little')
+    return args
+
+
+def compare(logits: torch.Tensor, reference: torch.Tensor) -> Dict:
+    cos = cosine_similarity(logits, reference, dim=1)
+    return dict(cos_min=cos.min().item(), cos_mean=cos.mean().item(),
+                top1_agree=top1_agreement(logits, reference))
+
+
+def val_report(args) -> List[Dict]:
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(args.config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = build_model_from_config(args.config)
+    missing = load_weights(model, args.checkpoint)
+    if missing:
+        raise ValueError(f'{args.checkpoint} lacks {missing[:5]}: it is not '
+                         f'a checkpoint of {args.config}.')
+    loader = Runner.build_dataloader(cfg.val_dataloader)
+    inputs, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            data = model.data_preprocessor(batch, False)
+            inputs.append(data['inputs'].float())
+            labels += [s.gt_label.item() for s in data['data_samples']]
+    labels = torch.tensor(labels)
+    with torch.no_grad():
+        reference = torch.cat([model(x, mode='tensor') for x in inputs])
+    rows = []
+    for precision in args.precisions:
+        predictor = cpu_predictor(model, precision, threads=args.threads,
+                                  calibration_data=inputs[:args.calib_batches])
+        logits = torch.cat([predictor(x) for x in inputs])
+        rows.append(dict(
+            data=f'val split ({len(labels)} images)', precision=precision,
+            engine=predictor.engine, **compare(logits, reference),
+            top1_acc=(logits.argmax(1) == labels).float().mean().item(),
+            top1_acc_fp32=(reference.argmax(1) == labels).float().mean().item()))
+    return rows
+
+
+def fixture_report(args) -> List[Dict]:
+    from mmefficientmod.checkpoint import convert_checkpoint
+    rows = []
+    for path in sorted(glob.glob(osp.join(args.fixtures,
+                                          'efficientmod_*.pt'))):
+        fixture = torch.load(path, weights_only=True)
+        arch = fixture['arch']
+        config = osp.join(CONFIG_DIR, 'efficientmod-'
+                          f"{arch.replace('_', '-')}_8xb256_in1k.py")
+        model = build_model_from_config(config)
+        model.load_state_dict(
+            convert_checkpoint(fixture['checkpoint'])['state_dict'])
+        inputs = [x.float() for x in fixture['inputs']]
+        reference = torch.cat([y.float() for y in fixture['logits']])
+        for precision in args.precisions:
+            # int8 is calibrated on the fixtures' own inputs: they are all
+            # the data there is for these weights.
+            predictor = cpu_predictor(model, precision, threads=args.threads,
+                                      calibration_data=inputs)
+            logits = torch.cat([predictor(x) for x in inputs])
+            rows.append(dict(
+                data=f'parity fixture {arch} ({len(reference)} images)',
+                precision=precision, engine=predictor.engine,
+                **compare(logits, reference), top1_acc='', top1_acc_fp32=''))
+    if not rows:
+        raise FileNotFoundError(f'No efficientmod_<arch>.pt in {args.fixtures}.')
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = val_report(args) if args.config else []
+    if args.fixtures:
+        rows += fixture_report(args)
+    print('| data | precision | engine | cosine min | cosine mean | '
+          'top-1 agreement | top-1 acc (fp32) |')
+    print('|---|---|---|---|---|---|---|')
+    for r in rows:
+        acc = (f"{r['top1_acc']:.3f} ({r['top1_acc_fp32']:.3f})"
+               if r['top1_acc'] != '' else '–')
+        print(f"| {r['data']} | {r['precision']} | {r['engine']} | "
+              f"{r['cos_min']:.6f} | {r['cos_mean']:.6f} | "
+              f"{r['top1_agree']:.3f} | {acc} |")
+    return rows
+
+
+if __name__ == '__main__':
+    main()
