@@ -3,7 +3,6 @@
 Small inputs and one or two timed rounds: these tests check the tool's
 behaviour and the agreement figures it reports, never speed."""
 import csv
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -12,14 +11,6 @@ from parity import REPO
 
 UPSTREAM_FILE = osp.join(REPO, '..', 'shared', 'reference', 'upstream',
                          'EfficientMod.py')
-
-
-def load_tool():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -32,8 +23,8 @@ def upstream_file():
     return UPSTREAM_FILE
 
 
-def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path):
-    tool = load_tool()
+def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path, load_tool):
+    tool = load_tool('analysis_tools/benchmark')
     out_csv = tmp_path / 'b.csv'
     rows = tool.main([
         '--archs', 'xxs', '--upstream', upstream_file, '--forms',
@@ -61,8 +52,8 @@ def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path):
 
 
 @pytest.mark.e2e
-def test_upstream_training_step(upstream_file):
-    rows = load_tool().main([
+def test_upstream_training_step(upstream_file, load_tool):
+    rows = load_tool('analysis_tools/benchmark').main([
         '--archs', 'xxs', '--upstream', upstream_file, '--train',
         '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '0',
         '--iters', '1'])
@@ -72,11 +63,11 @@ def test_upstream_training_step(upstream_file):
         assert row['peak_mem_mb'] > 0
 
 
-def test_own_forms_without_upstream_backbone_only():
+def test_own_forms_without_upstream_backbone_only(load_tool):
     pytest.importorskip('onnxruntime')
     config = osp.join(REPO, 'configs', 'efficientmod',
                       'efficientmod-xxs_8xb256_in1k.py')
-    rows = load_tool().main([
+    rows = load_tool('analysis_tools/benchmark').main([
         config, '--backbone-only', '--forms', 'eager', 'deploy', 'fp32',
         '--batch-sizes', '1', '--input-size', '64', '96', '--warmup', '0',
         '--iters', '1'])
@@ -93,13 +84,13 @@ def test_own_forms_without_upstream_backbone_only():
      'cannot be compared'),
     ([], 'give a CONFIG or --archs'),
 ])
-def test_bad_arguments_are_named(argv, message, capsys):
+def test_bad_arguments_are_named(argv, message, capsys, load_tool):
     with pytest.raises(SystemExit):
-        load_tool().parse_args(argv)
+        load_tool('analysis_tools/benchmark').parse_args(argv)
     assert message in capsys.readouterr().err
 
 
-def test_missing_upstream_file_is_named(tmp_path):
+def test_missing_upstream_file_is_named(tmp_path, load_tool):
     missing = str(tmp_path / 'nope.py')
     with pytest.raises(FileNotFoundError, match='nope.py'):
-        load_tool().main(['--archs', 'xxs', '--upstream', missing])
+        load_tool('analysis_tools/benchmark').main(['--archs', 'xxs', '--upstream', missing])

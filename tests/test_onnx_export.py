@@ -1,6 +1,5 @@
 """ONNX export (tools/deployment/pytorch2onnx.py): dynamic shapes, agreement
 with PyTorch and with the reference fixtures through ONNX Runtime."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -13,14 +12,6 @@ ort = pytest.importorskip('onnxruntime')
 CONFIG = osp.join(REPO, 'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
 
 
-def load_tool():
-    path = osp.join(REPO, 'tools', 'deployment', 'pytorch2onnx.py')
-    spec = importlib.util.spec_from_file_location('pytorch2onnx', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def xxs_checkpoint(tmp_path_factory):
     fixture = load_parity_fixture('xxs')
@@ -30,13 +21,13 @@ def xxs_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize('deploy', [False, True])
-def test_classifier_export_matches_reference_logits(xxs_checkpoint, tmp_path, deploy):
+def test_classifier_export_matches_reference_logits(xxs_checkpoint, tmp_path, deploy, load_tool):
     fixture, ckpt = xxs_checkpoint
     out = str(tmp_path / 'xxs.onnx')
     argv = [CONFIG, ckpt, '--out', out, '--shape', '224', '224', '--verify']
     if deploy:
         argv.append('--deploy')
-    assert load_tool().main(argv) == 0  # ORT vs PyTorch at two sizes, 1e-4
+    assert load_tool('deployment/pytorch2onnx').main(argv) == 0  # ORT vs PyTorch at two sizes, 1e-4
     session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
     # Both fixture inputs (2x224x224 and 1x193x259) through one dynamic graph.
     for x, logits in zip(fixture['inputs'], fixture['logits']):
@@ -45,9 +36,9 @@ def test_classifier_export_matches_reference_logits(xxs_checkpoint, tmp_path, de
                                    rtol=0, atol=1e-4)
 
 
-def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path):
+def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path, load_tool):
     fixture, ckpt = xxs_checkpoint
-    tool = load_tool()
+    tool = load_tool('deployment/pytorch2onnx')
     out = str(tmp_path / 'xxs_dense.onnx')
     argv = [CONFIG, ckpt, '--out', out, '--backbone-only', '--deploy']
     # The classifier config's backbone gives the pooled feature; export the
@@ -74,13 +65,13 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path):
     assert tool.main(argv + ['--verify']) == 0
 
 
-def test_int8_export_calibrates_on_the_config_val_set(tmp_path):
+def test_int8_export_calibrates_on_the_config_val_set(tmp_path, load_tool):
     """--int8 writes cpu_predictor's quantised model, calibrated on the
     config's val dataloader, and --verify checks its cosine with float32."""
-    from mmefficientmod.datasets.embedded import make_imagenet
+    from _detseg_utils import embedded_data
     root = str(tmp_path / 'imagenet')
-    make_imagenet(root, num_per_class_train=1, num_per_class_val=2,
-                  img_size=64)
+    embedded_data().make_imagenet(root, num_per_class_train=1,
+                                  num_per_class_val=2, img_size=64)
     base = osp.join(REPO, 'configs', 'efficientmod',
                     'efficientmod-xxs_distill_1xb8_embedded-64px.py')
     config = tmp_path / 'int8.py'
@@ -89,7 +80,7 @@ def test_int8_export_calibrates_on_the_config_val_set(tmp_path):
         f'val_dataloader = dict(batch_size=4, num_workers=0, '
         f'dataset=dict(data_root={root!r}))\n')
     out = str(tmp_path / 'xxs_int8.onnx')
-    assert load_tool().main([str(config), '--out', out, '--int8', '--shape',
+    assert load_tool('deployment/pytorch2onnx').main([str(config), '--out', out, '--int8', '--shape',
                              '64', '64', '--calib-batches', '2', '--verify',
                              '--min-cosine', '0.99']) == 0
     import onnx
@@ -100,8 +91,8 @@ def test_int8_export_calibrates_on_the_config_val_set(tmp_path):
     assert got.shape == (3, 1000)
 
 
-def test_int8_export_refuses_static_shapes(capsys):
+def test_int8_export_refuses_static_shapes(capsys, load_tool):
     with pytest.raises(SystemExit):
-        load_tool().parse_args([CONFIG, '--out', 'x.onnx', '--int8',
+        load_tool('deployment/pytorch2onnx').parse_args([CONFIG, '--out', 'x.onnx', '--int8',
                                 '--static'])
     assert '--int8 exports dynamic shapes only' in capsys.readouterr().err
