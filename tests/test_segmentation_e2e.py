@@ -73,7 +73,7 @@ custom_hooks = [dict(type='KillAtIterHook', at=3)]
     # The uninterrupted reference run.
     full = root / 'full'
     log = tool('train.py', cfg, '--work-dir', full).stdout
-    return dict(root=root, cfg=cfg, killed_cfg=killed_cfg, full=full,
+    return dict(root=root, ade=ade, cfg=cfg, killed_cfg=killed_cfg, full=full,
                 full_log=log, pythonpath=f'{root}:{REPO}')
 
 
@@ -168,8 +168,8 @@ def test_image_demo_paints_classes(seg):
     import sys
     import mmcv
     from _detseg_utils import run
-    ade = seg['root'] / 'data' / 'ade20k'
-    img = sorted(glob.glob(str(ade / 'images' / 'validation' / '*.jpg')))[0]
+    img = sorted(glob.glob(osp.join(seg['ade'], 'images', 'validation',
+                                    '*.jpg')))[0]
     out = seg['root'] / 'demo' / 'seg.png'
     log = run([sys.executable, osp.join(REPO, 'demo', 'image_demo.py'), img,
                seg['cfg'], str(seg['full'] / 'iter_6.pth'), '--out-file',
