@@ -21,14 +21,24 @@ def parse_args(argv=None):
     parser.add_argument('img', help='image file')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out-file', required=True,
-                        help='where to write the visualised result')
-    parser.add_argument('--device', default=None,
-                        help='cpu or cuda:N (default: cuda:0 if available)')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detection: lowest score drawn')
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='segmentation: opacity of the painted classes')
+    parser.add_argument(
+        '--out-file',
+        required=True,
+        help='where to write the visualised result')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu or cuda:N (default: cuda:0 if available)')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.3,
+        help='detection: lowest score drawn')
+    parser.add_argument(
+        '--opacity',
+        type=float,
+        default=0.5,
+        help='segmentation: opacity of the painted classes')
     return parser.parse_args(argv)
 
 
@@ -48,14 +58,21 @@ def run_detection(args, cfg):
     visualizer.dataset_meta = model.dataset_meta
     image = mmcv.imread(args.img, channel_order='rgb')
     visualizer.add_datasample(
-        'result', image, data_sample=result, draw_gt=False, show=False,
-        pred_score_thr=args.score_thr, out_file=args.out_file)
+        'result',
+        image,
+        data_sample=result,
+        draw_gt=False,
+        show=False,
+        pred_score_thr=args.score_thr,
+        out_file=args.out_file)
     pred = result.pred_instances
     keep = pred.scores >= args.score_thr
     classes = model.dataset_meta.get('classes')
-    found = [f'{classes[int(label)] if classes else int(label)} '
-             f'{float(score):.2f}'
-             for label, score in zip(pred.labels[keep], pred.scores[keep])]
+    found = [
+        f'{classes[int(label)] if classes else int(label)} '
+        f'{float(score):.2f}'
+        for label, score in zip(pred.labels[keep], pred.scores[keep])
+    ]
     return f'{len(found)} objects above {args.score_thr}: ' + \
         (', '.join(found) if found else 'none')
 
@@ -73,12 +90,18 @@ def run_segmentation(args, cfg):
     visualizer.alpha = args.opacity
     image = mmcv.imread(args.img, channel_order='rgb')
     visualizer.add_datasample(
-        'result', image, data_sample=result, draw_gt=False, show=False,
-        out_file=args.out_file, with_labels=False)
+        'result',
+        image,
+        data_sample=result,
+        draw_gt=False,
+        show=False,
+        out_file=args.out_file,
+        with_labels=False)
     labels = result.pred_sem_seg.data.unique().tolist()
     classes = model.dataset_meta.get('classes')
-    names = [classes[i] if classes and i < len(classes) else str(i)
-             for i in labels]
+    names = [
+        classes[i] if classes and i < len(classes) else str(i) for i in labels
+    ]
     return 'classes present: ' + ', '.join(names)
 
 

@@ -23,6 +23,8 @@ def count_flops(module: nn.Module, inputs: torch.Tensor) -> int:
     """Multiply-adds of ``module(inputs)``, attention included."""
     with torch.no_grad():
         analyzer = FlopAnalyzer(module, inputs)
-        analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
-        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analyzer.set_op_handle('aten::scaled_dot_product_attention',
+                               sdpa_flop_jit)
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(
+            False)
         return analyzer.total()

@@ -14,18 +14,34 @@ ARCH_FIELDS = ('widths', 'depths', 'attention_depths', 'ratios',
 #: blocks after them, the modulation expansion ratios (cycled anew in every
 #: stage) and the attention blocks' feed-forward ratios.
 ARCH_SETTINGS = {
-    'xxs': dict(widths=[32, 64, 128, 256], depths=[2, 2, 6, 2],
-                attention_depths=[0, 0, 1, 2], ratios=[1, 6],
-                attention_mlp_ratios=[4, 4, 4, 4]),
-    'xs': dict(widths=[32, 64, 144, 288], depths=[3, 3, 4, 2],
-               attention_depths=[0, 0, 3, 3], ratios=[1, 4],
-               attention_mlp_ratios=[4, 4, 4, 4]),
-    's': dict(widths=[32, 64, 144, 312], depths=[4, 4, 8, 4],
-              attention_depths=[0, 0, 4, 4], ratios=[1, 6],
-              attention_mlp_ratios=[4, 4, 4, 5]),
-    's_conv': dict(widths=[40, 80, 160, 344], depths=[4, 4, 12, 8],
-                   attention_depths=[0, 0, 0, 0], ratios=[1, 6],
-                   attention_mlp_ratios=[4, 4, 4, 4]),
+    'xxs':
+    dict(
+        widths=[32, 64, 128, 256],
+        depths=[2, 2, 6, 2],
+        attention_depths=[0, 0, 1, 2],
+        ratios=[1, 6],
+        attention_mlp_ratios=[4, 4, 4, 4]),
+    'xs':
+    dict(
+        widths=[32, 64, 144, 288],
+        depths=[3, 3, 4, 2],
+        attention_depths=[0, 0, 3, 3],
+        ratios=[1, 4],
+        attention_mlp_ratios=[4, 4, 4, 4]),
+    's':
+    dict(
+        widths=[32, 64, 144, 312],
+        depths=[4, 4, 8, 4],
+        attention_depths=[0, 0, 4, 4],
+        ratios=[1, 6],
+        attention_mlp_ratios=[4, 4, 4, 5]),
+    's_conv':
+    dict(
+        widths=[40, 80, 160, 344],
+        depths=[4, 4, 12, 8],
+        attention_depths=[0, 0, 0, 0],
+        ratios=[1, 6],
+        attention_mlp_ratios=[4, 4, 4, 4]),
 }
 
 

@@ -74,10 +74,12 @@ def apply_safe_checkpoints() -> None:
     allowlist of :mod:`mmefficientmod.checkpoint.safe_load`."""
     from mmengine.runner import checkpoint as mm_checkpoint
 
-    from .checkpoint.safe_load import load_local_checkpoint, load_url_checkpoint
+    from .checkpoint.safe_load import (load_local_checkpoint,
+                                       load_url_checkpoint)
     loader = mm_checkpoint.CheckpointLoader
     loader.register_scheme('', load_local_checkpoint, force=True)
-    loader.register_scheme(['http://', 'https://'], load_url_checkpoint,
+    loader.register_scheme(['http://', 'https://'],
+                           load_url_checkpoint,
                            force=True)
     # The open-mmlab://, torchvision:// and mmcls:// loaders call these.
     mm_checkpoint.load_from_local = load_local_checkpoint

@@ -6,6 +6,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,15 +96,17 @@ def tiny_det_config(directory, coco_root):
     """The embedded detection config made tiny and pointed at
     ``coco_root``; tests inherit it (a config file must not assign the same
     top-level name twice, the second would replace the first)."""
-    return write_config(osp.join(directory, 'tiny_det.py'), DET_EMBEDDED,
-                        det_overrides(coco_root))
+    return write_config(
+        osp.join(directory, 'tiny_det.py'), DET_EMBEDDED,
+        det_overrides(coco_root))
 
 
 def tiny_seg_config(directory, ade_root):
     """The embedded segmentation config made tiny, pointed at
     ``ade_root``."""
-    return write_config(osp.join(directory, 'tiny_seg.py'), SEG_EMBEDDED,
-                        seg_overrides(ade_root))
+    return write_config(
+        osp.join(directory, 'tiny_seg.py'), SEG_EMBEDDED,
+        seg_overrides(ade_root))
 
 
 def write_config(path, base, body=''):
@@ -126,8 +129,13 @@ def tool_env(**extra):
 def run(cmd, cwd=REPO, timeout=600, check=True, **env):
     """Run a command; on failure show its output tail in the assertion."""
     proc = subprocess.run(
-        cmd, cwd=cwd, env=tool_env(**env), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        cmd,
+        cwd=cwd,
+        env=tool_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
     if check:
         assert proc.returncode == 0, (
             f'{" ".join(map(str, cmd))} exited {proc.returncode}:\n'
@@ -137,8 +145,9 @@ def run(cmd, cwd=REPO, timeout=600, check=True, **env):
 
 def tool(name, *args, **kwargs):
     """Run ``tools/<name>`` with this interpreter."""
-    return run([sys.executable, osp.join(REPO, 'tools', name), *map(str, args)],
-               **kwargs)
+    return run(
+        [sys.executable,
+         osp.join(REPO, 'tools', name), *map(str, args)], **kwargs)
 
 
 def load_tool(name):

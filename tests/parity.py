@@ -9,7 +9,6 @@ import os.path as osp
 
 import pytest
 import torch
-
 from _detseg_utils import REPO
 
 DATA = osp.join(REPO, 'tests', 'data')

@@ -29,8 +29,12 @@ class RefConvNorm(nn.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                              padding=kernel_size // 2)
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding=kernel_size // 2)
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x):  # NCHW -> NCHW
@@ -44,8 +48,12 @@ class RefContext(nn.Module):
     def __init__(self, channels, kernel_size):
         super().__init__()
         self.fc_in = nn.Linear(channels, channels)
-        self.dwconv = nn.Conv2d(channels, channels, kernel_size,
-                                padding=kernel_size // 2, groups=channels)
+        self.dwconv = nn.Conv2d(
+            channels,
+            channels,
+            kernel_size,
+            padding=kernel_size // 2,
+            groups=channels)
         self.act = nn.GELU()
         self.fc_out = nn.Linear(channels, channels)
 
@@ -85,7 +93,7 @@ class RefAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = max(channels // num_heads, min_head_dims)
-        self.scale = self.head_dims ** -0.5
+        self.scale = self.head_dims**-0.5
         inner = num_heads * self.head_dims
         self.qkv = nn.Linear(channels, 3 * inner, bias=False)
         self.proj = nn.Linear(inner, channels)
@@ -154,7 +162,8 @@ class ReferenceEfficientMod(nn.Module):
         out_indices (Sequence[int]): Stages returned with ``'featmap'``.
     """
 
-    def __init__(self, arch: Union[str, Dict] = 'xxs',
+    def __init__(self,
+                 arch: Union[str, Dict] = 'xxs',
                  out_type: str = 'featmap',
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  kernel_size: int = 7):
@@ -168,8 +177,7 @@ class ReferenceEfficientMod(nn.Module):
         for i, width in enumerate(widths):
             blocks = [
                 RefModulationBlock(width, s['ratios'][j % len(s['ratios'])],
-                                   kernel_size)
-                for j in range(s['depths'][i])
+                                   kernel_size) for j in range(s['depths'][i])
             ] + [
                 RefAttentionBlock(width, s['attention_mlp_ratios'][i])
                 for _ in range(s['attention_depths'][i])

@@ -2,22 +2,27 @@
 import pytest
 import torch
 from mmengine.registry import MODELS, init_default_scope
+from parity import REPO, load_parity_fixture
 
 import mmefficientmod  # noqa: F401  (registers EfficientMod)
 from mmefficientmod import EfficientMod
 from mmefficientmod.analysis import count_flops
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.models import build_model_from_config
-from parity import REPO, load_parity_fixture
 
-PARAMS = {'xxs': 4_736_264, 'xs': 6_627_544, 's': 12_897_184, 's_conv': 12_872_336}
+PARAMS = {
+    'xxs': 4_736_264,
+    'xs': 6_627_544,
+    's': 12_897_184,
+    's_conv': 12_872_336
+}
 PAPER_GFLOPS = {'xxs': 0.6, 'xs': 0.8, 's': 1.4, 's_conv': 1.5}
 CONFIG = REPO + '/configs/efficientmod/efficientmod-{}_8xb256_in1k.py'
 
 
 def build_classifier(arch: str):
-    return build_model_from_config(CONFIG.format(arch.replace('_', '-')),
-                                   init_weights=False).train()
+    return build_model_from_config(
+        CONFIG.format(arch.replace('_', '-')), init_weights=False).train()
 
 
 def converted_state(fixture):
@@ -28,7 +33,8 @@ def converted_state(fixture):
 def test_dense_and_classification_outputs_match_reference(arch):
     fixture = load_parity_fixture(arch)
     classifier = build_classifier(arch).eval()
-    missing, unexpected = classifier.load_state_dict(converted_state(fixture), strict=False)
+    missing, unexpected = classifier.load_state_dict(
+        converted_state(fixture), strict=False)
     assert not missing and not unexpected
     dense = EfficientMod(arch).eval()
     dense.load_state_dict(classifier.backbone.state_dict(), strict=False)
@@ -37,7 +43,10 @@ def test_dense_and_classification_outputs_match_reference(arch):
                                        fixture['features']):
             x = x.float()
             torch.testing.assert_close(
-                classifier(x, mode='tensor'), logits.float(), rtol=0, atol=1e-4)
+                classifier(x, mode='tensor'),
+                logits.float(),
+                rtol=0,
+                atol=1e-4)
             outs = dense(x)
             assert len(outs) == 4
             for out, ref in zip(outs, features):
@@ -51,6 +60,7 @@ def test_parameter_count_and_flops(arch):
     assert sum(p.numel() for p in model.parameters()) == PARAMS[arch]
 
     class Logits(torch.nn.Module):
+
         def __init__(self):
             super().__init__()
             self.model = model
@@ -73,37 +83,49 @@ def test_any_input_size_from_32(size):
 
 
 def test_custom_arch_dict_and_in_channels():
-    arch = dict(widths=[16, 32, 48, 64], depths=[1, 1, 2, 1],
-                attention_depths=[0, 0, 1, 1], ratios=[2],
-                attention_mlp_ratios=[2, 2, 2, 3])
+    arch = dict(
+        widths=[16, 32, 48, 64],
+        depths=[1, 1, 2, 1],
+        attention_depths=[0, 0, 1, 1],
+        ratios=[2],
+        attention_mlp_ratios=[2, 2, 2, 3])
     model = EfficientMod(arch, in_channels=4, out_indices=(1, -1))
     outs = model(torch.randn(2, 4, 64, 64))
     assert [o.shape[1] for o in outs] == [32, 64]
 
 
 def test_out_indices_and_classification_feature():
-    assert len(EfficientMod('xxs', out_indices=2)(torch.randn(1, 3, 64, 64))) == 1
-    feature, = EfficientMod('xxs', out_indices=-1, out_type='avg_featmap')(
-        torch.randn(2, 3, 64, 64))
+    assert len(EfficientMod('xxs', out_indices=2)(torch.randn(1, 3, 64,
+                                                              64))) == 1
+    feature, = EfficientMod(
+        'xxs', out_indices=-1, out_type='avg_featmap')(
+            torch.randn(2, 3, 64, 64))
     assert feature.shape == (2, 256)
 
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(arch='tiny'), "Unknown EfficientMod arch 'tiny'"),
     (dict(arch=dict(widths=[8] * 4, depths=[1] * 4)), 'lacks'),
-    (dict(arch=dict(widths=[8] * 3, depths=[1] * 4, attention_depths=[0] * 4,
-                    ratios=[1], attention_mlp_ratios=[4] * 4)), 'one per stage'),
+    (dict(
+        arch=dict(
+            widths=[8] * 3,
+            depths=[1] * 4,
+            attention_depths=[0] * 4,
+            ratios=[1],
+            attention_mlp_ratios=[4] * 4)), 'one per stage'),
     (dict(out_indices=(0, 4)), 'out_indices must be in'),
     (dict(frozen_stages=5), 'frozen_stages must be in'),
     (dict(out_type='cls_token'), 'out_type must be one of'),
     (dict(out_type='avg_featmap'), 'out_indices=(3,)'),
 ])
 def test_bad_arguments_name_the_fix(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+    with pytest.raises(
+            ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
         EfficientMod(**kwargs)
 
 
-@pytest.mark.parametrize('shape', [(1, 1, 64, 64), (1, 4, 64, 64), (3, 64, 64)])
+@pytest.mark.parametrize('shape', [(1, 1, 64, 64), (1, 4, 64, 64),
+                                   (3, 64, 64)])
 def test_input_without_three_channels_is_refused(shape):
     with pytest.raises(ValueError, match='expects an N x 3 x H x W'):
         EfficientMod('xxs')(torch.randn(*shape))
@@ -117,7 +139,9 @@ def test_frozen_stages_stay_frozen_in_train_mode():
         assert param.requires_grad != frozen, name
     assert not model.stem.training and not model.stages[1].training
     assert model.stages[2].training
-    assert all(p.requires_grad for p in EfficientMod('xxs', frozen_stages=-1).parameters())
+    assert all(
+        p.requires_grad
+        for p in EfficientMod('xxs', frozen_stages=-1).parameters())
 
 
 def test_drop_path_grows_linearly_to_the_rate():
@@ -137,7 +161,8 @@ def test_activation_checkpointing_gives_same_gradients():
     x = torch.randn(2, 3, 64, 64)
     for model in (plain, checkpointed):
         sum(o.square().mean() for o in model(x)).backward()
-    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+    for (name, a), b in zip(plain.named_parameters(),
+                            checkpointed.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
@@ -154,15 +179,19 @@ def test_default_init_reaches_conv_layers():
 
 def test_layer_depth_for_layer_wise_decay():
     model = EfficientMod('xxs', out_indices=(3, ), out_type='avg_featmap')
-    depths = {name: model.get_layer_depth('backbone.' + name, 'backbone.')
-              for name, _ in model.named_parameters()}
+    depths = {
+        name: model.get_layer_depth('backbone.' + name, 'backbone.')
+        for name, _ in model.named_parameters()
+    }
     num_layers = sum(len(s.blocks) for s in model.stages) + 2
     assert depths['stem.conv.weight'] == (0, num_layers)
     assert depths['stages.0.blocks.0.norm.weight'] == (1, num_layers)
     assert depths['stages.1.downsample.conv.weight'] == (3, num_layers)
-    assert depths['stages.3.blocks.3.ffn.fc2.bias'] == (num_layers - 2, num_layers)
+    assert depths['stages.3.blocks.3.ffn.fc2.bias'] == (num_layers - 2,
+                                                        num_layers)
     assert depths['norm.weight'] == (num_layers - 1, num_layers)
-    assert model.get_layer_depth('head.fc.weight', 'backbone.') == (num_layers - 1, num_layers)
+    assert model.get_layer_depth('head.fc.weight',
+                                 'backbone.') == (num_layers - 1, num_layers)
     ids = [depths[n][0] for n, _ in model.named_parameters()]
     assert ids == sorted(ids)
 
@@ -178,22 +207,27 @@ def test_pretrained_init_takes_an_upstream_checkpoint(tmp_path):
     fixture = load_parity_fixture('xxs')
     upstream = tmp_path / 'released.pth'
     torch.save(fixture['checkpoint'], upstream)
-    model = EfficientMod('xxs', init_cfg=dict(type='Pretrained', checkpoint=str(upstream)))
+    model = EfficientMod(
+        'xxs', init_cfg=dict(type='Pretrained', checkpoint=str(upstream)))
     model.init_weights()
     model.eval()
     with torch.no_grad():
         out = model(fixture['inputs'][1].float())
-    torch.testing.assert_close(out[3], fixture['features'][1][3].float(), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        out[3], fixture['features'][1][3].float(), rtol=0, atol=1e-4)
 
 
 def test_pretrained_init_takes_a_converted_checkpoint_with_prefix(tmp_path):
     fixture = load_parity_fixture('xxs')
     converted = tmp_path / 'converted.pth'
     torch.save(convert_checkpoint(fixture['checkpoint']), converted)
-    model = EfficientMod('xxs', init_cfg=dict(
-        type='Pretrained', checkpoint=str(converted), prefix='backbone.'))
+    model = EfficientMod(
+        'xxs',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(converted), prefix='backbone.'))
     model.init_weights()
     model.eval()
     with torch.no_grad():
         out = model(fixture['inputs'][0].float())
-    torch.testing.assert_close(out[0], fixture['features'][0][0].float(), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        out[0], fixture['features'][0][0].float(), rtol=0, atol=1e-4)

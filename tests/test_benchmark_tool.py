@@ -6,7 +6,6 @@ import csv
 import os.path as osp
 
 import pytest
-
 from parity import REPO
 
 UPSTREAM_FILE = osp.join(REPO, '..', 'shared', 'reference', 'upstream',
@@ -16,8 +15,9 @@ UPSTREAM_FILE = osp.join(REPO, '..', 'shared', 'reference', 'upstream',
 @pytest.fixture
 def upstream_file():
     if not osp.isfile(UPSTREAM_FILE):
-        pytest.skip("the authors' model file is not beside the repository "
-                    f'({osp.normpath(UPSTREAM_FILE)}); nothing to compare with')
+        pytest.skip(
+            "the authors' model file is not beside the repository "
+            f'({osp.normpath(UPSTREAM_FILE)}); nothing to compare with')
     pytest.importorskip('timm', reason="the authors' model file imports timm")
     pytest.importorskip('onnxruntime')
     return UPSTREAM_FILE
@@ -30,9 +30,11 @@ def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path, load_tool):
         '--archs', 'xxs', '--upstream', upstream_file, '--forms',
         'authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32',
         '--batch-sizes', '2', '--input-size', '64', '64', '--threads', '2',
-        '--warmup', '0', '--iters', '2', '--csv', str(out_csv)])
-    assert [r['form'] for r in rows] == [
-        'authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32']
+        '--warmup', '0', '--iters', '2', '--csv',
+        str(out_csv)
+    ])
+    assert [r['form'] for r in rows
+            ] == ['authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32']
     by_form = {r['form']: r for r in rows}
     assert by_form['authors-onnx']['x_authors_onnx'] == pytest.approx(1.0)
     assert by_form['authors-eager']['x_authors_eager'] == pytest.approx(1.0)
@@ -56,7 +58,8 @@ def test_upstream_training_step(upstream_file, load_tool):
     rows = load_tool('analysis_tools/benchmark').main([
         '--archs', 'xxs', '--upstream', upstream_file, '--train',
         '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '0',
-        '--iters', '1'])
+        '--iters', '1'
+    ])
     assert [r['form'] for r in rows] == ['authors-eager', 'eager']
     for row in rows:
         assert row['mode'] == 'train step'
@@ -70,7 +73,8 @@ def test_own_forms_without_upstream_backbone_only(load_tool):
     rows = load_tool('analysis_tools/benchmark').main([
         config, '--backbone-only', '--forms', 'eager', 'deploy', 'fp32',
         '--batch-sizes', '1', '--input-size', '64', '96', '--warmup', '0',
-        '--iters', '1'])
+        '--iters', '1'
+    ])
     assert {r['model'] for r in rows} == {'efficientmod-xxs_8xb256_in1k'}
     for row in rows:
         assert row['reference'] == 'eager'
@@ -80,8 +84,8 @@ def test_own_forms_without_upstream_backbone_only(load_tool):
 
 @pytest.mark.parametrize('argv, message', [
     (['--forms', 'authors-onnx', '--archs', 'xxs'], 'need --upstream'),
-    (['--archs', 'xxs', '--upstream', 'x.py', '--backbone-only'],
-     'cannot be compared'),
+    (['--archs', 'xxs', '--upstream', 'x.py', '--backbone-only'
+      ], 'cannot be compared'),
     ([], 'give a CONFIG or --archs'),
 ])
 def test_bad_arguments_are_named(argv, message, capsys, load_tool):
@@ -93,4 +97,5 @@ def test_bad_arguments_are_named(argv, message, capsys, load_tool):
 def test_missing_upstream_file_is_named(tmp_path, load_tool):
     missing = str(tmp_path / 'nope.py')
     with pytest.raises(FileNotFoundError, match='nope.py'):
-        load_tool('analysis_tools/benchmark').main(['--archs', 'xxs', '--upstream', missing])
+        load_tool('analysis_tools/benchmark').main(
+            ['--archs', 'xxs', '--upstream', missing])

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 import torch
-
-from mmefficientmod.checkpoint import (NotEfficientModCheckpoint, convert_checkpoint,
-                                       infer_arch)
-from mmefficientmod.models import build_model_from_config
 from parity import ARCHS, REPO, load_parity_fixture, upstream_shapes
+
+from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
+                                       convert_checkpoint, infer_arch)
+from mmefficientmod.models import build_model_from_config
 
 CONVERTER = REPO + '/tools/model_converters/efficientmod_to_mm.py'
 CLS_CONFIG = REPO + '/configs/efficientmod/efficientmod-{}_8xb256_in1k.py'
@@ -23,8 +23,12 @@ def build(config: str):
 def released_imagenet_checkpoint(arch: str) -> dict:
     """A checkpoint with every key and shape of the released one of ``arch``."""
     generator = torch.Generator().manual_seed(0)
-    return {'model': {k: torch.randn(s, generator=generator)
-                      for k, s in upstream_shapes(arch).items()}}
+    return {
+        'model': {
+            k: torch.randn(s, generator=generator)
+            for k, s in upstream_shapes(arch).items()
+        }
+    }
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -34,7 +38,8 @@ def test_every_released_key_maps_into_the_classifier(arch):
     assert converted['meta']['arch'] == arch
     model = build(CLS_CONFIG.format(arch.replace('_', '-')))
     model.load_state_dict(converted['state_dict'], strict=True)
-    torch.testing.assert_close(model.head.fc.weight, released['model']['head.weight'])
+    torch.testing.assert_close(model.head.fc.weight,
+                               released['model']['head.weight'])
     torch.testing.assert_close(model.backbone.stem.conv.weight,
                                released['model']['patch_embed.proj.weight'])
 
@@ -44,49 +49,78 @@ def test_cli_converts_the_parity_checkpoint(tmp_path):
     fixture = load_parity_fixture('xxs')
     src, dst = tmp_path / 'released.pth', tmp_path / 'out' / 'converted.pth'
     torch.save(fixture['checkpoint'], src)
-    result = subprocess.run([sys.executable, CONVERTER, str(src), str(dst)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, CONVERTER,
+         str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        check=True)
     assert 'EfficientMod-xxs classification checkpoint' in result.stdout
     converted = torch.load(dst, weights_only=True)
     model = build(CLS_CONFIG.format('xxs'))
     model.load_state_dict(converted['state_dict'], strict=True)
     with torch.no_grad():
         logits = model(fixture['inputs'][0].float(), mode='tensor')
-    torch.testing.assert_close(logits, fixture['logits'][0].float(), rtol=0, atol=1e-4)
-    again = subprocess.run([sys.executable, CONVERTER, str(src), str(dst)],
-                           capture_output=True, text=True)
+    torch.testing.assert_close(
+        logits, fixture['logits'][0].float(), rtol=0, atol=1e-4)
+    again = subprocess.run(
+        [sys.executable, CONVERTER,
+         str(src), str(dst)],
+        capture_output=True,
+        text=True)
     assert again.returncode != 0 and '--force' in again.stderr
 
 
 def test_ema_weights_are_picked_on_request():
     released = released_imagenet_checkpoint('xxs')
-    released['state_dict_ema'] = {k: v + 1 for k, v in released['model'].items()}
+    released['state_dict_ema'] = {
+        k: v + 1
+        for k, v in released['model'].items()
+    }
     plain = convert_checkpoint(released)['state_dict']
     ema = convert_checkpoint(released, use_ema=True)
     assert ema['meta']['ema']
-    torch.testing.assert_close(ema['state_dict']['head.fc.bias'], plain['head.fc.bias'] + 1)
+    torch.testing.assert_close(ema['state_dict']['head.fc.bias'],
+                               plain['head.fc.bias'] + 1)
     with pytest.raises(NotEfficientModCheckpoint, match="no 'state_dict_ema'"):
         convert_checkpoint(released_imagenet_checkpoint('xxs'), use_ema=True)
 
 
 def released_dense_checkpoint(model, arch: str) -> dict:
     """A mmdet 2.x / mmseg 0.x style checkpoint of ``model`` with the released backbone keys."""
-    backbone = {'backbone.' + k: v for k, v in
-                released_imagenet_checkpoint(arch)['model'].items()
-                if not k.startswith(('head.', 'norm.'))}
-    others = {k: v for k, v in model.state_dict().items() if not k.startswith('backbone.')}
-    return {'state_dict': {**backbone, **others}, 'meta': {'mmdet_version': '2.19.0'}}
+    backbone = {
+        'backbone.' + k: v
+        for k, v in released_imagenet_checkpoint(arch)['model'].items()
+        if not k.startswith(('head.', 'norm.'))
+    }
+    others = {
+        k: v
+        for k, v in model.state_dict().items() if not k.startswith('backbone.')
+    }
+    return {
+        'state_dict': {
+            **backbone,
+            **others
+        },
+        'meta': {
+            'mmdet_version': '2.19.0'
+        }
+    }
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's_conv'])
 @pytest.mark.parametrize('config, task', [(DET_CONFIG, 'detection'),
                                           (SEG_CONFIG, 'segmentation')])
-def test_released_dense_checkpoints_load_into_detector_and_segmentor(arch, config, task):
+def test_released_dense_checkpoints_load_into_detector_and_segmentor(
+        arch, config, task):
     model = build(config.format(arch.replace('_', '-')))
     released = released_dense_checkpoint(model, arch)
     converted = convert_checkpoint(released)
-    assert converted['meta'] == dict(arch=arch, task=task, ema=False,
-                                     converted_from='upstream EfficientMod')
+    assert converted['meta'] == dict(
+        arch=arch,
+        task=task,
+        ema=False,
+        converted_from='upstream EfficientMod')
     model.load_state_dict(converted['state_dict'], strict=True)
     torch.testing.assert_close(
         model.backbone.stages[1].downsample.conv.weight,
@@ -94,12 +128,23 @@ def test_released_dense_checkpoints_load_into_detector_and_segmentor(arch, confi
 
 
 @pytest.mark.parametrize('checkpoint, message', [
-    ({'foo': torch.zeros(1)}, "found top-level keys \\['foo'\\]"),
-    ({'model': {'conv1.weight': torch.zeros(64, 3, 7, 7)}}, 'Not an EfficientMod checkpoint'),
-    ({'state_dict': {'backbone.conv1.weight': torch.zeros(1)}}, 'backbone.conv1.weight'),
+    ({
+        'foo': torch.zeros(1)
+    }, "found top-level keys \\['foo'\\]"),
+    ({
+        'model': {
+            'conv1.weight': torch.zeros(64, 3, 7, 7)
+        }
+    }, 'Not an EfficientMod checkpoint'),
+    ({
+        'state_dict': {
+            'backbone.conv1.weight': torch.zeros(1)
+        }
+    }, 'backbone.conv1.weight'),
     (torch.zeros(3), 'found a Tensor'),
 ])
-def test_foreign_checkpoints_are_refused_with_what_was_found(checkpoint, message):
+def test_foreign_checkpoints_are_refused_with_what_was_found(
+        checkpoint, message):
     with pytest.raises(NotEfficientModCheckpoint, match=message):
         convert_checkpoint(checkpoint)
 
@@ -107,9 +152,11 @@ def test_foreign_checkpoints_are_refused_with_what_was_found(checkpoint, message
 def test_unknown_widths_are_refused_naming_them():
     released = released_imagenet_checkpoint('xxs')
     released['model']['patch_embed.proj.weight'] = torch.zeros(24, 3, 7, 7)
-    with pytest.raises(NotEfficientModCheckpoint, match=r'widths \[24, 64, 128, 256\]'):
+    with pytest.raises(
+            NotEfficientModCheckpoint, match=r'widths \[24, 64, 128, 256\]'):
         convert_checkpoint(released)
-    with pytest.raises(NotEfficientModCheckpoint, match='No EfficientMod stem'):
+    with pytest.raises(
+            NotEfficientModCheckpoint, match='No EfficientMod stem'):
         infer_arch({})
 
 
@@ -119,7 +166,11 @@ def test_cli_refuses_missing_and_non_checkpoint_files(tmp_path):
     text.write_text('not a checkpoint')
     for src, message in [(tmp_path / 'absent.pth', 'does not exist'),
                          (text, 'is not a plain PyTorch weights file')]:
-        result = subprocess.run([sys.executable, CONVERTER, str(src), str(tmp_path / 'o.pth')],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, CONVERTER,
+             str(src),
+             str(tmp_path / 'o.pth')],
+            capture_output=True,
+            text=True)
         assert result.returncode != 0 and message in result.stderr
         assert not (tmp_path / 'o.pth').exists()

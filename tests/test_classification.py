@@ -10,16 +10,16 @@ import sys
 
 import pytest
 import torch
+from _detseg_utils import REPO, embedded_data
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
+from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
-from _detseg_utils import REPO, embedded_data
-from parity import load_parity_fixture
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 EMBEDDED_CFG = osp.join(CONFIGS,
@@ -43,9 +43,14 @@ def run_tool(args, timeout=600):
     """Run a tool in a fresh interpreter from the repo root; return its
     combined output, failing the test with it on a non-zero exit."""
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
-    proc = subprocess.run([sys.executable] + list(args), cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable] + list(args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
 
@@ -53,8 +58,10 @@ def run_tool(args, timeout=600):
 def data_options(root):
     opts = []
     for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.num_workers=0']
+        opts += [
+            f'{split}_dataloader.dataset.data_root={root}',
+            f'{split}_dataloader.num_workers=0'
+        ]
     return opts
 
 
@@ -72,10 +79,12 @@ def test_configs_hold_the_papers_recipe(name, distill):
     assert model.backbone.drop_path_rate == drop_path
     assert model.backbone.out_type == 'avg_featmap'
     assert model.head.in_channels == width and model.head.num_classes == 1000
-    assert model.head.loss == dict(type='LabelSmoothLoss',
-                                   label_smooth_val=0.1, mode='original')
-    assert model.train_cfg.augments == [dict(type='Mixup', alpha=0.8),
-                                        dict(type='CutMix', alpha=1.0)]
+    assert model.head.loss == dict(
+        type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')
+    assert model.train_cfg.augments == [
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0)
+    ]
     if distill:
         assert model.type == 'KnowledgeDistillationImageClassifier'
         assert model.temperature == 1.0 and model.distill_loss_weight == 0.5
@@ -101,7 +110,8 @@ def test_configs_hold_the_papers_recipe(name, distill):
     assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == 4e-3
     assert optim.optimizer.weight_decay == 0.05
     assert optim.paramwise_cfg == dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0,
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
         custom_keys={'.layer_scale': dict(decay_mult=0.0)})
 
     # 300 epochs, 5 linear warm-up epochs, then cosine
@@ -113,8 +123,8 @@ def test_configs_hold_the_papers_recipe(name, distill):
     assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
 
     # EMA, top-1 / top-5
-    assert [h.type for h in cfg.custom_hooks] == [
-        'EMAHook', 'EfficientModConfigCheckHook']
+    assert [h.type for h in cfg.custom_hooks
+            ] == ['EMAHook', 'EfficientModConfigCheckHook']
     assert cfg.custom_hooks[0].momentum == 1e-4
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert evaluator.type == 'Accuracy'
@@ -130,9 +140,11 @@ def test_weight_decay_spares_norms_biases_and_layer_scales():
     for group in optim.optimizer.param_groups:
         for p in group['params']:
             decay[id(p)] = group['weight_decay']
-    norm_params = {id(p) for m in model.modules()
-                   if isinstance(m, torch.nn.LayerNorm)
-                   for p in m.parameters()}
+    norm_params = {
+        id(p)
+        for m in model.modules() if isinstance(m, torch.nn.LayerNorm)
+        for p in m.parameters()
+    }
     assert norm_params
     seen = dict(layer_scale=0, norm=0, bias=0, decayed=0)
     for name, p in model.named_parameters():
@@ -168,8 +180,8 @@ def test_classifier_configs_build_and_predict_1000_classes(name):
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    embedded_data().make_imagenet(root, num_per_class_train=8,
-                                  num_per_class_val=4, img_size=64)
+    embedded_data().make_imagenet(
+        root, num_per_class_train=8, num_per_class_val=4, img_size=64)
     return root
 
 
@@ -178,17 +190,21 @@ def trained(imagenet, tmp_path_factory):
     """Two epochs (8 iterations) of distillation with EMA through the
     project's tools/train.py."""
     work_dir = str(tmp_path_factory.mktemp('work'))
-    out = run_tool(['tools/train.py', EMBEDDED_CFG, '--work-dir', work_dir,
-                    '--cfg-options'] + data_options(imagenet))
-    return dict(work_dir=work_dir, log=out,
-                checkpoint=osp.join(work_dir, 'epoch_2.pth'))
+    out = run_tool([
+        'tools/train.py', EMBEDDED_CFG, '--work-dir', work_dir, '--cfg-options'
+    ] + data_options(imagenet))
+    return dict(
+        work_dir=work_dir,
+        log=out,
+        checkpoint=osp.join(work_dir, 'epoch_2.pth'))
 
 
 @pytest.mark.e2e
 def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     log = trained['log']
-    losses = re.findall(r'Epoch\(train\) +\[\d+\]\[\d+/4\].*? loss: '
-                        r'([\d.]+) +loss_distill: ([\d.]+)', log)
+    losses = re.findall(
+        r'Epoch\(train\) +\[\d+\]\[\d+/4\].*? loss: '
+        r'([\d.]+) +loss_distill: ([\d.]+)', log)
     assert len(losses) == 8, log[-3000:]
     assert all(float(d) > 0 for _, d in losses)
     assert 'accuracy/top1' in log and 'accuracy/top5' in log
@@ -197,8 +213,8 @@ def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     state = ckpt['state_dict']
     assert not any('teacher' in k for k in state)
     assert not any('teacher' in k for k in ckpt['ema_state_dict'])
-    optim_params = sum(len(g['params'])
-                       for g in ckpt['optimizer']['param_groups'])
+    optim_params = sum(
+        len(g['params']) for g in ckpt['optimizer']['param_groups'])
     assert optim_params == len(state)  # the teacher was not optimised
     # the student's keys are exactly those of the plain classifier
     cfg = Config.fromfile(config_path('xxs'))
@@ -208,8 +224,10 @@ def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     plain.load_state_dict(state, strict=True)
     # EMAHook saved the averaged weights as `state_dict`, the online ones
     # under `ema_state_dict`; they differ after training.
-    online = {k[7:]: v for k, v in ckpt['ema_state_dict'].items()
-              if k.startswith('module.')}
+    online = {
+        k[7:]: v
+        for k, v in ckpt['ema_state_dict'].items() if k.startswith('module.')
+    }
     assert set(online) == set(state)
     assert any(not torch.equal(online[k], state[k]) for k in state)
 
@@ -228,20 +246,20 @@ def predict_scores(cfg, state_dict):
     scores = []
     with torch.no_grad():
         for start in range(0, len(dataset), 8):
-            data = pseudo_collate(
-                [dataset[i] for i in range(start,
-                                           min(start + 8, len(dataset)))])
+            data = pseudo_collate([
+                dataset[i] for i in range(start, min(start + 8, len(dataset)))
+            ])
             scores += [s.pred_score for s in model.test_step(data)]
     return torch.stack(scores)
 
 
 @pytest.mark.e2e
-def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
-                                                 tmp_path):
+def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet, tmp_path):
     preds = str(tmp_path / 'preds.pkl')
-    out = run_tool(['tools/test.py', EMBEDDED_CFG, trained['checkpoint'],
-                    '--work-dir', str(tmp_path), '--out', preds,
-                    '--cfg-options'] + data_options(imagenet))
+    out = run_tool([
+        'tools/test.py', EMBEDDED_CFG, trained['checkpoint'], '--work-dir',
+        str(tmp_path), '--out', preds, '--cfg-options'
+    ] + data_options(imagenet))
     metrics = re.search(r'accuracy/top1: ([\d.]+) +accuracy/top5: ([\d.]+)',
                         out)
     assert metrics, out[-3000:]
@@ -262,11 +280,13 @@ def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet,
     top5_hits = (ema_scores.topk(5, dim=1).indices == labels[:, None]).any(1)
     assert top1 == pytest.approx(
         (ema_scores.argmax(1) == labels).float().mean().item() * 100, abs=1e-3)
-    assert top5 == pytest.approx(top5_hits.float().mean().item() * 100,
-                                 abs=1e-3)
+    assert top5 == pytest.approx(
+        top5_hits.float().mean().item() * 100, abs=1e-3)
     online = dict(ckpt['state_dict'])
-    online.update({k[7:]: v for k, v in ckpt['ema_state_dict'].items()
-                   if k.startswith('module.')})
+    online.update({
+        k[7:]: v
+        for k, v in ckpt['ema_state_dict'].items() if k.startswith('module.')
+    })
     online_scores = predict_scores(cfg, online)
     assert (online_scores - tested).abs().max() > 1e-4
 
@@ -276,8 +296,10 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
                                                   load_tool):
     publish_ema = load_tool('model_converters/publish_ema')
     ckpt = load_checkpoint(trained['checkpoint'])
-    out = run_tool(['tools/model_converters/publish_ema.py',
-                    trained['checkpoint'], str(tmp_path / 'xxs.pth')])
+    out = run_tool([
+        'tools/model_converters/publish_ema.py', trained['checkpoint'],
+        str(tmp_path / 'xxs.pth')
+    ])
     path = out.strip().splitlines()[-1]
     assert re.fullmatch(r'.*/xxs-[0-9a-f]{8}\.pth', path), path
     published = torch.load(path, map_location='cpu', weights_only=True)
@@ -289,9 +311,11 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
     for k, v in ckpt['state_dict'].items():
         assert torch.equal(state[k], v), k
 
-    online_path = publish_ema.publish(trained['checkpoint'],
-                                      str(tmp_path / 'online.pth'),
-                                      online=True, add_hash=False)
+    online_path = publish_ema.publish(
+        trained['checkpoint'],
+        str(tmp_path / 'online.pth'),
+        online=True,
+        add_hash=False)
     online = torch.load(online_path, weights_only=True)
     assert online['meta']['weights'] == 'online'
     for k, v in ckpt['ema_state_dict'].items():
@@ -314,7 +338,8 @@ def test_converted_release_evaluates_without_key_warnings(
     # the released models are 1000-way; the embedded images carry 4 of the
     # labels, so only the plumbing and the weights matter, not the accuracy
     out = run_tool([
-        'tools/test.py', config_path(name), path, '--work-dir',
+        'tools/test.py',
+        config_path(name), path, '--work-dir',
         str(tmp_path), '--out', preds, '--cfg-options',
         f'test_dataloader.dataset.data_root={imagenet}',
         'test_dataloader.num_workers=0', 'test_dataloader.batch_size=16'
@@ -332,5 +357,7 @@ def test_converted_release_evaluates_without_key_warnings(
     cfg = Config.fromfile(config_path(name))
     cfg.merge_from_dict({'test_dataloader.dataset.data_root': imagenet})
     expected = predict_scores(cfg, {
-        k: v.float() for k, v in converted['state_dict'].items()})
+        k: v.float()
+        for k, v in converted['state_dict'].items()
+    })
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-4)

@@ -6,12 +6,12 @@ import re
 import subprocess
 import sys
 
+import mmpretrain
 import pytest
 import torch
-
-import mmpretrain
-from mmefficientmod.checkpoint.safe_load import load_checkpoint
 from _detseg_utils import REPO
+
+from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 MIM_TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
@@ -20,17 +20,22 @@ KEY_WARNING = re.compile(r'missing key|unexpected key|size mismatch',
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not osp.isfile(osp.join(MIM_TOOLS, 'train.py')),
-                       reason='this mmpretrain installation ships no '
-                       '.mim/tools'),
+    pytest.mark.skipif(
+        not osp.isfile(osp.join(MIM_TOOLS, 'train.py')),
+        reason='this mmpretrain installation ships no '
+        '.mim/tools'),
 ]
 
 
 def run_mim(tool, args):
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
     proc = subprocess.run(
-        [sys.executable, osp.join(MIM_TOOLS, tool)] + list(args), cwd=REPO,
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, osp.join(MIM_TOOLS, tool)] + list(args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
@@ -45,16 +50,17 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(
     are overridden (and, with no worker processes, persistent workers)."""
     data = []
     for split in ('train', 'val', 'test'):
-        data += [f'{split}_dataloader.dataset.data_root={embedded_imagenet}',
-                 f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.batch_size=8']
+        data += [
+            f'{split}_dataloader.dataset.data_root={embedded_imagenet}',
+            f'{split}_dataloader.num_workers=0',
+            f'{split}_dataloader.batch_size=8'
+        ]
     config = osp.join(CONFIGS, 'efficientmod-xxs_distill_8xb256_in1k.py')
     work_dir = str(tmp_path / 'work')
     out = run_mim('train.py', [
         config, '--work-dir', work_dir, '--no-persistent-workers',
-        '--cfg-options',
-        'model.teacher.checkpoint=None', 'train_cfg.max_epochs=1',
-        'default_hooks.logger.interval=1'
+        '--cfg-options', 'model.teacher.checkpoint=None',
+        'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1'
     ] + data)
     assert re.search(r'Epoch\(train\) +\[1\]\[2/2\].*loss_distill', out), \
         out[-3000:]
@@ -67,8 +73,8 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(
     # mmpretrain's tools/test.py evaluates it with the distill config (the
     # teacher is built but its checkpoint is never loaded for testing)
     out = run_mim('test.py', [
-        config, ckpt_path, '--work-dir', str(tmp_path / 'test'),
-        '--cfg-options'
+        config, ckpt_path, '--work-dir',
+        str(tmp_path / 'test'), '--cfg-options'
     ] + data)
     assert re.search(r'accuracy/top1: [\d.]+ +accuracy/top5: [\d.]+', out), \
         out[-3000:]
@@ -77,9 +83,14 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(
 
 def run_failing(tool_path, args):
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
-    proc = subprocess.run([sys.executable, tool_path] + list(args), cwd=REPO,
-                          env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, tool_path] + list(args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600)
     assert proc.returncode != 0, proc.stdout[-3000:]
     return proc.stdout
 
@@ -92,24 +103,29 @@ def test_checkpoint_payload_refused_by_test_and_resume(tmp_path,
     root = embedded_imagenet
     data = []
     for split in ('train', 'val', 'test'):
-        data += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.num_workers=0']
+        data += [
+            f'{split}_dataloader.dataset.data_root={root}',
+            f'{split}_dataloader.num_workers=0'
+        ]
     config = osp.join(CONFIGS,
                       'efficientmod-xxs_distill_1xb8_embedded-64px.py')
     marker = tmp_path / 'payload_ran'
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': Payload(marker)}, evil)
     runs = {
-        'mmpretrain test.py': (osp.join(MIM_TOOLS, 'test.py'),
-                               [config, str(evil)]),
-        'tools/test.py': (osp.join(REPO, 'tools', 'test.py'),
-                          [config, str(evil)]),
-        'tools/train.py --resume': (osp.join(REPO, 'tools', 'train.py'),
-                                    [config, '--resume', str(evil)]),
+        'mmpretrain test.py': (osp.join(MIM_TOOLS,
+                                        'test.py'), [config, str(evil)]),
+        'tools/test.py': (osp.join(REPO, 'tools',
+                                   'test.py'), [config, str(evil)]),
+        'tools/train.py --resume':
+        (osp.join(REPO, 'tools', 'train.py'), [config, '--resume',
+                                               str(evil)]),
     }
     for name, (tool, args) in runs.items():
-        out = run_failing(tool, args + [
-            '--work-dir', str(tmp_path / 'work'), '--cfg-options'] + data)
+        out = run_failing(
+            tool,
+            args + ['--work-dir',
+                    str(tmp_path / 'work'), '--cfg-options'] + data)
         assert 'UnsafeCheckpointError' in out, (name, out[-3000:])
         assert 'builtins.exec' in out and str(evil) in out, name
         assert not marker.exists(), f'the payload ran through {name}'

@@ -19,11 +19,11 @@ import sys
 import mmdet
 import mmpretrain
 import pytest
+from _detseg_utils import REPO
 from mmengine.config import Config
 
 from mmefficientmod.engine import (ConfigError, check_config,
                                    class_count_error, width_errors)
-from _detseg_utils import REPO
 
 MASK_RCNN = osp.join(REPO, 'configs', 'mask_rcnn',
                      'mask-rcnn_efficientmod-xxs_fpn_1x_coco.py')
@@ -34,7 +34,8 @@ IMAGENET = osp.join(REPO, 'configs', 'efficientmod',
 
 
 @pytest.mark.parametrize(
-    'config', sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py'))),
+    'config',
+    sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py'))),
     ids=osp.basename)
 def test_every_project_config_passes_and_registers_the_hook(config):
     cfg = Config.fromfile(config)
@@ -68,24 +69,30 @@ def test_heads_reading_the_backbone_directly():
     backbone = dict(type='EfficientMod', arch='s', out_indices=(0, 1, 2, 3))
     upernet = dict(
         backbone=backbone,
-        decode_head=dict(in_channels=[32, 64, 128, 256],
-                         in_index=[0, 1, 2, 3]),
+        decode_head=dict(
+            in_channels=[32, 64, 128, 256], in_index=[0, 1, 2, 3]),
         auxiliary_head=dict(in_channels=144, in_index=2))
     message, = width_errors(upernet)
     assert 'model.decode_head.in_channels=[32, 64, 144, 312]' in message
-    deeplab = dict(backbone=backbone,
-                   decode_head=dict(in_channels=312, in_index=3,
-                                    c1_in_channels=48))
+    deeplab = dict(
+        backbone=backbone,
+        decode_head=dict(in_channels=312, in_index=3, c1_in_channels=48))
     message, = width_errors(deeplab)
     assert 'Set model.decode_head.c1_in_channels=32' in message
-    classifier = dict(backbone=dict(type='EfficientMod', arch='xs',
-                                    out_indices=(3, ),
-                                    out_type='avg_featmap'),
-                      neck=None, head=dict(in_channels=256, num_classes=10))
+    classifier = dict(
+        backbone=dict(
+            type='EfficientMod',
+            arch='xs',
+            out_indices=(3, ),
+            out_type='avg_featmap'),
+        neck=None,
+        head=dict(in_channels=256, num_classes=10))
     message, = width_errors(classifier)
     assert 'Set model.head.in_channels=288' in message
-    assert width_errors(dict(backbone=dict(type='ResNet', depth=50),
-                             neck=dict(in_channels=[1, 2]))) == []
+    assert width_errors(
+        dict(
+            backbone=dict(type='ResNet', depth=50),
+            neck=dict(in_channels=[1, 2]))) == []
 
 
 def test_head_classes_changed_without_data_preprocessor():
@@ -100,15 +107,20 @@ def test_head_classes_changed_without_data_preprocessor():
     assert class_count_error(cfg) is None
     # Against the dataset, every place to change is named.
     message = class_count_error(cfg, classes=['a', 'b', 'c'])
-    assert re.search(r'model.head.num_classes=3 data_preprocessor'
-                     r'.num_classes=3', message)
+    assert re.search(
+        r'model.head.num_classes=3 data_preprocessor'
+        r'.num_classes=3', message)
 
 
 def run(script, *args):
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=600)
+    return subprocess.run([sys.executable, script, *args],
+                          cwd=REPO,
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=600)
 
 
 def mim_tool(package, name):
@@ -127,9 +139,9 @@ def test_width_error_through_mmdets_own_train_tool(tmp_path, tiny_data):
         osp.join(REPO, 'configs', 'mask_rcnn',
                  'mask-rcnn_efficientmod-xxs_fpn_embedded.py'),
         det_overrides(coco))
-    proc = run(mim_tool(mmdet, 'train.py'), config, '--work-dir',
-               str(tmp_path / 'work'), '--cfg-options',
-               'model.backbone.arch=s')
+    proc = run(
+        mim_tool(mmdet, 'train.py'), config, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', 'model.backbone.arch=s')
     assert proc.returncode != 0
     assert 'ConfigError' in proc.stdout, proc.stdout[-3000:]
     assert 'Set model.neck.in_channels=[32, 64, 144, 312]' in proc.stdout
@@ -137,16 +149,19 @@ def test_width_error_through_mmdets_own_train_tool(tmp_path, tiny_data):
 
 
 @pytest.mark.e2e
-def test_class_error_through_mmpretrains_own_train_tool(tmp_path,
-                                                        embedded_imagenet):
+def test_class_error_through_mmpretrains_own_train_tool(
+        tmp_path, embedded_imagenet):
     root = embedded_imagenet
     config = osp.join(REPO, 'configs', 'efficientmod',
                       'efficientmod-xxs_distill_1xb8_embedded-64px.py')
-    data = [f'{split}_dataloader.dataset.data_root={root}'
-            for split in ('train', 'val', 'test')]
-    proc = run(mim_tool(mmpretrain, 'train.py'), config, '--work-dir',
-               str(tmp_path / 'work'), '--cfg-options',
-               'model.head.num_classes=7', *data)
+    data = [
+        f'{split}_dataloader.dataset.data_root={root}'
+        for split in ('train', 'val', 'test')
+    ]
+    proc = run(
+        mim_tool(mmpretrain, 'train.py'), config, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', 'model.head.num_classes=7',
+        *data)
     assert proc.returncode != 0
     assert 'Class count mismatch' in proc.stdout, proc.stdout[-3000:]
     assert 'model.head.num_classes=7' in proc.stdout

@@ -5,18 +5,16 @@ import os.path as osp
 
 import pytest
 import torch
+from _detseg_utils import REPO
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod import EfficientMod
 
-from _detseg_utils import REPO
-
 CONFIGS = sorted(
-    osp.relpath(p, REPO)
-    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                       recursive=True))
+    osp.relpath(p, REPO) for p in glob.glob(
+        osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
 ARCH_OF = {'xxs': 'xxs', 'xs': 'xs', 's': 's', 's-conv': 's_conv'}
 
 
@@ -32,18 +30,26 @@ def _build(cfg):
 def _det_batch(model, size=(128, 160)):
     from mmdet.structures import DetDataSample
     h, w = size
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-        scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            batch_input_shape=(h, w)))
     return torch.rand(1, 3, h, w), [sample]
 
 
 def _seg_batch(size=(128, 160)):
     from mmseg.structures import SegDataSample
     h, w = size
-    sample = SegDataSample(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-        batch_input_shape=(h, w), padding_size=[0, 0, 0, 0]))
+    sample = SegDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            batch_input_shape=(h, w),
+            padding_size=[0, 0, 0, 0]))
     return torch.rand(1, 3, h, w), [sample]
 
 
@@ -81,8 +87,10 @@ def test_config_builds_and_runs_forward(config):
             assert logits.shape[-1] == cfg.model.head.num_classes
 
 
-DENSE = [c for c in CONFIGS if ('mask_rcnn' in c or 'sem_fpn' in c)
-         and 'embedded' not in c]
+DENSE = [
+    c for c in CONFIGS
+    if ('mask_rcnn' in c or 'sem_fpn' in c) and 'embedded' not in c
+]
 
 
 @pytest.mark.parametrize('config', DENSE)
@@ -128,13 +136,19 @@ def test_pretrained_backbone_comes_in_through_init_cfg(tmp_path):
     the configs' ``init_cfg`` loads."""
     source = EfficientMod(arch='xxs')
     source.init_weights()
-    ckpt = {'state_dict': {f'backbone.{k}': v
-                           for k, v in source.state_dict().items()}}
+    ckpt = {
+        'state_dict': {
+            f'backbone.{k}': v
+            for k, v in source.state_dict().items()
+        }
+    }
     ckpt['state_dict']['head.fc.weight'] = torch.zeros(1000, 256)
     path = tmp_path / 'efficientmod-xxs_in1k.pth'
     torch.save(ckpt, path)
-    cfg = Config.fromfile(osp.join(
-        REPO, 'configs/mask_rcnn/mask-rcnn_efficientmod-xxs_fpn_1x_coco.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            REPO,
+            'configs/mask_rcnn/mask-rcnn_efficientmod-xxs_fpn_1x_coco.py'))
     cfg.model.backbone.init_cfg.checkpoint = str(path)
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)

@@ -4,12 +4,12 @@ import os.path as osp
 
 import pytest
 import torch
+from parity import REPO, load_parity_fixture
 
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.deploy import (cosine_similarity, cpu_has_bf16,
                                    cpu_predictor, top1_agreement)
 from mmefficientmod.models import build_model_from_config
-from parity import REPO, load_parity_fixture
 
 pytest.importorskip('onnxruntime')
 CONFIG = osp.join(REPO, 'configs', 'efficientmod',
@@ -37,9 +37,8 @@ def test_logits_agree_with_the_reference(xxs, precision):
     if precision == 'bf16' and not cpu_has_bf16():
         pytest.skip('this CPU has no bfloat16 arithmetic')
     model, fixture = xxs
-    predictor = cpu_predictor(model, precision,
-                              calibration_data=calibration_batches(),
-                              threads=2)
+    predictor = cpu_predictor(
+        model, precision, calibration_data=calibration_batches(), threads=2)
     assert predictor.precision == precision
     for x, expected in zip(fixture['inputs'], fixture['logits']):
         got = predictor(x.float())
@@ -57,10 +56,11 @@ def test_backbone_gives_float32_features(xxs, engine):
     from mmefficientmod import EfficientMod
     model, fixture = xxs
     dense = EfficientMod('xxs').eval()
-    dense.load_state_dict({k[len('backbone.'):]: v for k, v in
-                           model.state_dict().items()
-                           if k.startswith('backbone.')
-                           and not k.startswith('backbone.norm.')})
+    dense.load_state_dict({
+        k[len('backbone.'):]: v
+        for k, v in model.state_dict().items()
+        if k.startswith('backbone.') and not k.startswith('backbone.norm.')
+    })
     predictor = cpu_predictor(dense, 'fp32', engine=engine)
     x = fixture['inputs'][1].float()  # 1 x 3 x 193 x 259: any size works
     feats = predictor(x)
@@ -87,8 +87,11 @@ def test_bad_requests_raise_clear_errors(xxs):
     with pytest.raises(ValueError, match='int8 needs calibration_data'):
         cpu_predictor(model, 'int8')
     with pytest.raises(NotImplementedError, match='cannot serve'):
-        cpu_predictor(model, 'int8', engine='torch',
-                      calibration_data=calibration_batches(1))
+        cpu_predictor(
+            model,
+            'int8',
+            engine='torch',
+            calibration_data=calibration_batches(1))
     with pytest.raises(ValueError, match='calibration data yielded no batch'):
         cpu_predictor(model, 'int8', calibration_data=[])
     predictor = cpu_predictor(model, 'fp32', engine='torch')

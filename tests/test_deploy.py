@@ -4,23 +4,29 @@ import copy
 
 import pytest
 import torch
+from parity import load_parity_fixture
+from reference_twin import ReferenceEfficientMod
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.deploy import cosine_similarity, to_precision
-from parity import load_parity_fixture
-from reference_twin import ReferenceEfficientMod
 
 
 def backbones_from_fixture(fixture, arch):
     state = convert_checkpoint(fixture['checkpoint'])['state_dict']
-    backbone_state = {k[len('backbone.'):]: v for k, v in state.items()
-                      if k.startswith('backbone.')}
+    backbone_state = {
+        k[len('backbone.'):]: v
+        for k, v in state.items() if k.startswith('backbone.')
+    }
     cls = EfficientMod(arch, out_indices=(3, ), out_type='avg_featmap').eval()
     cls.load_state_dict(backbone_state, strict=True)
     dense = EfficientMod(arch).eval()
-    dense.load_state_dict({k: v for k, v in backbone_state.items()
-                           if not k.startswith('norm.')}, strict=True)
+    dense.load_state_dict(
+        {
+            k: v
+            for k, v in backbone_state.items() if not k.startswith('norm.')
+        },
+        strict=True)
     return cls, dense, state['head.fc.weight'], state['head.fc.bias']
 
 
@@ -30,8 +36,9 @@ def randomised(model, seed=0):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=gen) * 0.2 +
-                        (1.0 if param.dim() == 1 else 0.0) * 0.5)
+            param.copy_(
+                torch.randn(param.shape, generator=gen) * 0.2 +
+                (1.0 if param.dim() == 1 else 0.0) * 0.5)
     return model
 
 
@@ -43,17 +50,18 @@ def test_deploy_form_reproduces_parity_fixture(arch):
     dense.switch_to_deploy()
     for grad in (False, True):  # in-place and out-of-place paths
         with torch.set_grad_enabled(grad):
-            for x, logits, features in zip(fixture['inputs'], fixture['logits'],
+            for x, logits, features in zip(fixture['inputs'],
+                                           fixture['logits'],
                                            fixture['features']):
                 x = x.float()
                 out = torch.nn.functional.linear(cls(x)[0], head_w, head_b)
-                torch.testing.assert_close(out.detach(), logits.float(),
-                                           rtol=0, atol=1e-4)
+                torch.testing.assert_close(
+                    out.detach(), logits.float(), rtol=0, atol=1e-4)
                 outs = dense(x)
                 assert len(outs) == 4
                 for out, ref in zip(outs, features):
-                    torch.testing.assert_close(out.detach(), ref.float(),
-                                               rtol=0, atol=1e-4)
+                    torch.testing.assert_close(
+                        out.detach(), ref.float(), rtol=0, atol=1e-4)
 
 
 def test_deploy_folds_parameters_and_is_idempotent():
@@ -64,10 +72,14 @@ def test_deploy_folds_parameters_and_is_idempotent():
     assert model.deploy
     deployed = set(model.state_dict())
     assert not any(k.endswith('layer_scale') for k in deployed)
-    assert not any('.blocks.' in k and ('norm.' in k or 'norm1.' in k or 'norm2.' in k)
-                   for k in deployed)
+    assert not any(
+        '.blocks.' in k and ('norm.' in k or 'norm1.' in k or 'norm2.' in k)
+        for k in deployed)
     # Attention qkv gains a bias from the folded norm shift; nothing else new.
-    assert deployed - keys == {k for k in deployed if k.endswith('attn.qkv.bias')}
+    assert deployed - keys == {
+        k
+        for k in deployed if k.endswith('attn.qkv.bias')
+    }
     assert len(deployed - keys) == 3  # xxs: 1 + 2 attention blocks
     assert model.stages[1].downsample.conv.weight.is_contiguous(
         memory_format=torch.channels_last)
@@ -103,8 +115,9 @@ def test_inplace_inference_paths_do_not_change_results_or_inputs():
 
 
 def test_training_gradients_match_the_reference_implementation():
-    ours = randomised(EfficientMod('xxs', out_indices=(3, ),
-                                   out_type='avg_featmap')).train()
+    ours = randomised(
+        EfficientMod('xxs', out_indices=(3, ),
+                     out_type='avg_featmap')).train()
     ref = ReferenceEfficientMod('xxs', out_type='avg_featmap').train()
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
@@ -113,8 +126,11 @@ def test_training_gradients_match_the_reference_implementation():
     ref_grads = dict(ref.named_parameters())
     for name, param in ours.named_parameters():
         expected = ref_grads[name].grad
-        torch.testing.assert_close(param.grad, expected, rtol=1e-3,
-                                   atol=1e-5 * max(expected.abs().max().item(), 1.0))
+        torch.testing.assert_close(
+            param.grad,
+            expected,
+            rtol=1e-3,
+            atol=1e-5 * max(expected.abs().max().item(), 1.0))
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's'])
@@ -158,9 +174,12 @@ def test_compiles_as_one_graph(deploy):
 
 def test_deploy_flag_builds_the_folded_form_for_folded_checkpoints():
     """A folded checkpoint rebuilds from a config with ``deploy=True``."""
-    arch = dict(widths=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                attention_depths=[0, 0, 1, 1], ratios=[2],
-                attention_mlp_ratios=[2] * 4)
+    arch = dict(
+        widths=[8, 16, 24, 32],
+        depths=[1, 1, 1, 1],
+        attention_depths=[0, 0, 1, 1],
+        ratios=[2],
+        attention_mlp_ratios=[2] * 4)
     folded = EfficientMod(arch).eval()
     with torch.no_grad():  # non-trivial affine parts and layer scales
         for name, param in folded.named_parameters():

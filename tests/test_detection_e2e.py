@@ -8,8 +8,8 @@ import pickle
 import sys
 
 import pytest
-
 from _detseg_utils import files, run, tiny_det_config, tool, write_config
+
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 # Trains models or starts tools in subprocesses.
@@ -89,27 +89,36 @@ def test_mmdet_own_tools_run_our_config(det):
     tools_dir = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
     if not osp.isfile(osp.join(tools_dir, 'test.py')):
         pytest.skip('this mmdet install ships no tools/')
-    log = run([sys.executable, osp.join(tools_dir, 'test.py'), det['cfg'],
-               str(det['work'] / 'epoch_2.pth'), '--work-dir',
-               str(det['root'] / 'mmdet_test')]).stdout
+    log = run([
+        sys.executable,
+        osp.join(tools_dir, 'test.py'), det['cfg'],
+        str(det['work'] / 'epoch_2.pth'), '--work-dir',
+        str(det['root'] / 'mmdet_test')
+    ]).stdout
     assert 'coco/segm_mAP' in log
-    log = run([sys.executable, osp.join(tools_dir, 'train.py'), det['cfg'],
-               '--work-dir', str(det['root'] / 'mmdet_train'),
-               '--cfg-options', 'train_cfg.max_epochs=1',
-               'train_cfg.val_interval=100']).stdout
+    log = run([
+        sys.executable,
+        osp.join(tools_dir, 'train.py'), det['cfg'], '--work-dir',
+        str(det['root'] / 'mmdet_train'), '--cfg-options',
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=100'
+    ]).stdout
     assert 'Epoch(train) [1][4/4]' in log
     assert osp.isfile(det['root'] / 'mmdet_train' / 'epoch_1.pth')
 
 
 def test_image_demo_draws_detections(det):
     import glob
+
     import mmcv
     from _detseg_utils import REPO
     img = sorted(glob.glob(osp.join(det['coco'], 'val2017', '*.jpg')))[0]
     out = det['root'] / 'demo' / 'det.jpg'
-    log = run([sys.executable, osp.join(REPO, 'demo', 'image_demo.py'), img,
-               det['cfg'], str(det['work'] / 'epoch_2.pth'), '--out-file',
-               str(out), '--score-thr', '0.0']).stdout
+    log = run([
+        sys.executable,
+        osp.join(REPO, 'demo', 'image_demo.py'), img, det['cfg'],
+        str(det['work'] / 'epoch_2.pth'), '--out-file',
+        str(out), '--score-thr', '0.0'
+    ]).stdout
     assert 'objects above' in log
     drawn = mmcv.imread(str(out))
     assert drawn.shape == mmcv.imread(img).shape

@@ -11,9 +11,9 @@ import re
 
 import pytest
 import torch
+from _detseg_utils import REPO, free_port, run, tiny_det_config, write_config
 
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
-from _detseg_utils import REPO, free_port, run, tiny_det_config, write_config
 
 # Trains models or starts tools in subprocesses.
 pytestmark = pytest.mark.e2e
@@ -87,9 +87,14 @@ log_processor = dict(by_epoch=False)
     cfg = write_config(root / 'dist_cfg.py', tiny_det_config(str(root), coco),
                        body)
     work_dir = root / 'work'
-    proc = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
-                '--work-dir', str(work_dir)],
-               timeout=900, OMP_NUM_THREADS='1', PORT=str(free_port()),
+    proc = run([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir',
+        str(work_dir)
+    ],
+               timeout=900,
+               OMP_NUM_THREADS='1',
+               PORT=str(free_port()),
                PYTHONPATH=str(root) + ':' + REPO)
     return work_dir, proc.stdout
 
@@ -97,8 +102,9 @@ log_processor = dict(by_epoch=False)
 def test_two_cpu_processes_train_to_identical_weights(dist_run):
     import json
     work_dir, log = dist_run
-    infos = [json.loads((work_dir / f'rank{r}.json').read_text())
-             for r in (0, 1)]
+    infos = [
+        json.loads((work_dir / f'rank{r}.json').read_text()) for r in (0, 1)
+    ]
     for info in infos:
         assert info['world_size'] == 2
         assert info['wrapped'] and info['wrapper'] == \
@@ -111,8 +117,9 @@ def test_two_cpu_processes_train_to_identical_weights(dist_run):
     before = [torch.load(work_dir / f'rank{r}_before.pth') for r in (0, 1)]
     after = [torch.load(work_dir / f'rank{r}_after.pth') for r in (0, 1)]
     assert before[0].keys() == after[0].keys() == after[1].keys()
-    changed = [k for k in after[0]
-               if not torch.equal(after[0][k], before[0][k])]
+    changed = [
+        k for k in after[0] if not torch.equal(after[0][k], before[0][k])
+    ]
     assert len(changed) > 0.5 * len(after[0]), 'training changed few weights'
     for key in after[0]:
         assert torch.equal(before[0][key], before[1][key]), key
@@ -147,17 +154,21 @@ except Exception as e:  # report where it failed
 '''
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the fix only acts '
-                    'without CUDA; with CUDA mmengine runs unchanged')
+@pytest.mark.skipif(
+    torch.cuda.is_available(),
+    reason='the fix only acts '
+    'without CUDA; with CUDA mmengine runs unchanged')
 @pytest.mark.parametrize('mode', ['stock', 'fixed'])
 def test_cpu_distributed_fix_is_what_makes_it_work(mode):
     import sys
-    proc = run([sys.executable, '-c', CPU_FIX_SCRIPT, str(free_port()), mode],
+    proc = run([sys.executable, '-c', CPU_FIX_SCRIPT,
+                str(free_port()), mode],
                timeout=300)
     if mode == 'fixed':
         assert 'OK gloo' in proc.stdout, proc.stdout[-2000:]
     else:
         # Stock mmengine 0.10.7 fails on a machine without CUDA, in the
         # launcher's torch.cuda.set_device (the gap the fix fills).
-        assert re.search(r'FAILED \w+ in .*init_dist > _init_dist_pytorch '
-                         r'> set_device', proc.stdout), proc.stdout[-2000:]
+        assert re.search(
+            r'FAILED \w+ in .*init_dist > _init_dist_pytorch '
+            r'> set_device', proc.stdout), proc.stdout[-2000:]

@@ -5,6 +5,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
+from _detseg_utils import REPO
 from mmengine.config import Config
 from mmengine.model import ExponentialMovingAverage
 from mmengine.optim import OptimWrapper
@@ -14,24 +15,23 @@ from mmpretrain.structures import DataSample
 import mmefficientmod  # noqa: F401
 from mmefficientmod.models.classifiers import (
     KnowledgeDistillationImageClassifier, soft_distillation_loss)
-from _detseg_utils import REPO
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
-RGB = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-           to_rgb=True)
-BGR = dict(mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395],
-           to_rgb=False)
+RGB = dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+BGR = dict(
+    mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395], to_rgb=False)
 NUM_CLASSES = 10
 
 
 def tiny_teacher_cfg(preprocessor=BGR):
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='ResNet', depth=18, stem_channels=8,
-                      base_channels=8),
+        backbone=dict(
+            type='ResNet', depth=18, stem_channels=8, base_channels=8),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                  in_channels=64),
+        head=dict(
+            type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=64),
         data_preprocessor=dict(preprocessor))
 
 
@@ -39,28 +39,40 @@ def build_student(teacher=None, mixup=False, **kwargs):
     init_default_scope('mmpretrain')
     cfg = dict(
         type='KnowledgeDistillationImageClassifier',
-        backbone=dict(type='EfficientMod', arch='xxs', out_indices=(3, ),
-                      out_type='avg_featmap'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                  in_channels=256,
-                  loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
-                            mode='original')),
+        backbone=dict(
+            type='EfficientMod',
+            arch='xxs',
+            out_indices=(3, ),
+            out_type='avg_featmap'),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=NUM_CLASSES,
+            in_channels=256,
+            loss=dict(
+                type='LabelSmoothLoss', label_smooth_val=0.1,
+                mode='original')),
         data_preprocessor=dict(RGB, num_classes=NUM_CLASSES),
         teacher=teacher or dict(model=tiny_teacher_cfg()),
         **kwargs)
     if mixup:
-        cfg['train_cfg'] = dict(augments=[dict(type='Mixup', alpha=0.8),
-                                          dict(type='CutMix', alpha=1.0)])
+        cfg['train_cfg'] = dict(augments=[
+            dict(type='Mixup', alpha=0.8),
+            dict(type='CutMix', alpha=1.0)
+        ])
     return MODELS.build(cfg)
 
 
 def batch(n=4, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return dict(
-        inputs=[torch.randint(0, 256, (3, size, size), generator=g,
-                              dtype=torch.uint8) for _ in range(n)],
-        data_samples=[DataSample().set_gt_label(i % NUM_CLASSES)
-                      for i in range(n)])
+        inputs=[
+            torch.randint(
+                0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+            for _ in range(n)
+        ],
+        data_samples=[
+            DataSample().set_gt_label(i % NUM_CLASSES) for i in range(n)
+        ])
 
 
 def params_of(module):
@@ -76,23 +88,28 @@ def test_teacher_is_outside_the_module_tree():
     # not in parameters (optimizer, DDP), buffers, modules or state_dict
     assert not teacher_params & {id(p) for p in model.parameters()}
     assert all(m is not teacher for m in model.modules())
-    assert not any(k.startswith('teacher') or '_teacher' in k
-                   for k in model.state_dict())
+    assert not any(
+        k.startswith('teacher') or '_teacher' in k for k in model.state_dict())
     # the student's state_dict is exactly a plain ImageClassifier's
-    plain = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='EfficientMod', arch='xxs', out_indices=(3, ),
-                      out_type='avg_featmap'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                  in_channels=256)))
+    plain = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='EfficientMod',
+                arch='xxs',
+                out_indices=(3, ),
+                out_type='avg_featmap'),
+            head=dict(
+                type='LinearClsHead', num_classes=NUM_CLASSES,
+                in_channels=256)))
     assert set(model.state_dict()) == set(plain.state_dict())
     plain.load_state_dict(model.state_dict(), strict=True)
     # frozen and in eval mode, whatever the student's mode
     assert all(not p.requires_grad for p in teacher.parameters())
     model.train()
     assert model.training and model.backbone.training
-    assert not teacher.training and not any(
-        m.training for m in teacher.modules())
+    assert not teacher.training and not any(m.training
+                                            for m in teacher.modules())
 
 
 def test_distillation_loss_is_the_kl_to_the_teacher():
@@ -108,10 +125,11 @@ def test_distillation_loss_is_the_kl_to_the_teacher():
             model.teacher_inputs(data['inputs']), mode='tensor')
         t = 2.0
         expected = 0.3 * t * t * F.kl_div(
-            F.log_softmax(student / t, 1), F.softmax(teacher / t, 1),
+            F.log_softmax(student / t, 1),
+            F.softmax(teacher / t, 1),
             reduction='batchmean')
-        plain_ce = model.head.loss(model.extract_feat(data['inputs']),
-                                   data['data_samples'])['loss']
+        plain_ce = model.head.loss(
+            model.extract_feat(data['inputs']), data['data_samples'])['loss']
     torch.testing.assert_close(losses['loss_distill'], expected)
     torch.testing.assert_close(losses['loss'], 0.7 * plain_ce)
 
@@ -150,7 +168,8 @@ def test_training_does_not_change_the_teacher():
     assert before_teacher.keys() == after_teacher.keys()
     for k, v in before_teacher.items():
         assert torch.equal(v, after_teacher[k]), k
-    assert any(not torch.equal(v, model.state_dict()[k])
+    assert any(not torch.equal(v,
+                               model.state_dict()[k])
                for k, v in before_student.items())
     assert all(p.grad is None for p in model.teacher.parameters())
     # the teacher's BN statistics did not move either (eval mode)
@@ -165,17 +184,24 @@ def test_no_teacher_weight_in_the_saved_checkpoint(tmp_path):
     teacher_shapes = sorted(tuple(p.shape) for p in model.teacher.parameters())
     assert not any('teacher' in k for k in state)
     # exactly the keys of the plain classifier with the same student
-    plain = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='EfficientMod', arch='xxs', out_indices=(3, ),
-                      out_type='avg_featmap'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                  in_channels=256)))
+    plain = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='EfficientMod',
+                arch='xxs',
+                out_indices=(3, ),
+                out_type='avg_featmap'),
+            head=dict(
+                type='LinearClsHead', num_classes=NUM_CLASSES,
+                in_channels=256)))
     assert sorted(state) == sorted(plain.state_dict())
     # no tensor of the teacher hides under another name either
     teacher_ptrs = {p.data_ptr() for p in model.teacher.state_dict().values()}
-    assert not teacher_ptrs & {v.data_ptr() for v in
-                               model.state_dict().values()}
+    assert not teacher_ptrs & {
+        v.data_ptr()
+        for v in model.state_dict().values()
+    }
     assert teacher_shapes  # the teacher does have weights
 
 
@@ -193,8 +219,8 @@ def test_teacher_follows_the_student_and_is_shared_by_the_ema_copy():
     ema = ExponentialMovingAverage(model, momentum=0.1)
     assert ema.module.teacher is model.teacher
     assert not any('teacher' in k for k in ema.state_dict())
-    assert sum(1 for _ in ema.parameters()) == sum(
-        1 for _ in model.parameters())
+    assert sum(1 for _ in ema.parameters()) == sum(1
+                                                   for _ in model.parameters())
 
 
 def test_teacher_gets_its_own_input_normalisation():
@@ -203,8 +229,10 @@ def test_teacher_gets_its_own_input_normalisation():
     student_inputs = model.data_preprocessor(raw, False)['inputs']
     teacher_inputs = model.teacher.data_preprocessor(raw, False)['inputs']
     torch.testing.assert_close(
-        model.teacher_inputs(student_inputs), teacher_inputs,
-        atol=1e-4, rtol=1e-5)
+        model.teacher_inputs(student_inputs),
+        teacher_inputs,
+        atol=1e-4,
+        rtol=1e-5)
     # a teacher with the student's normalisation gets the inputs unchanged
     same = build_student(teacher=dict(model=tiny_teacher_cfg(RGB)))
     assert same.teacher_inputs(student_inputs) is student_inputs
@@ -214,8 +242,8 @@ def test_soft_distillation_loss_values():
     torch.manual_seed(0)
     s, t = torch.randn(5, 7), torch.randn(5, 7)
     assert soft_distillation_loss(s, s).abs() < 1e-6
-    kl = (F.softmax(t, 1) * (F.log_softmax(t, 1) - F.log_softmax(s, 1))
-          ).sum(1).mean()
+    kl = (F.softmax(t, 1) *
+          (F.log_softmax(t, 1) - F.log_softmax(s, 1))).sum(1).mean()
     torch.testing.assert_close(soft_distillation_loss(s, t), kl)
     kl4 = (F.softmax(t / 4, 1) *
            (F.log_softmax(t / 4, 1) - F.log_softmax(s / 4, 1))).sum(1).mean()
@@ -245,11 +273,15 @@ def test_teacher_checkpoint_is_loaded_by_init_weights(tmp_path):
     assert all(not p.requires_grad for p in model.teacher.parameters())
 
     # an incomplete teacher checkpoint is an error, not a silent fallback
-    partial = {k: v for k, v in source.state_dict().items()
-               if not k.startswith('head.')}
+    partial = {
+        k: v
+        for k, v in source.state_dict().items() if not k.startswith('head.')
+    }
     torch.save({'state_dict': partial}, tmp_path / 'partial.pth')
-    model = build_student(teacher=dict(
-        model=tiny_teacher_cfg(), checkpoint=str(tmp_path / 'partial.pth')))
+    model = build_student(
+        teacher=dict(
+            model=tiny_teacher_cfg(), checkpoint=str(tmp_path /
+                                                     'partial.pth')))
     with pytest.raises(KeyError, match='lacks'):
         model.init_weights()
 
@@ -269,8 +301,8 @@ def test_teacher_from_a_config_file_and_a_module():
         build_student(teacher=dict(checkpoint='x.pth'))
 
 
-@pytest.mark.parametrize('arch,width', [('xxs', 256), ('xs', 288),
-                                        ('s', 312), ('s-conv', 344)])
+@pytest.mark.parametrize('arch,width', [('xxs', 256), ('xs', 288), ('s', 312),
+                                        ('s-conv', 344)])
 def test_distill_configs_build(arch, width):
     """The distill configs build with their real teacher (ConvNeXt-S from
     mmpretrain's configs; its checkpoint is only loaded by init_weights) and

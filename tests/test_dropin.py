@@ -31,50 +31,59 @@ CASES = {
     # but unused.
     'retinanet': ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', ALL_STAGES,
                   dict(neck=dict(in_channels=WIDTHS))),
-    'cascade_mask_rcnn': (
-        'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py',
-        ALL_STAGES, dict(neck=dict(in_channels=WIDTHS))),
+    'cascade_mask_rcnn':
+    ('mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', ALL_STAGES,
+     dict(neck=dict(in_channels=WIDTHS))),
     'fcos': ('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', ALL_STAGES,
              dict(neck=dict(in_channels=WIDTHS))),
     'dino': ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', (1, 2, 3),
              dict(neck=dict(in_channels=WIDTHS[1:]))),
-    'upernet': ('mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
-                ALL_STAGES,
-                dict(decode_head=dict(in_channels=WIDTHS),
-                     auxiliary_head=dict(in_channels=WIDTHS[2]))),
-    'deeplabv3plus': (
-        'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
-        ALL_STAGES,
-        dict(decode_head=dict(in_channels=WIDTHS[3], c1_in_channels=WIDTHS[0]),
-             auxiliary_head=dict(in_channels=WIDTHS[2]))),
-    'pspnet': ('mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py',
-               ALL_STAGES,
-               dict(decode_head=dict(in_channels=WIDTHS[3]),
-                    auxiliary_head=dict(in_channels=WIDTHS[2]))),
+    'upernet':
+    ('mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py', ALL_STAGES,
+     dict(
+         decode_head=dict(in_channels=WIDTHS),
+         auxiliary_head=dict(in_channels=WIDTHS[2]))),
+    'deeplabv3plus':
+    ('mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
+     ALL_STAGES,
+     dict(
+         decode_head=dict(in_channels=WIDTHS[3], c1_in_channels=WIDTHS[0]),
+         auxiliary_head=dict(in_channels=WIDTHS[2]))),
+    'pspnet':
+    ('mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py', ALL_STAGES,
+     dict(
+         decode_head=dict(in_channels=WIDTHS[3]),
+         auxiliary_head=dict(in_channels=WIDTHS[2]))),
     'resnet50_classifier': ('mmpretrain::resnet/resnet50_8xb32_in1k.py', (3, ),
                             dict(head=dict(in_channels=WIDTHS[3]))),
 }
 
 
 def _config(tmp_path, base, out_indices, overrides):
-    backbone = dict(_delete_=True, type='EfficientMod', arch='xxs',
-                    out_indices=out_indices)
+    backbone = dict(
+        _delete_=True,
+        type='EfficientMod',
+        arch='xxs',
+        out_indices=out_indices)
     model = dict(backbone=backbone, **overrides)
     path = tmp_path / 'dropin.py'
-    path.write_text(
-        f'_base_ = {base!r}\n'
-        "custom_imports = dict(imports=['mmefficientmod'], "
-        'allow_failed_imports=False)\n'
-        f'model = {model!r}\n')
+    path.write_text(f'_base_ = {base!r}\n'
+                    "custom_imports = dict(imports=['mmefficientmod'], "
+                    'allow_failed_imports=False)\n'
+                    f'model = {model!r}\n')
     return Config.fromfile(str(path))
 
 
 def _det_batch(h=128, w=160):
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-        scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            batch_input_shape=(h, w)))
     gt = InstanceData()
     gt.bboxes = torch.tensor([[10., 20., 70., 90.], [80., 30., 150., 110.]])
     gt.labels = torch.tensor([1, 5])
@@ -84,8 +93,9 @@ def _det_batch(h=128, w=160):
     masks[1, 30:110, 80:150] = 1
     gt.masks = BitmapMasks(masks.numpy(), h, w)
     sample.gt_instances = gt
-    return dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
-                data_samples=[sample])
+    return dict(
+        inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
+        data_samples=[sample])
 
 
 def _seg_batch(h=128, w=128, n=2):
@@ -94,20 +104,27 @@ def _seg_batch(h=128, w=128, n=2):
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(n):
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w)))
         samples.append(sample)
-    return dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)
-                        for _ in range(n)],
-                data_samples=samples)
+    return dict(
+        inputs=[
+            torch.randint(0, 255, (3, h, w), dtype=torch.uint8)
+            for _ in range(n)
+        ],
+        data_samples=samples)
 
 
 def _cls_batch(n=2, size=64):
     from mmpretrain.structures import DataSample
-    return dict(inputs=[torch.randint(0, 255, (3, size, size),
-                                      dtype=torch.uint8) for _ in range(n)],
-                data_samples=[DataSample().set_gt_label(i) for i in range(n)])
+    return dict(
+        inputs=[
+            torch.randint(0, 255, (3, size, size), dtype=torch.uint8)
+            for _ in range(n)
+        ],
+        data_samples=[DataSample().set_gt_label(i) for i in range(n)])
 
 
 BATCHES = dict(mmdet=_det_batch, mmseg=_seg_batch, mmpretrain=_cls_batch)
@@ -131,15 +148,17 @@ def test_efficientmod_drops_into(case, tmp_path):
         warnings.simplefilter('always')
         model = MODELS.build(cfg.model)
         model.init_weights()
-    ignored = [w for w in caught if 'EfficientMod ignores pretrained' in
-               str(w.message)]
+    ignored = [
+        w for w in caught
+        if 'EfficientMod ignores pretrained' in str(w.message)
+    ]
     assert len(ignored) == (1 if cfg.model.get('pretrained') else 0)
     if ignored:
         assert 'model.pretrained=None' in str(ignored[0].message)
     model.train()
     assert type(model.backbone).__name__ == 'EfficientMod'
-    optim = build_optim_wrapper(model, dict(
-        optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)))
+    optim = build_optim_wrapper(
+        model, dict(optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)))
     # DINO selects 900 queries from the encoder's tokens: it needs a
     # larger image than the others.
     batch = _det_batch(256, 320) if case == 'dino' else \
@@ -147,8 +166,10 @@ def test_efficientmod_drops_into(case, tmp_path):
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     losses = model.train_step(batch, optim)
     assert losses and all(torch.isfinite(v).all() for v in losses.values())
-    changed = [k for k, v in model.backbone.state_dict().items()
-               if not torch.equal(v, before[k])]
+    changed = [
+        k for k, v in model.backbone.state_dict().items()
+        if not torch.equal(v, before[k])
+    ]
     assert changed, 'the backbone was not updated'
 
 
@@ -161,8 +182,9 @@ def _segmentor_cfg(tmp_path, pretrained):
 
 
 def test_pretrained_efficientmod_checkpoint_is_loaded(tmp_path):
-    from mmefficientmod.checkpoint import convert_checkpoint
     from parity import load_parity_fixture
+
+    from mmefficientmod.checkpoint import convert_checkpoint
     converted = convert_checkpoint(load_parity_fixture('xxs')['checkpoint'])
     path = tmp_path / 'efficientmod-xxs_in1k.pth'
     torch.save(converted, path)
@@ -183,16 +205,20 @@ def test_pretrained_efficientmod_checkpoint_is_loaded(tmp_path):
 def test_pretrained_of_another_backbone_is_a_clear_error(tmp_path):
     from mmefficientmod.checkpoint import NotEfficientModCheckpoint
     path = tmp_path / 'resnet50.pth'
-    torch.save({'state_dict': {'conv1.weight': torch.zeros(64, 3, 7, 7)}},
-               path)
+    torch.save({'state_dict': {
+        'conv1.weight': torch.zeros(64, 3, 7, 7)
+    }}, path)
     model = MODELS.build(_segmentor_cfg(tmp_path, str(path)))
-    with pytest.raises(NotEfficientModCheckpoint,
-                       match=r'pretrained=.*model.pretrained=None'):
+    with pytest.raises(
+            NotEfficientModCheckpoint,
+            match=r'pretrained=.*model.pretrained=None'):
         model.init_weights()
 
 
 def test_pretrained_and_init_cfg_together_are_refused():
     from mmefficientmod import EfficientMod
     with pytest.raises(ValueError, match='in one place'):
-        EfficientMod('xxs', pretrained='a.pth',
-                     init_cfg=dict(type='Pretrained', checkpoint='b.pth'))
+        EfficientMod(
+            'xxs',
+            pretrained='a.pth',
+            init_cfg=dict(type='Pretrained', checkpoint='b.pth'))

@@ -8,9 +8,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-
 from _detseg_utils import embedded_data
+from pycocotools.coco import COCO
 
 embedded = embedded_data()
 ADE_CLASSES, COCO_CLASSES = embedded.ADE_CLASSES, embedded.COCO_CLASSES
@@ -58,19 +57,21 @@ def test_coco_json_has_all_annotation_kinds(data):
     for split, num in (('train', 64), ('val', 16)):
         coco = COCO(osp.join(root, f'annotations/instances_{split}2017.json'))
         assert len(coco.getImgIds()) == num
-        assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(
-            COCO_CLASSES)
+        assert [c['name']
+                for c in coco.loadCats(coco.getCatIds())] == list(COCO_CLASSES)
         assert coco.getCatIds() == [1, 2, 3]
         anns = coco.loadAnns(coco.getAnnIds())
         segms = [a['segmentation'] for a in anns]
         assert any(isinstance(s, list) for s in segms)
-        assert any(isinstance(s, dict) and isinstance(s['counts'], str)
-                   for s in segms)
-        assert any(isinstance(s, dict) and isinstance(s['counts'], list)
-                   for s in segms)
+        assert any(
+            isinstance(s, dict) and isinstance(s['counts'], str)
+            for s in segms)
+        assert any(
+            isinstance(s, dict) and isinstance(s['counts'], list)
+            for s in segms)
         assert any(a['iscrowd'] == 1 for a in anns)
-        assert all(isinstance(a['segmentation'], dict) for a in anns
-                   if a['iscrowd'])
+        assert all(
+            isinstance(a['segmentation'], dict) for a in anns if a['iscrowd'])
         annotated = {a['image_id'] for a in anns}
         assert len(annotated) < num
         for ann in anns:
@@ -126,8 +127,8 @@ def test_ade20k_masks_and_mmseg_loading(data):
     for name in sorted(os.listdir(mask_dir)):
         mask = cv2.imread(osp.join(mask_dir, name), cv2.IMREAD_UNCHANGED)
         assert mask.ndim == 2 and mask.dtype == np.uint8
-        assert osp.exists(osp.join(root, 'images/training',
-                                   name[:-4] + '.jpg'))
+        assert osp.exists(
+            osp.join(root, 'images/training', name[:-4] + '.jpg'))
         values |= set(np.unique(mask).tolist())
         assert (mask == 0).mean() < 0.2  # 0 is small "other" regions only
     assert values == set(range(len(ADE_CLASSES) + 1))
@@ -160,7 +161,8 @@ def test_imagenet_loads_with_mmpretrain(data):
         assert tuple(f.read().split()) == IMAGENET_CLASSES
     for split, num in (('train', 64), ('val', 16)):
         from_ann = ImageNet(
-            data_root=root, split=split,
+            data_root=root,
+            split=split,
             metainfo=dict(classes=osp.join(root, 'classes.txt')))
         assert from_ann.ann_file.endswith(f'meta/{split}.txt')
         assert len(from_ann) == num

@@ -4,14 +4,14 @@ import os.path as osp
 
 import pytest
 import torch
+from _detseg_utils import REPO, embedded_data
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
+from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod.checkpoint import convert_checkpoint
-from _detseg_utils import REPO, embedded_data
-from parity import load_parity_fixture
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 FT_CFG = osp.join(CONFIGS, 'efficientmod-s_8xb64_in1k-ft-lrd.py')
@@ -41,11 +41,11 @@ def test_layer_wise_lr_decay_follows_the_backbone_depth():
         group = groups[name]
         layer_id, max_id = model.backbone.get_layer_depth(name, 'backbone.')
         assert group['layer_id'] == layer_id and max_id == num_layers
-        assert group['lr'] == pytest.approx(
-            base_lr * rate**(num_layers - 1 - layer_id))
+        assert group['lr'] == pytest.approx(base_lr *
+                                            rate**(num_layers - 1 - layer_id))
         lrs.append(group['lr'])
-        if (name.endswith(('.bias', '.layer_scale'))
-                or '.norm' in name or name.startswith('backbone.norm')):
+        if (name.endswith(('.bias', '.layer_scale')) or '.norm' in name
+                or name.startswith('backbone.norm')):
             assert group['weight_decay'] == 0.0, name
         else:
             assert group['weight_decay'] == 0.05, name
@@ -74,8 +74,8 @@ def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     torch.save(converted, ckpt_path)
     pretrained = {k: v.float() for k, v in converted['state_dict'].items()}
     root = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(root, num_per_class_train=4,
-                                  num_per_class_val=1, img_size=64)
+    embedded_data().make_imagenet(
+        root, num_per_class_train=4, num_per_class_val=1, img_size=64)
     embedded = Config.fromfile(EMBEDDED_CFG)
 
     cfg = Config.fromfile(FT_CFG)
@@ -103,8 +103,9 @@ def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     stem = state['backbone.stem.conv.weight']
     # the stem's lr is 1e-2 * 0.9**(layers - 1); four AdamW steps move a
     # weight by at most ~4 lr, so it stayed at the pretrained value
-    lr_stem = 1e-2 * 0.9**(model.backbone.get_layer_depth(
-        'backbone.stem.conv.weight', 'backbone.')[1] - 1)
+    lr_stem = 1e-2 * 0.9**(
+        model.backbone.get_layer_depth('backbone.stem.conv.weight',
+                                       'backbone.')[1] - 1)
     assert (stem - pretrained['backbone.stem.conv.weight']).abs().max() \
         <= 4 * lr_stem * 1.01
     assert not torch.equal(stem, pretrained['backbone.stem.conv.weight'])

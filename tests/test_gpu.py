@@ -12,10 +12,9 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from _detseg_utils import (REPO, free_port, load_tool, make_tiny_data, run,
                            tiny_det_config, tiny_seg_config)
+from mmengine.config import Config
 from parity import load_parity_fixture
 
 GPU = torch.cuda.is_available()

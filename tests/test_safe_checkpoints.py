@@ -20,8 +20,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _detseg_utils import REPO
 from mmengine.runner import load_checkpoint as mmengine_load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
+from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401  (registers the safe loaders)
 from mmefficientmod import EfficientMod
@@ -29,8 +31,6 @@ from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.checkpoint.safe_load import (TRUSTED_CHECKPOINTS_ENV,
                                                  UnsafeCheckpointError,
                                                  load_checkpoint)
-from _detseg_utils import REPO
-from parity import load_parity_fixture
 
 
 class Payload:
@@ -58,16 +58,30 @@ def released(tmp_path):
     """A checkpoint as the authors' training script saved it."""
     weights = load_parity_fixture('xxs')['checkpoint']['model']
     path = tmp_path / 'efficientmod_xxs_released.pth'
-    torch.save({
-        'model': weights,
-        'state_dict_ema': {k: v.clone() for k, v in weights.items()},
-        'args': argparse.Namespace(model='efficientmod_xxs', lr=4e-3,
-                                   input_size=224, mixup=0.8, drop_path=0.0,
-                                   model_ema=True, output_dir='out'),
-        'epoch': 299,
-        'max_accuracy': np.float64(76.0),
-        'n_parameters': np.int64(4736264),
-    }, path)
+    torch.save(
+        {
+            'model':
+            weights,
+            'state_dict_ema': {
+                k: v.clone()
+                for k, v in weights.items()
+            },
+            'args':
+            argparse.Namespace(
+                model='efficientmod_xxs',
+                lr=4e-3,
+                input_size=224,
+                mixup=0.8,
+                drop_path=0.0,
+                model_ema=True,
+                output_dir='out'),
+            'epoch':
+            299,
+            'max_accuracy':
+            np.float64(76.0),
+            'n_parameters':
+            np.int64(4736264),
+        }, path)
     return path
 
 
@@ -87,8 +101,8 @@ def test_payload_refused_by_the_loader(evil):
 
 def test_payload_refused_through_init_cfg(evil):
     path, marker = evil
-    backbone = EfficientMod('xxs', init_cfg=dict(type='Pretrained',
-                                                 checkpoint=str(path)))
+    backbone = EfficientMod(
+        'xxs', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(UnsafeCheckpointError) as info:
         backbone.init_weights()
     assert_refused(str(info.value), path, marker)
@@ -105,8 +119,8 @@ def test_payload_refused_through_mmengine_load_checkpoint(evil):
 def test_payload_refused_through_resume(evil, tmp_path):
     from test_stack_fixes import make_runner
     path, marker = evil
-    runner = make_runner(tmp_path / 'work', max_iters=2, resume=True,
-                         load_from=str(path))
+    runner = make_runner(
+        tmp_path / 'work', max_iters=2, resume=True, load_from=str(path))
     with pytest.raises(UnsafeCheckpointError) as info:
         runner.train()
     assert_refused(str(info.value), path, marker)
@@ -119,8 +133,8 @@ def http_root(tmp_path, monkeypatch):
     root = tmp_path / 'www'
     root.mkdir()
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(root))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -143,8 +157,11 @@ def test_urls_go_through_the_allowlist(evil, released, http_root):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.run([sys.executable, *args],
+                          cwd=REPO,
+                          text=True,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
                           timeout=300)
 
 
@@ -172,8 +189,10 @@ def test_released_checkpoint_needs_no_opt_in(released, tmp_path):
     assert checkpoint['max_accuracy'] == 76.0
     converted = convert_checkpoint(checkpoint, use_ema=True)
     assert converted['meta']['arch'] == 'xxs'
-    backbone = EfficientMod('xxs', init_cfg=dict(
-        type='Pretrained', checkpoint=str(released), use_ema=True))
+    backbone = EfficientMod(
+        'xxs',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(released), use_ema=True))
     backbone.init_weights()
     expected = converted['state_dict']['backbone.stem.conv.weight']
     assert torch.equal(backbone.stem.conv.weight, expected)
@@ -223,8 +242,11 @@ def test_numpy_values_of_either_numpy_name_load(tmp_path):
 
 def test_refusal_lists_every_refused_type(tmp_path):
     path = tmp_path / 'two.pth'
-    torch.save({'a': pickle.loads(pickle.dumps(argparse.Namespace())),
-                'b': functools.partial(print, 'x')}, path)
+    torch.save(
+        {
+            'a': pickle.loads(pickle.dumps(argparse.Namespace())),
+            'b': functools.partial(print, 'x')
+        }, path)
     with pytest.raises(UnsafeCheckpointError, match='functools.partial'):
         load_checkpoint(str(path))
 

@@ -10,10 +10,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from _detseg_utils import (REPO, files, state_dict_of, tiny_seg_config, tool,
                            write_config)
+from PIL import Image
+
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 # Trains models or starts tools in subprocesses.
@@ -65,7 +65,8 @@ default_hooks = dict(logger=dict(interval=1),
 '''
     cfg = write_config(root / 'seg_cfg.py', tiny_seg_config(str(root), ade),
                        body)
-    killed_cfg = write_config(root / 'seg_killed_cfg.py', cfg, '''
+    killed_cfg = write_config(
+        root / 'seg_killed_cfg.py', cfg, '''
 custom_imports = dict(imports=['mmefficientmod', 'kill_hook'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='KillAtIterHook', at=3)]
@@ -73,8 +74,14 @@ custom_hooks = [dict(type='KillAtIterHook', at=3)]
     # The uninterrupted reference run.
     full = root / 'full'
     log = tool('train.py', cfg, '--work-dir', full).stdout
-    return dict(root=root, ade=ade, cfg=cfg, killed_cfg=killed_cfg, full=full,
-                full_log=log, pythonpath=f'{root}:{REPO}')
+    return dict(
+        root=root,
+        ade=ade,
+        cfg=cfg,
+        killed_cfg=killed_cfg,
+        full=full,
+        full_log=log,
+        pythonpath=f'{root}:{REPO}')
 
 
 def test_train_logs_progress_and_checkpoints(seg):
@@ -92,8 +99,13 @@ def test_train_logs_progress_and_checkpoints(seg):
 
 def test_killed_run_resumes_and_loses_nothing(seg):
     work = seg['root'] / 'killed'
-    proc = tool('train.py', seg['killed_cfg'], '--work-dir', work,
-                check=False, PYTHONPATH=seg['pythonpath'])
+    proc = tool(
+        'train.py',
+        seg['killed_cfg'],
+        '--work-dir',
+        work,
+        check=False,
+        PYTHONPATH=seg['pythonpath'])
     assert proc.returncode != 0  # SIGKILLed after iteration 3
     assert 'Iter(train) [3/6]' in proc.stdout
     assert 'Iter(train) [4/6]' not in proc.stdout
@@ -109,14 +121,16 @@ def test_killed_run_resumes_and_loses_nothing(seg):
     reference = state_dict_of(seg['full'] / 'iter_6.pth')
     assert resumed.keys() == reference.keys()
     for key in reference:
-        torch.testing.assert_close(resumed[key], reference[key], rtol=0,
-                                   atol=1e-6, msg=key)
+        torch.testing.assert_close(
+            resumed[key], reference[key], rtol=0, atol=1e-6, msg=key)
     # And the optimizer state matches too.
     ckpt_r = load_checkpoint(work / 'iter_6.pth')
     ckpt_f = load_checkpoint(seg['full'] / 'iter_6.pth')
     assert ckpt_r['meta']['iter'] == ckpt_f['meta']['iter'] == MAX_ITERS
-    steps = {s['step'].item() if torch.is_tensor(s['step']) else s['step']
-             for s in ckpt_r['optimizer']['state'].values()}
+    steps = {
+        s['step'].item() if torch.is_tensor(s['step']) else s['step']
+        for s in ckpt_r['optimizer']['state'].values()
+    }
     assert steps == {float(MAX_ITERS)} or steps == {MAX_ITERS}
 
 
@@ -124,9 +138,9 @@ def test_test_tool_metrics_masks_and_pictures(seg):
     out_dir = seg['root'] / 'masks'
     vis_dir = seg['root'] / 'vis'
     metrics_file = seg['root'] / 'metrics.json'
-    log = tool('test.py', seg['cfg'], seg['full'] / 'iter_6.pth',
-               '--work-dir', seg['root'] / 'test', '--out', out_dir,
-               '--show-dir', vis_dir, '--metrics-file', metrics_file).stdout
+    log = tool('test.py', seg['cfg'], seg['full'] / 'iter_6.pth', '--work-dir',
+               seg['root'] / 'test', '--out', out_dir, '--show-dir', vis_dir,
+               '--metrics-file', metrics_file).stdout
     metrics = json.loads(metrics_file.read_text())
     assert 0 <= metrics['mIoU'] <= 100 and 0 <= metrics['aAcc'] <= 100
     assert 'METRICS' in log
@@ -151,29 +165,36 @@ def test_test_tool_metrics_masks_and_pictures(seg):
 
 def test_mmseg_own_test_tool_runs_our_config(seg):
     import mmseg
-    mmseg_test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
-                          'test.py')
+    mmseg_test = osp.join(
+        osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
     if not osp.isfile(mmseg_test):
         pytest.skip('this mmseg install ships no tools/test.py')
-    from _detseg_utils import run
     import sys
-    log = run([sys.executable, mmseg_test, seg['cfg'],
-               str(seg['full'] / 'iter_6.pth'), '--work-dir',
-               str(seg['root'] / 'mmseg_test')]).stdout
+
+    from _detseg_utils import run
+    log = run([
+        sys.executable, mmseg_test, seg['cfg'],
+        str(seg['full'] / 'iter_6.pth'), '--work-dir',
+        str(seg['root'] / 'mmseg_test')
+    ]).stdout
     assert 'mIoU' in log
 
 
 def test_image_demo_paints_classes(seg):
     import glob
     import sys
+
     import mmcv
     from _detseg_utils import run
-    img = sorted(glob.glob(osp.join(seg['ade'], 'images', 'validation',
-                                    '*.jpg')))[0]
+    img = sorted(
+        glob.glob(osp.join(seg['ade'], 'images', 'validation', '*.jpg')))[0]
     out = seg['root'] / 'demo' / 'seg.png'
-    log = run([sys.executable, osp.join(REPO, 'demo', 'image_demo.py'), img,
-               seg['cfg'], str(seg['full'] / 'iter_6.pth'), '--out-file',
-               str(out)]).stdout
+    log = run([
+        sys.executable,
+        osp.join(REPO, 'demo', 'image_demo.py'), img, seg['cfg'],
+        str(seg['full'] / 'iter_6.pth'), '--out-file',
+        str(out)
+    ]).stdout
     assert 'classes present:' in log
     drawn = mmcv.imread(str(out))
     assert drawn.shape == mmcv.imread(img).shape

@@ -15,16 +15,20 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 import mmefficientmod  # noqa: F401  (applies the fixes)
 from mmefficientmod import EfficientMod
 
-TINY_ARCH = dict(widths=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                 attention_depths=[0, 0, 1, 0], ratios=[2],
-                 attention_mlp_ratios=[2] * 4)
+TINY_ARCH = dict(
+    widths=[8, 16, 24, 32],
+    depths=[1, 1, 1, 1],
+    attention_depths=[0, 0, 1, 0],
+    ratios=[2],
+    attention_mlp_ratios=[2] * 4)
 
 
 class TinyClassifier(BaseModel):
 
     def __init__(self):
         super().__init__()
-        self.backbone = EfficientMod(TINY_ARCH, out_indices=(3, ), out_type='avg_featmap')
+        self.backbone = EfficientMod(
+            TINY_ARCH, out_indices=(3, ), out_type='avg_featmap')
         self.head = torch.nn.Linear(32, 2)
 
     def forward(self, inputs, labels=None, mode='tensor'):
@@ -41,20 +45,26 @@ class ToyData(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         generator = torch.Generator().manual_seed(index)
-        return dict(inputs=torch.randn(3, 32, 32, generator=generator), labels=index % 2)
+        return dict(
+            inputs=torch.randn(3, 32, 32, generator=generator),
+            labels=index % 2)
 
 
 def make_runner(work_dir, max_iters, **kwargs):
     return Runner(
         model=TinyClassifier(),
         work_dir=str(work_dir),
-        train_dataloader=dict(dataset=ToyData(), batch_size=2, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0),
         **kwargs)
 
@@ -68,7 +78,8 @@ def test_training_checkpoint_loads_and_resumes(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         torch.load(str(checkpoint), map_location='cpu')
 
-    saved = mmengine_checkpoint.CheckpointLoader.load_checkpoint(str(checkpoint))
+    saved = mmengine_checkpoint.CheckpointLoader.load_checkpoint(
+        str(checkpoint))
     assert saved['meta']['iter'] == 2 and 'message_hub' in saved
 
     resumed = make_runner(tmp_path, max_iters=4, resume=True)
@@ -136,7 +147,9 @@ FIX_CHANGES = {
 
 def run_snapshot(extra=''):
     proc = subprocess.run([sys.executable, '-c', extra + SNAPSHOT],
-                          stdout=subprocess.PIPE, text=True, timeout=300)
+                          stdout=subprocess.PIPE,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

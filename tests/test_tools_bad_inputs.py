@@ -18,7 +18,6 @@ import os
 import shutil
 
 import pytest
-
 from _detseg_utils import tiny_det_config, tiny_seg_config, write_config
 
 # Trains models or starts tools in subprocesses.
@@ -29,8 +28,12 @@ pytestmark = pytest.mark.e2e
 def setup(tmp_path_factory, tiny_data, load_tool):
     root = tmp_path_factory.mktemp('bad')
     coco, ade = tiny_data
-    return dict(root=root, coco=coco, ade=ade, train=load_tool('train'),
-                test=load_tool('test'))
+    return dict(
+        root=root,
+        coco=coco,
+        ade=ade,
+        train=load_tool('train'),
+        test=load_tool('test'))
 
 
 def _copy(src, dst):
@@ -85,7 +88,8 @@ def test_missing_image_is_a_clear_error(setup):
 def test_missing_image_documented_skip(setup):
     coco = _copy(setup['coco'], setup['root'] / 'missing_skip')
     os.remove(_first_train_image(coco))
-    cfg = _det_cfg(setup, coco, 'missing_skip', ''', dataset=dict(pipeline=[
+    cfg = _det_cfg(
+        setup, coco, 'missing_skip', ''', dataset=dict(pipeline=[
     dict(type='LoadImageFromFile', ignore_empty=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
@@ -124,7 +128,8 @@ def test_annotation_file_without_annotations_is_a_clear_error(setup):
     with open(ann, 'w') as f:
         json.dump(content, f)
     cfg = _det_cfg(setup, coco, 'no_ann')
-    with pytest.raises(ValueError, match=r'CocoDataset is empty.*filter_empty'):
+    with pytest.raises(
+            ValueError, match=r'CocoDataset is empty.*filter_empty'):
         _train(setup, cfg)
 
 
@@ -132,8 +137,10 @@ def test_annotation_file_without_annotations_is_a_clear_error(setup):
 def test_class_count_mismatch_is_a_clear_error(setup, task):
     if task == 'det':
         cfg = _det_cfg(setup, setup['coco'], 'classes_det')
-        options = ['model.roi_head.bbox_head.num_classes=5',
-                   'model.roi_head.mask_head.num_classes=5']
+        options = [
+            'model.roi_head.bbox_head.num_classes=5',
+            'model.roi_head.mask_head.num_classes=5'
+        ]
         expected = r'model.roi_head.bbox_head.num_classes=5.*3 classes'
     else:
         cfg = _seg_cfg(setup, setup['ade'], 'classes_seg')
@@ -158,6 +165,7 @@ def test_missing_annotation_file_for_test_tool(setup):
     cfg = _det_cfg(setup, coco, 'no_val')
     ckpt = setup['root'] / 'dummy.pth'
     ckpt.write_bytes(b'0')
-    with pytest.raises(FileNotFoundError,
-                       match=r'test annotation file .*instances_val2017'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'test annotation file .*instances_val2017'):
         setup['test'].main([cfg, str(ckpt)])

@@ -73,8 +73,9 @@ def build_runner(cfg: Config):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    if not any(isinstance(hook, EfficientModConfigCheckHook)
-               for hook in runner.hooks):
+    if not any(
+            isinstance(hook, EfficientModConfigCheckHook)
+            for hook in runner.hooks):
         runner.register_hook(EfficientModConfigCheckHook())
     return runner
 

@@ -19,9 +19,9 @@ import json
 import os
 import os.path as osp
 
-from _runner_utils import (add_runner_arguments,
-                           build_runner, check_annotation_files, library_of,
-                           load_config, set_local_rank)
+from _runner_utils import (add_runner_arguments, build_runner,
+                           check_annotation_files, library_of, load_config,
+                           set_local_rank)
 
 
 def parse_args(argv=None):
@@ -30,12 +30,14 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
-        '--work-dir', help='directory for the test logs (default: '
+        '--work-dir',
+        help='directory for the test logs (default: '
         'work_dirs/<config name>)')
     parser.add_argument(
         '--out', help='where to dump the predictions (see module docstring)')
     parser.add_argument(
-        '--show-dir', help='directory for pictures of the predictions; a '
+        '--show-dir',
+        help='directory for pictures of the predictions; a '
         'relative path is taken inside work_dir/<timestamp> for detection, '
         'as in mmdet')
     parser.add_argument(
@@ -92,8 +94,10 @@ def _add_dump(cfg, args, library):
         return
     if not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out!r}.')
-    dump = dict(type='DumpDetResults' if library == 'mmdet' else
-                'mmengine.DumpResults', out_file_path=args.out)
+    dump = dict(
+        type='DumpDetResults'
+        if library == 'mmdet' else 'mmengine.DumpResults',
+        out_file_path=args.out)
     evaluators = cfg.test_evaluator
     if isinstance(evaluators, (list, tuple)):
         cfg.test_evaluator = list(evaluators) + [dump]
@@ -125,8 +129,9 @@ def main(argv=None):
     metrics = runner.test()
     if runner.rank == 0:
         metrics = {
-            k: (float(v) if isinstance(v, (int, float)) or hasattr(
-                v, 'item') else v)
+            k:
+            (float(v) if isinstance(v,
+                                    (int, float)) or hasattr(v, 'item') else v)
             for k, v in metrics.items()
         }
         print('METRICS ' + json.dumps(metrics, sort_keys=True), flush=True)

@@ -14,9 +14,9 @@ Usage::
 import argparse
 import os.path as osp
 
-from _runner_utils import (add_runner_arguments,
-                           build_runner, check_annotation_files, library_of,
-                           load_config, set_local_rank)
+from _runner_utils import (add_runner_arguments, build_runner,
+                           check_annotation_files, library_of, load_config,
+                           set_local_rank)
 
 
 def parse_args(argv=None):
@@ -24,7 +24,8 @@ def parse_args(argv=None):
         description='Train a detector, segmentor or classifier.')
     parser.add_argument('config', help='config file')
     parser.add_argument(
-        '--work-dir', help='directory for logs and checkpoints (default: '
+        '--work-dir',
+        help='directory for logs and checkpoints (default: '
         'work_dirs/<config name>)')
     parser.add_argument(
         '--resume',
@@ -41,11 +42,12 @@ def parse_args(argv=None):
         help='automatic mixed precision training on a GPU, in float16 (the '
         'default) or bfloat16')
     parser.add_argument(
-        '--auto-scale-lr', action='store_true',
+        '--auto-scale-lr',
+        action='store_true',
         help='scale the learning rate by the actual total batch size over '
         'the config\'s auto_scale_lr.base_batch_size')
-    add_runner_arguments(
-        parser, 'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
+    add_runner_arguments(parser,
+                         'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
     args = parser.parse_args(argv)
     set_local_rank(args)
     return args
@@ -99,8 +101,8 @@ def enable_amp(cfg, dtype: str) -> None:
     if dtype == 'bfloat16':
         roi_align_through_torchvision(cfg.model)
     # bfloat16 has float32's exponent range: its gradients need no scaling.
-    cfg.optim_wrapper.setdefault(
-        'loss_scale', 'dynamic' if dtype == 'float16' else 1.0)
+    cfg.optim_wrapper.setdefault('loss_scale',
+                                 'dynamic' if dtype == 'float16' else 1.0)
 
 
 def build_config(args):
@@ -129,11 +131,13 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    check_annotation_files(
-        cfg, ('train', 'val') if cfg.get('val_cfg') else ('train', ))
+    check_annotation_files(cfg, ('train', 'val') if cfg.get('val_cfg') else
+                           ('train', ))
     runner = build_runner(cfg)
-    print(f'[{library_of(cfg)}] training {osp.basename(args.config)}; '
-          f'work dir {cfg.work_dir}', flush=True)
+    print(
+        f'[{library_of(cfg)}] training {osp.basename(args.config)}; '
+        f'work dir {cfg.work_dir}',
+        flush=True)
     runner.train()
 
 

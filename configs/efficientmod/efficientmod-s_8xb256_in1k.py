@@ -2,5 +2,4 @@
 _base_ = './efficientmod-xxs_8xb256_in1k.py'
 
 model = dict(
-    backbone=dict(arch='s', drop_path_rate=0.02),
-    head=dict(in_channels=312))
+    backbone=dict(arch='s', drop_path_rate=0.02), head=dict(in_channels=312))

@@ -2,5 +2,4 @@
 _base_ = './efficientmod-xxs_8xb256_in1k.py'
 
 model = dict(
-    backbone=dict(arch='xs', drop_path_rate=0.0),
-    head=dict(in_channels=288))
+    backbone=dict(arch='xs', drop_path_rate=0.0), head=dict(in_channels=288))

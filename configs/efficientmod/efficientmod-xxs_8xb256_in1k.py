@@ -94,5 +94,4 @@ custom_hooks = [
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=3,
-        save_best='auto'))
+        type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='auto'))

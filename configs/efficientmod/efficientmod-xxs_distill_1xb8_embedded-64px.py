@@ -19,8 +19,7 @@ model = dict(
             backbone=dict(
                 type='ResNet', depth=18, stem_channels=16, base_channels=16),
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=1000,
-                      in_channels=128),
+            head=dict(type='LinearClsHead', num_classes=1000, in_channels=128),
             data_preprocessor=dict(
                 mean=[103.53, 116.28, 123.675],
                 std=[57.375, 57.12, 58.395],
@@ -107,6 +106,5 @@ custom_hooks = [
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=2,
-        save_best='auto'))
+        type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'))
 randomness = dict(seed=0)

@@ -8,7 +8,5 @@ pretrained = 'checkpoints/efficientmod-xs_in1k.pth'
 
 model = dict(
     backbone=dict(
-        arch=arch,
-        drop_path_rate=0.0,
-        init_cfg=dict(checkpoint=pretrained)),
+        arch=arch, drop_path_rate=0.0, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=widths))

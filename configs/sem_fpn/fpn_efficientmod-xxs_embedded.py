@@ -29,8 +29,11 @@ dataset_type = 'BaseSegDataset'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(256, 256), ratio_range=(0.75, 1.5),
-         keep_ratio=True),
+    dict(
+        type='RandomResize',
+        scale=(256, 256),
+        ratio_range=(0.75, 1.5),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
@@ -75,13 +78,21 @@ max_iters = 120
 warmup_iters = 10
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', T_max=max_iters - warmup_iters,
-         eta_min=1e-5, by_epoch=False, begin=warmup_iters, end=max_iters),
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_iters - warmup_iters,
+        eta_min=1e-5,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=40, max_keep_ckpts=2))
+    logger=dict(interval=10), checkpoint=dict(interval=40, max_keep_ckpts=2))
 log_processor = dict(window_size=10)

@@ -3,8 +3,8 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 from .safe_load import open_checkpoint
-from .upstream import (NotEfficientModCheckpoint, _describe, convert_checkpoint,
-                       is_upstream_checkpoint)
+from .upstream import (NotEfficientModCheckpoint, _describe,
+                       convert_checkpoint, is_upstream_checkpoint)
 
 
 def load_backbone_weights(filename: str,
@@ -26,12 +26,15 @@ def load_backbone_weights(filename: str,
     checkpoint = open_checkpoint(filename)
     if is_upstream_checkpoint(checkpoint):
         checkpoint = convert_checkpoint(checkpoint, use_ema=use_ema)
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
+        checkpoint, dict) else None
     if not isinstance(state_dict, dict):
         raise NotEfficientModCheckpoint(
-            f'{filename} is not an EfficientMod checkpoint: found {_describe(checkpoint)}.')
+            f'{filename} is not an EfficientMod checkpoint: found {_describe(checkpoint)}.'
+        )
     if prefix is None:
-        prefix = 'backbone.' if any(k.startswith('backbone.') for k in state_dict) else ''
+        prefix = 'backbone.' if any(
+            k.startswith('backbone.') for k in state_dict) else ''
     selected = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
                            if k.startswith(prefix))
     if 'stem.conv.weight' not in selected:

@@ -42,7 +42,8 @@ def _numpy_globals() -> List:
         for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
             found.append((func, f'{module}.{func.__name__}'))
     # Each dtype pickles as an instance of its own class (numpy >= 1.25).
-    found += sorted({type(np.dtype(code)) for code in np.typecodes['All']},
+    found += sorted({type(np.dtype(code))
+                     for code in np.typecodes['All']},
                     key=lambda cls: cls.__name__)
     return found
 
@@ -63,8 +64,7 @@ def _statistics_method(owner, name: str):
     allowed |= set(HistoryBuffer._statistics_methods)
     if owner is not HistoryBuffer or name not in allowed:
         owner_name = getattr(owner, '__qualname__', type(owner).__name__)
-        raise UnsafeCheckpointError(
-            f'refused getattr({owner_name}, {name!r})')
+        raise UnsafeCheckpointError(f'refused getattr({owner_name}, {name!r})')
     return getattr(owner, name)
 
 
@@ -106,10 +106,9 @@ def _refused_globals(path: str, error: Exception) -> List[str]:
 
 def _trusted(source: str) -> bool:
     listed = os.environ.get(TRUSTED_CHECKPOINTS_ENV, '')
-    return any(
-        entry == source or (osp.exists(entry) and osp.exists(source)
-                            and osp.samefile(entry, source))
-        for entry in (e.strip() for e in listed.split(',')) if entry)
+    return any(entry == source or (osp.exists(entry) and osp.exists(source)
+                                   and osp.samefile(entry, source))
+               for entry in (e.strip() for e in listed.split(',')) if entry)
 
 
 def load_checkpoint(filename: str,
@@ -140,12 +139,12 @@ def load_checkpoint(filename: str,
         MMLogger.get_current_instance().warning(
             f'Loading {source} with full unpickling (trusted by the user): '
             'any code it carries runs.')
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-            return torch.load(filename, map_location=map_location,
-                              weights_only=True)
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_globals(filename, error)
         if not refused:

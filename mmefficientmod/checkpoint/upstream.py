@@ -41,7 +41,10 @@ ATTENTION_KEYS = {
 }
 BLOCK_KEY = re.compile(r'layers\.(\d+)\.blocks\.(\d+)\.(.+)')
 DOWNSAMPLE_KEY = re.compile(r'layers\.(\d+)\.downsample\.(proj|norm)\.(.+)')
-FIXED_KEYS = {'patch_embed.proj.': 'stem.conv.', 'patch_embed.norm.': 'stem.norm.'}
+FIXED_KEYS = {
+    'patch_embed.proj.': 'stem.conv.',
+    'patch_embed.norm.': 'stem.norm.'
+}
 STEM_WEIGHT = 'patch_embed.proj.weight'
 
 
@@ -56,7 +59,9 @@ def _rename_prefix(key: str, table: Dict[str, str]) -> Optional[str]:
     return None
 
 
-def convert_backbone_keys(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+def convert_backbone_keys(
+        state_dict: Dict[str,
+                         torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Rename upstream backbone keys (no prefix) to this project's names.
 
     ``norm.*`` (the classification norm) is kept as ``norm.*``; ``head.*``
@@ -72,7 +77,8 @@ def convert_backbone_keys(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[s
         downsample = DOWNSAMPLE_KEY.match(key)
         if block:
             stage, index, rest = block.groups()
-            table = ATTENTION_KEYS if (stage, index) in attention_blocks else MODULATION_KEYS
+            table = ATTENTION_KEYS if (
+                stage, index) in attention_blocks else MODULATION_KEYS
             new = _rename_prefix(rest, table)
             new = new and f'stages.{stage}.blocks.{index}.{new}'
         elif downsample:
@@ -109,19 +115,24 @@ def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> str:
 def arch_signature(sd: Dict[str, torch.Tensor]) -> Tuple:
     """(widths, per-stage block kinds) read off the shapes of a state dict."""
     if 'stem.conv.weight' not in sd:
-        raise NotEfficientModCheckpoint('No EfficientMod stem in the checkpoint.')
+        raise NotEfficientModCheckpoint(
+            'No EfficientMod stem in the checkpoint.')
     widths = [sd['stem.conv.weight'].shape[0]]
-    widths += [sd[f'stages.{i}.downsample.conv.weight'].shape[0]
-               for i in range(1, 4) if f'stages.{i}.downsample.conv.weight' in sd]
+    widths += [
+        sd[f'stages.{i}.downsample.conv.weight'].shape[0] for i in range(1, 4)
+        if f'stages.{i}.downsample.conv.weight' in sd
+    ]
     blocks = []
     for stage, width in enumerate(widths):
         kinds, j = [], 0
         while True:
             prefix = f'stages.{stage}.blocks.{j}.'
             if prefix + 'fc_value.weight' in sd:
-                kinds.append(f'm{sd[prefix + "fc_value.weight"].shape[0] // width}')
+                kinds.append(
+                    f'm{sd[prefix + "fc_value.weight"].shape[0] // width}')
             elif prefix + 'ffn.fc1.weight' in sd:
-                kinds.append(f'a{sd[prefix + "ffn.fc1.weight"].shape[0] // width}')
+                kinds.append(
+                    f'a{sd[prefix + "ffn.fc1.weight"].shape[0] // width}')
             else:
                 break
             j += 1
@@ -133,9 +144,12 @@ def arch_signature_of_settings(settings: Dict) -> Tuple:
     blocks = []
     for i in range(4):
         ratios = settings['ratios']
-        blocks.append(tuple(
-            [f'm{ratios[j % len(ratios)]}' for j in range(settings['depths'][i])] +
-            [f'a{settings["attention_mlp_ratios"][i]}'] * settings['attention_depths'][i]))
+        blocks.append(
+            tuple([
+                f'm{ratios[j % len(ratios)]}'
+                for j in range(settings['depths'][i])
+            ] + [f'a{settings["attention_mlp_ratios"][i]}'] *
+                  settings['attention_depths'][i]))
     return tuple(settings['widths']), tuple(blocks)
 
 
@@ -179,24 +193,35 @@ def convert_checkpoint(checkpoint: Dict, use_ema: bool = False) -> Dict:
             raise NotEfficientModCheckpoint(
                 f'Not an EfficientMod checkpoint: {_describe(checkpoint)}.')
         head = {k: v for k, v in source.items() if k.startswith('head.')}
-        backbone = convert_backbone_keys(
-            {k: v for k, v in source.items() if not k.startswith('head.')})
-        state_dict = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
-        state_dict.update(('head.fc.' + k[len('head.'):], v) for k, v in head.items())
+        backbone = convert_backbone_keys({
+            k: v
+            for k, v in source.items() if not k.startswith('head.')
+        })
+        state_dict = OrderedDict(
+            ('backbone.' + k, v) for k, v in backbone.items())
+        state_dict.update(
+            ('head.fc.' + k[len('head.'):], v) for k, v in head.items())
         task = 'classification'
-    elif (isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict)
+    elif (isinstance(checkpoint, dict)
+          and isinstance(checkpoint.get('state_dict'), dict)
           and 'backbone.' + STEM_WEIGHT in checkpoint['state_dict']):
         if use_ema:
             raise NotEfficientModCheckpoint(
                 'use_ema applies to the ImageNet checkpoints only; the released '
                 'COCO and ADE20K checkpoints hold a single set of weights.')
         source = checkpoint['state_dict']
-        backbone = convert_backbone_keys(
-            {k[len('backbone.'):]: v for k, v in source.items() if k.startswith('backbone.')})
-        state_dict = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
-        state_dict.update((k, v) for k, v in source.items() if not k.startswith('backbone.'))
-        task = 'segmentation' if any(k.startswith('decode_head.') for k in source) else 'detection'
-    elif (isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict)
+        backbone = convert_backbone_keys({
+            k[len('backbone.'):]: v
+            for k, v in source.items() if k.startswith('backbone.')
+        })
+        state_dict = OrderedDict(
+            ('backbone.' + k, v) for k, v in backbone.items())
+        state_dict.update(
+            (k, v) for k, v in source.items() if not k.startswith('backbone.'))
+        task = 'segmentation' if any(
+            k.startswith('decode_head.') for k in source) else 'detection'
+    elif (isinstance(checkpoint, dict)
+          and isinstance(checkpoint.get('state_dict'), dict)
           and 'backbone.stem.conv.weight' in checkpoint['state_dict']):
         raise NotEfficientModCheckpoint(
             'This is already an mmefficientmod checkpoint; use it as it is.')
@@ -207,11 +232,17 @@ def convert_checkpoint(checkpoint: Dict, use_ema: bool = False) -> Dict:
             f"'backbone.{STEM_WEIGHT}'), found {_describe(checkpoint)}.")
     state_dict = OrderedDict((k, v.float() if v.is_floating_point() else v)
                              for k, v in state_dict.items())
-    arch = infer_arch({k[len('backbone.'):]: v for k, v in state_dict.items()
-                       if k.startswith('backbone.')})
-    return dict(state_dict=state_dict,
-                meta=dict(arch=arch, task=task, ema=use_ema,
-                          converted_from='upstream EfficientMod'))
+    arch = infer_arch({
+        k[len('backbone.'):]: v
+        for k, v in state_dict.items() if k.startswith('backbone.')
+    })
+    return dict(
+        state_dict=state_dict,
+        meta=dict(
+            arch=arch,
+            task=task,
+            ema=use_ema,
+            converted_from='upstream EfficientMod'))
 
 
 def is_upstream_checkpoint(checkpoint) -> bool:
@@ -220,5 +251,7 @@ def is_upstream_checkpoint(checkpoint) -> bool:
         return False
     model = checkpoint.get('model')
     state_dict = checkpoint.get('state_dict')
-    return ((isinstance(model, dict) and STEM_WEIGHT in _strip_module_prefix(model))
-            or (isinstance(state_dict, dict) and 'backbone.' + STEM_WEIGHT in state_dict))
+    return ((isinstance(model, dict)
+             and STEM_WEIGHT in _strip_module_prefix(model))
+            or (isinstance(state_dict, dict)
+                and 'backbone.' + STEM_WEIGHT in state_dict))

@@ -9,9 +9,8 @@ from .precision import (DTYPES, autocast, cast_input, cosine_similarity,
 from .predictor import PRECISIONS, CPUPredictor, cpu_predictor
 
 __all__ = [
-    'CPUPredictor', 'DTYPES', 'PRECISIONS', 'autocast',
-    'cast_input', 'compare_onnx',
-    'cosine_similarity', 'cpu_has_bf16', 'cpu_predictor',
+    'CPUPredictor', 'DTYPES', 'PRECISIONS', 'autocast', 'cast_input',
+    'compare_onnx', 'cosine_similarity', 'cpu_has_bf16', 'cpu_predictor',
     'default_precision_mode', 'deploy_copy', 'export_onnx', 'find_backbone',
     'flatten_outputs', 'load_weights', 'onnxruntime_session', 'to_precision',
     'top1_agreement'

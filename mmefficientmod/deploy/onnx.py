@@ -12,14 +12,19 @@ def flatten_outputs(outputs) -> List[torch.Tensor]:
     if isinstance(outputs, (list, tuple)):
         return [t for o in outputs for t in flatten_outputs(o)]
     if isinstance(outputs, dict):
-        return [t for k in sorted(outputs) for t in flatten_outputs(outputs[k])]
+        return [
+            t for k in sorted(outputs) for t in flatten_outputs(outputs[k])
+        ]
     raise TypeError(
         f'Cannot flatten a model output of type {type(outputs).__name__}; '
         'expected tensors in (nested) tuples, lists or dicts.')
 
 
-def export_onnx(module: nn.Module, path: str, shape: Sequence[int],
-                opset: int = 17, dynamic: bool = True,
+def export_onnx(module: nn.Module,
+                path: str,
+                shape: Sequence[int],
+                opset: int = 17,
+                dynamic: bool = True,
                 constant_folding: bool = True) -> List[str]:
     """Export ``module`` (``forward(x)``, float32, CPU) to ONNX.
 
@@ -55,16 +60,22 @@ def export_onnx(module: nn.Module, path: str, shape: Sequence[int],
     # Traced with autograd on, so that the blocks take their out-of-place
     # paths (the in-place ones are an eager inference optimisation).
     with torch.enable_grad():
-        torch.onnx.export(module, (example, ), path, input_names=['input'],
-                          output_names=names, dynamic_axes=axes,
-                          opset_version=opset,
-                          do_constant_folding=constant_folding,
-                          dynamo=False)
+        torch.onnx.export(
+            module, (example, ),
+            path,
+            input_names=['input'],
+            output_names=names,
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=constant_folding,
+            dynamo=False)
     return names
 
 
-def onnxruntime_session(path: str, threads: Optional[int] = None,
-                        device: str = 'cpu', spinning: bool = False):
+def onnxruntime_session(path: str,
+                        threads: Optional[int] = None,
+                        device: str = 'cpu',
+                        spinning: bool = False):
     """An ONNX Runtime session with every graph optimisation on.
 
     Args:
@@ -95,7 +106,8 @@ def onnxruntime_session(path: str, threads: Optional[int] = None,
     return ort.InferenceSession(path, options, providers=providers)
 
 
-def compare_onnx(session, module: nn.Module,
+def compare_onnx(session,
+                 module: nn.Module,
                  shapes: Sequence[Sequence[int]],
                  seed: int = 0) -> List[Tuple[Tuple[int, ...], float]]:
     """Largest absolute ONNX Runtime - PyTorch difference, per input shape."""

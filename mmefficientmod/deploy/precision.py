@@ -5,8 +5,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16,
-          'float16': torch.float16}
+DTYPES = {
+    'float32': torch.float32,
+    'bfloat16': torch.bfloat16,
+    'float16': torch.float16
+}
 
 
 def cpu_has_bf16() -> bool:
@@ -28,7 +31,8 @@ def default_precision_mode(device: str) -> str:
     return 'cast' if torch.device(device).type == 'cpu' else 'autocast'
 
 
-def to_precision(model: nn.Module, dtype: torch.dtype,
+def to_precision(model: nn.Module,
+                 dtype: torch.dtype,
                  mode: str = 'cast') -> nn.Module:
     """Prepare ``model`` (in place) to run in ``dtype``.
 
@@ -62,7 +66,8 @@ def autocast(device: str, dtype: torch.dtype, mode: str):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def cosine_similarity(a: torch.Tensor, b: torch.Tensor,
+def cosine_similarity(a: torch.Tensor,
+                      b: torch.Tensor,
                       dim: Optional[int] = None) -> torch.Tensor:
     """Cosine similarity in float64 (of whole tensors when ``dim`` is None)."""
     a, b = a.double(), b.double()

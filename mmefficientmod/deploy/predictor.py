@@ -23,8 +23,8 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .models import find_backbone
 from ..models.from_config import TensorMode
+from .models import find_backbone
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
@@ -49,8 +49,12 @@ class CPUPredictor:
             written to a ``workdir`` that outlives the call; else None.
     """
 
-    def __init__(self, run: Callable, precision: str, engine: str,
-                 single_output: bool, in_channels: int,
+    def __init__(self,
+                 run: Callable,
+                 precision: str,
+                 engine: str,
+                 single_output: bool,
+                 in_channels: int,
                  onnx_path: Optional[str] = None):
         self._run = run
         self.precision = precision
@@ -61,10 +65,9 @@ class CPUPredictor:
 
     def __call__(self, x: torch.Tensor):
         if (not isinstance(x, torch.Tensor) or x.dim() != 4
-                or x.shape[1] != self.in_channels
-                or x.dtype != torch.float32):
-            got = (f'{x.dtype} tensor of shape {tuple(x.shape)}' if
-                   isinstance(x, torch.Tensor) else type(x).__name__)
+                or x.shape[1] != self.in_channels or x.dtype != torch.float32):
+            got = (f'{x.dtype} tensor of shape {tuple(x.shape)}' if isinstance(
+                x, torch.Tensor) else type(x).__name__)
             raise ValueError(
                 f'The predictor takes a float32 N x {self.in_channels} x H x W '
                 f'tensor (normalised as by the data preprocessor); got a '
@@ -92,6 +95,7 @@ def _torch_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
     def run(x):
         with torch.inference_mode():
             return flatten_outputs(module(x.to(dtype)))
+
     return run
 
 
@@ -99,12 +103,12 @@ def _inductor_engine(module: nn.Module, dtype: torch.dtype) -> Callable:
     module = module.to(dtype)
     # Freezing folds the weights into the graph as constants, so that
     # oneDNN can pre-pack them once instead of at every call.
-    compiled = torch.compile(module, dynamic=False,
-                             options={'freezing': True})
+    compiled = torch.compile(module, dynamic=False, options={'freezing': True})
 
     def run(x):
         with torch.no_grad():
             return flatten_outputs(compiled(x.to(dtype)))
+
     return run
 
 
@@ -112,8 +116,11 @@ def _ort_engine(path: str, threads: Optional[int]) -> Callable:
     session = onnxruntime_session(path, threads)
 
     def run(x):
-        return [torch.from_numpy(o) for o in
-                session.run(None, {'input': x.numpy()})]
+        return [
+            torch.from_numpy(o)
+            for o in session.run(None, {'input': x.numpy()})
+        ]
+
     return run
 
 
@@ -169,8 +176,12 @@ def _quantize_int8(fp32_path: str, out_path: str, batches: list) -> None:
     prepared = out_path + '.prep.onnx'
     quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
     quantize_static(
-        prepared, out_path, Reader(), quant_format=QuantFormat.QDQ,
-        per_channel=True, activation_type=QuantType.QUInt8,
+        prepared,
+        out_path,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
@@ -267,5 +278,4 @@ def cpu_predictor(model: nn.Module,
             onnx_path = path
         else:
             tmp.cleanup()  # the session holds the model in memory
-    return CPUPredictor(run, precision, engine, single, in_channels,
-                        onnx_path)
+    return CPUPredictor(run, precision, engine, single, in_channels, onnx_path)

@@ -78,8 +78,10 @@ def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
     from ..checkpoint import convert_checkpoint
     theirs = upstream.state_dict()
     names = list(theirs)
-    markers = {k: torch.full(v.shape, float(i)) for i, (k, v) in
-               enumerate(theirs.items())}
+    markers = {
+        k: torch.full(v.shape, float(i))
+        for i, (k, v) in enumerate(theirs.items())
+    }
     converted = convert_checkpoint({'model': markers})['state_dict']
     ours = model.state_dict()
     mapped = {}

@@ -124,8 +124,8 @@ def config_class_counts(cfg: Dict) -> List[Tuple[str, int]]:
     preprocessor = cfg.get('data_preprocessor')
     if isinstance(preprocessor, dict) and \
             isinstance(preprocessor.get('num_classes'), int):
-        counts.append(('data_preprocessor.num_classes',
-                       preprocessor['num_classes']))
+        counts.append(
+            ('data_preprocessor.num_classes', preprocessor['num_classes']))
     return counts
 
 

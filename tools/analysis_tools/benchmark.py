@@ -64,22 +64,23 @@ from typing import Callable, Dict, List, Optional
 # the caller wins.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from mmefficientmod.deploy import (  # noqa: E402
-    cosine_similarity, cpu_predictor, deploy_copy, export_onnx,
-    flatten_outputs, load_weights, onnxruntime_session, top1_agreement)
-from mmefficientmod.models import (TensorMode,  # noqa: E402
-                                   build_model_from_config)
-from mmefficientmod.deploy.upstream import (build_upstream,  # noqa: E402
+from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
+                                   deploy_copy, export_onnx, flatten_outputs,
+                                   load_weights, onnxruntime_session,
+                                   top1_agreement)
+from mmefficientmod.deploy.upstream import (build_upstream,
                                             copy_weights_to_upstream,
                                             load_upstream_module)
+from mmefficientmod.models import TensorMode, build_model_from_config
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs', 'efficientmod')
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'efficientmod')
 ARCHS = ('xxs', 'xs', 's', 's_conv')
 UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
 OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
@@ -97,34 +98,61 @@ def arch_config(arch: str) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', help='model config file')
-    parser.add_argument('--archs', nargs='+', choices=ARCHS,
-                        help="benchmark this project's ImageNet classifier "
-                        'config of each arch (instead of CONFIG)')
-    parser.add_argument('--upstream', metavar='FILE',
-                        help="the authors' models/EfficientMod.py (a checkout "
-                        'of github.com/ma-xu/EfficientMod), timed side by side '
-                        'with the same weights')
-    parser.add_argument('--checkpoint', help='weights to load (optional; '
-                        'speed does not depend on them)')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='time model.backbone rather than the whole model '
-                        '(not with --upstream)')
-    parser.add_argument('--forms', nargs='+', choices=ALL_FORMS,
-                        help='forms to time (default: all that apply)')
+    parser.add_argument(
+        '--archs',
+        nargs='+',
+        choices=ARCHS,
+        help="benchmark this project's ImageNet classifier "
+        'config of each arch (instead of CONFIG)')
+    parser.add_argument(
+        '--upstream',
+        metavar='FILE',
+        help="the authors' models/EfficientMod.py (a checkout "
+        'of github.com/ma-xu/EfficientMod), timed side by side '
+        'with the same weights')
+    parser.add_argument(
+        '--checkpoint',
+        help='weights to load (optional; '
+        'speed does not depend on them)')
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='time model.backbone rather than the whole model '
+        '(not with --upstream)')
+    parser.add_argument(
+        '--forms',
+        nargs='+',
+        choices=ALL_FORMS,
+        help='forms to time (default: all that apply)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
-    parser.add_argument('--input-size', nargs=2, type=int, default=[224, 224],
-                        metavar=('H', 'W'))
-    parser.add_argument('--threads', type=int, default=None,
-                        help='intra-op threads of torch and ONNX Runtime '
-                        "(default: torch's current setting)")
+    parser.add_argument(
+        '--input-size',
+        nargs=2,
+        type=int,
+        default=[224, 224],
+        metavar=('H', 'W'))
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='intra-op threads of torch and ONNX Runtime '
+        "(default: torch's current setting)")
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--iters', type=int, default=20,
-                        help='timed rounds at batch 1 (each round runs every '
-                        'form once); batch N gets max(3, iters * 4 / N)')
-    parser.add_argument('--calib-batches', type=int, default=4,
-                        help='calibration batches of the int8 form')
-    parser.add_argument('--train', action='store_true',
-                        help='time a training step and its peak memory')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=20,
+        help='timed rounds at batch 1 (each round runs every '
+        'form once); batch N gets max(3, iters * 4 / N)')
+    parser.add_argument(
+        '--calib-batches',
+        type=int,
+        default=4,
+        help='calibration batches of the int8 form')
+    parser.add_argument(
+        '--train',
+        action='store_true',
+        help='time a training step and its peak memory')
     parser.add_argument('--csv', help='write the results to this CSV file')
     args = parser.parse_args(argv)
     if not args.config and not args.archs:
@@ -135,8 +163,9 @@ def parse_args(argv=None):
     if args.upstream and args.config and not args.archs:
         parser.error('--upstream needs --archs (the authors have the four '
                      'ImageNet classifiers)')
-    forms = args.forms or [f for f in DEFAULT_FORMS
-                           if args.upstream or f not in UPSTREAM_FORMS]
+    forms = args.forms or [
+        f for f in DEFAULT_FORMS if args.upstream or f not in UPSTREAM_FORMS
+    ]
     if not args.upstream and set(forms) & set(UPSTREAM_FORMS):
         parser.error("the authors' forms need --upstream FILE")
     args.forms = [f for f in forms if not args.train or f in TRAIN_FORMS]
@@ -166,16 +195,22 @@ class Form:
 
 
 def ort_runner(session) -> Callable:
+
     def run(x):
-        return [torch.from_numpy(o)
-                for o in session.run(None, {'input': x.numpy()})]
+        return [
+            torch.from_numpy(o)
+            for o in session.run(None, {'input': x.numpy()})
+        ]
+
     return run
 
 
 def torch_runner(module: nn.Module) -> Callable:
+
     def run(x):
         with torch.inference_mode():
             return module(x)
+
     return run
 
 
@@ -183,8 +218,10 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
                tmpdir: str) -> List[Form]:
     ours = TensorMode(model, args.backbone_only).eval()
     gen = torch.Generator().manual_seed(1)
-    calib = [torch.randn(4, 3, *args.input_size, generator=gen)
-             for _ in range(args.calib_batches)]
+    calib = [
+        torch.randn(4, 3, *args.input_size, generator=gen)
+        for _ in range(args.calib_batches)
+    ]
     predicted = model.backbone if args.backbone_only else model
     forms = []
     for name in args.forms:
@@ -197,15 +234,18 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
         elif name == 'eager':
             run = torch_runner(copy.deepcopy(ours))
         elif name == 'deploy':
-            run = torch_runner(TensorMode(deploy_copy(model),
-                                          args.backbone_only))
+            run = torch_runner(
+                TensorMode(deploy_copy(model), args.backbone_only))
         else:
             precision, _, engine = name.partition('-')
             try:
-                run = cpu_predictor(predicted, precision, engine or 'auto',
-                                    calibration_data=calib,
-                                    threads=args.threads,
-                                    example_shape=(1, 3, *args.input_size))
+                run = cpu_predictor(
+                    predicted,
+                    precision,
+                    engine or 'auto',
+                    calibration_data=calib,
+                    threads=args.threads,
+                    example_shape=(1, 3, *args.input_size))
             except NotImplementedError as err:
                 print(f'  {name}: skipped ({err})')
                 continue
@@ -226,22 +266,22 @@ def time_forms(forms: List[Form], x: Optional[torch.Tensor], warmup: int,
             form.times.append(time.perf_counter() - start)
 
 
-def measure_agreement(form: Form, x: torch.Tensor, reference: List[torch.Tensor],
-                      classifier: bool) -> Dict:
+def measure_agreement(form: Form, x: torch.Tensor,
+                      reference: List[torch.Tensor], classifier: bool) -> Dict:
     out = [o.float() for o in flatten_outputs(form.run(x))]
     row = dict(
-        cos_vs_fp32=min(cosine_similarity(a, b).item()
-                        for a, b in zip(out, reference)),
-        max_abs_diff_vs_fp32=max((a - b).abs().max().item()
-                                 for a, b in zip(out, reference)))
-    row['top1_agree_vs_fp32'] = (top1_agreement(out[0], reference[0])
-                                 if classifier else '')
+        cos_vs_fp32=min(
+            cosine_similarity(a, b).item() for a, b in zip(out, reference)),
+        max_abs_diff_vs_fp32=max(
+            (a - b).abs().max().item() for a, b in zip(out, reference)))
+    row['top1_agree_vs_fp32'] = (
+        top1_agreement(out[0], reference[0]) if classifier else '')
     return row
 
 
 def benchmark_inference(name: str, model: nn.Module,
-                        upstream: Optional[nn.Module], args,
-                        rows: List[Dict], tmpdir: str):
+                        upstream: Optional[nn.Module], args, rows: List[Dict],
+                        tmpdir: str):
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
     check_x = torch.randn(8, 3, h, w, generator=gen)
@@ -253,26 +293,35 @@ def benchmark_inference(name: str, model: nn.Module,
         reference = [o.float() for o in flatten_outputs(ref_module(check_x))]
     classifier = not args.backbone_only
     forms = make_forms(model, upstream, args, tmpdir)
-    agreement = {f.name: measure_agreement(f, check_x, reference, classifier)
-                 for f in forms}
+    agreement = {
+        f.name: measure_agreement(f, check_x, reference, classifier)
+        for f in forms
+    }
     for batch in args.batch_sizes:
         x = torch.randn(batch, 3, h, w, generator=gen)
         for form in forms:
             form.times = []
-        time_forms(forms, x, args.warmup, max(3, args.iters * 4 // batch)
-                   if batch > 4 else args.iters)
+        time_forms(
+            forms, x, args.warmup,
+            max(3, args.iters * 4 // batch) if batch > 4 else args.iters)
         medians = {f.name: float(np.median(f.times)) for f in forms}
         for form in forms:
             median = medians[form.name]
-            rows.append(dict(
-                model=name, mode='inference', batch=batch, form=form.name,
-                median_ms=median * 1e3,
-                p90_ms=float(np.percentile(form.times, 90)) * 1e3,
-                images_per_s=batch / median,
-                x_authors_onnx=_ratio(medians, 'authors-onnx', median),
-                x_authors_eager=_ratio(medians, 'authors-eager', median),
-                reference=ref_name, **agreement[form.name], peak_mem_mb='',
-                rounds=len(form.times)))
+            rows.append(
+                dict(
+                    model=name,
+                    mode='inference',
+                    batch=batch,
+                    form=form.name,
+                    median_ms=median * 1e3,
+                    p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+                    images_per_s=batch / median,
+                    x_authors_onnx=_ratio(medians, 'authors-onnx', median),
+                    x_authors_eager=_ratio(medians, 'authors-eager', median),
+                    reference=ref_name,
+                    **agreement[form.name],
+                    peak_mem_mb='',
+                    rounds=len(form.times)))
             print_row(rows[-1])
 
 
@@ -321,20 +370,29 @@ def benchmark_training(name: str, model: nn.Module,
                     loss = out.float().square().mean()
                 loss.backward()
                 opt.step()
+
             forms.append(Form(form_name, step))
         time_forms(forms, None, args.warmup, max(3, args.iters * 4 // batch))
         medians = {f.name: float(np.median(f.times)) for f in forms}
         for form in forms:
             median = medians[form.name]
-            rows.append(dict(
-                model=name, mode='train step', batch=batch, form=form.name,
-                median_ms=median * 1e3,
-                p90_ms=float(np.percentile(form.times, 90)) * 1e3,
-                images_per_s=batch / median, x_authors_onnx='',
-                x_authors_eager=_ratio(medians, 'authors-eager', median),
-                reference='', cos_vs_fp32='', max_abs_diff_vs_fp32='',
-                top1_agree_vs_fp32='', peak_mem_mb=peak_memory_mb(form.run),
-                rounds=len(form.times)))
+            rows.append(
+                dict(
+                    model=name,
+                    mode='train step',
+                    batch=batch,
+                    form=form.name,
+                    median_ms=median * 1e3,
+                    p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+                    images_per_s=batch / median,
+                    x_authors_onnx='',
+                    x_authors_eager=_ratio(medians, 'authors-eager', median),
+                    reference='',
+                    cos_vs_fp32='',
+                    max_abs_diff_vs_fp32='',
+                    top1_agree_vs_fp32='',
+                    peak_mem_mb=peak_memory_mb(form.run),
+                    rounds=len(form.times)))
             print_row(rows[-1])
 
 
@@ -344,28 +402,45 @@ HEADER = ('{model:<8} {mode:<10} {batch:>5} {form:<13} {median:>9} {p90:>9} '
 
 
 def fmt(value, spec):
-    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+    return format(value, spec) if isinstance(value,
+                                             (int, float)) else str(value)
 
 
 def print_header():
-    print(HEADER.format(
-        model='model', mode='mode', batch='batch', form='form',
-        median='median ms', p90='p90 ms', ips='img/s', xonnx='x a-onnx',
-        xeager='x a-eager', cos='cos fp32', diff='max|d|', top1='top1',
-        mem='peak MB'))
+    print(
+        HEADER.format(
+            model='model',
+            mode='mode',
+            batch='batch',
+            form='form',
+            median='median ms',
+            p90='p90 ms',
+            ips='img/s',
+            xonnx='x a-onnx',
+            xeager='x a-eager',
+            cos='cos fp32',
+            diff='max|d|',
+            top1='top1',
+            mem='peak MB'))
 
 
 def print_row(row):
-    print(HEADER.format(
-        model=row['model'], mode=row['mode'], batch=row['batch'],
-        form=row['form'], median=fmt(row['median_ms'], '.2f'),
-        p90=fmt(row['p90_ms'], '.2f'), ips=fmt(row['images_per_s'], '.1f'),
-        xonnx=fmt(row['x_authors_onnx'], '.2f'),
-        xeager=fmt(row['x_authors_eager'], '.2f'),
-        cos=fmt(row['cos_vs_fp32'], '.6f'),
-        diff=fmt(row['max_abs_diff_vs_fp32'], '.1e'),
-        top1=fmt(row['top1_agree_vs_fp32'], '.3f'),
-        mem=fmt(row['peak_mem_mb'], '.0f')), flush=True)
+    print(
+        HEADER.format(
+            model=row['model'],
+            mode=row['mode'],
+            batch=row['batch'],
+            form=row['form'],
+            median=fmt(row['median_ms'], '.2f'),
+            p90=fmt(row['p90_ms'], '.2f'),
+            ips=fmt(row['images_per_s'], '.1f'),
+            xonnx=fmt(row['x_authors_onnx'], '.2f'),
+            xeager=fmt(row['x_authors_eager'], '.2f'),
+            cos=fmt(row['cos_vs_fp32'], '.6f'),
+            diff=fmt(row['max_abs_diff_vs_fp32'], '.1e'),
+            top1=fmt(row['top1_agree_vs_fp32'], '.3f'),
+            mem=fmt(row['peak_mem_mb'], '.0f')),
+        flush=True)
 
 
 def write_csv(rows: List[Dict], path: str, meta: Dict):
@@ -386,10 +461,13 @@ def main(argv=None):
                  None)] if args.config and not args.archs else [])
     configs += [(arch, arch_config(arch), arch) for arch in args.archs or []]
     import onnxruntime
-    meta = dict(device=device_name(), threads=torch.get_num_threads(),
-                omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
-                torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-                input_size=f'{args.input_size[0]}x{args.input_size[1]}')
+    meta = dict(
+        device=device_name(),
+        threads=torch.get_num_threads(),
+        omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
+        torch=torch.__version__,
+        onnxruntime=onnxruntime.__version__,
+        input_size=f'{args.input_size[0]}x{args.input_size[1]}')
     print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
           f"{meta['onnxruntime']}; threads {meta['threads']}; input "
           f"{meta['input_size']}")

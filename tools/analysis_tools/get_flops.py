@@ -21,12 +21,21 @@ from mmefficientmod.models import TensorMode, build_model_from_config
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
-                        help='input height and width (one value for a square)')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='count the backbone alone')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in tools/train.py')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[224, 224],
+        help='input height and width (one value for a square)')
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='count the backbone alone')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as in tools/train.py')
     return parser.parse_args()
 
 
@@ -34,9 +43,13 @@ def detection_samples(height: int, width: int):
     """Data samples with the metainfo mmdet's heads read in tensor mode."""
     from mmdet.structures import DetDataSample
     sample = DetDataSample()
-    sample.set_metainfo(dict(img_shape=(height, width), ori_shape=(height, width),
-                             pad_shape=(height, width), scale_factor=(1., 1.),
-                             batch_input_shape=(height, width)))
+    sample.set_metainfo(
+        dict(
+            img_shape=(height, width),
+            ori_shape=(height, width),
+            pad_shape=(height, width),
+            scale_factor=(1., 1.),
+            batch_input_shape=(height, width)))
     return [sample]
 
 
@@ -61,7 +74,9 @@ def main():
     flops = count_flops(module, inputs)
     params = parameter_count(module)['']
     print(f'config: {args.config}')
-    print(f'input: 1x3x{height}x{width}{" (backbone only)" if args.backbone_only else ""}')
+    print(
+        f'input: 1x3x{height}x{width}{" (backbone only)" if args.backbone_only else ""}'
+    )
     print(f'params: {params / 1e6:.3f} M ({params:,})')
     print(f'FLOPs: {flops / 1e9:.3f} G (multiply-adds)')
 

@@ -19,16 +19,24 @@ from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PAPER = {'xxs': (4.7, 0.6), 'xs': (6.6, 0.8), 's': (12.9, 1.4), 's_conv': (12.9, 1.5)}
+PAPER = {
+    'xxs': (4.7, 0.6),
+    'xs': (6.6, 0.8),
+    's': (12.9, 1.4),
+    's_conv': (12.9, 1.5)
+}
 TOLERANCE = 1e-4
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
-        '--parity-dir', nargs='+',
-        default=[osp.join(REPO, '..', 'shared', 'reference', 'parity'),
-                 osp.join(REPO, 'tests', 'data', 'parity')],
+        '--parity-dir',
+        nargs='+',
+        default=[
+            osp.join(REPO, '..', 'shared', 'reference', 'parity'),
+            osp.join(REPO, 'tests', 'data', 'parity')
+        ],
         help='folders searched, in order, for efficientmod_<arch>.pt fixtures')
     return parser.parse_args()
 
@@ -49,41 +57,51 @@ def find_fixture(arch, folders):
 
 def parity(arch, classifier, fixture):
     """Largest |ours - reference| over both inputs, for logits and dense outputs."""
-    classifier.load_state_dict(convert_checkpoint(fixture['checkpoint'])['state_dict'])
-    dense = EfficientMod(arch).eval()  # the four stage outputs, before the final norm
+    classifier.load_state_dict(
+        convert_checkpoint(fixture['checkpoint'])['state_dict'])
+    dense = EfficientMod(
+        arch).eval()  # the four stage outputs, before the final norm
     dense.load_state_dict(classifier.backbone.state_dict(), strict=False)
     worst_logits, worst_dense = 0., 0.
     with torch.no_grad():
         for x, logits, features in zip(fixture['inputs'], fixture['logits'],
                                        fixture['features']):
             x = x.float()
-            worst_logits = max(worst_logits, (classifier(x, mode='tensor') - logits.float())
-                               .abs().max().item())
+            worst_logits = max(worst_logits,
+                               (classifier(x, mode='tensor') -
+                                logits.float()).abs().max().item())
             for out, ref in zip(dense(x), features):
-                worst_dense = max(worst_dense, (out - ref.float()).abs().max().item())
+                worst_dense = max(worst_dense,
+                                  (out - ref.float()).abs().max().item())
     return worst_logits, worst_dense
 
 
 def main():
     args = parse_args()
-    header = (f'{"arch":<7} {"params":>12} {"paper":>6} {"GFLOPs":>7} {"paper":>6}  '
-              f'{"max |dlogits|":>14} {"max |ddense|":>13}  parity')
+    header = (
+        f'{"arch":<7} {"params":>12} {"paper":>6} {"GFLOPs":>7} {"paper":>6}  '
+        f'{"max |dlogits|":>14} {"max |ddense|":>13}  parity')
     print(header)
     print('-' * len(header))
     failed = False
     for arch, (paper_params, paper_flops) in PAPER.items():
         classifier = build_classifier(arch)
         params = sum(p.numel() for p in classifier.parameters())
-        flops = count_flops(TensorMode(classifier), torch.randn(1, 3, 224, 224)) / 1e9
+        flops = count_flops(
+            TensorMode(classifier), torch.randn(1, 3, 224, 224)) / 1e9
         row = f'{arch:<7} {params:>12,} {paper_params:>5}M {flops:>7.3f} {paper_flops:>5}G  '
         path = find_fixture(arch, args.parity_dir)
         if path is None:
             print(row + f'{"-":>14} {"-":>13}  no fixture')
             continue
-        logits, dense = parity(arch, classifier, torch.load(path, weights_only=True))
+        logits, dense = parity(arch, classifier,
+                               torch.load(path, weights_only=True))
         ok = max(logits, dense) <= TOLERANCE
         failed |= not ok
-        print(row + f'{logits:>14.2e} {dense:>13.2e}  {"OK" if ok else "FAILED"} (<= {TOLERANCE:g})')
+        print(
+            row +
+            f'{logits:>14.2e} {dense:>13.2e}  {"OK" if ok else "FAILED"} (<= {TOLERANCE:g})'
+        )
     if failed:
         raise SystemExit('parity FAILED: see the table above')
 

@@ -28,20 +28,29 @@ from mmefficientmod.deploy import (PRECISIONS, cosine_similarity,
                                    cpu_predictor, load_weights, top1_agreement)
 from mmefficientmod.models import build_model_from_config
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs', 'efficientmod')
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'efficientmod')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', help='classifier config')
     parser.add_argument('checkpoint', nargs='?', help='its trained weights')
-    parser.add_argument('--precisions', nargs='+', choices=PRECISIONS,
-                        default=list(PRECISIONS))
-    parser.add_argument('--calib-batches', type=int, default=2,
-                        help='val batches that calibrate int8')
-    parser.add_argument('--fixtures', metavar='DIR',
-                        help='folder of parity fixtures efficientmod_<arch>.pt')
+    parser.add_argument(
+        '--precisions',
+        nargs='+',
+        choices=PRECISIONS,
+        default=list(PRECISIONS))
+    parser.add_argument(
+        '--calib-batches',
+        type=int,
+        default=2,
+        help='val batches that calibrate int8')
+    parser.add_argument(
+        '--fixtures',
+        metavar='DIR',
+        help='folder of parity fixtures efficientmod_<arch>.pt')
     parser.add_argument('--threads', type=int, default=None)
     args = parser.parse_args(argv)
     if not args.config and not args.fixtures:
@@ -54,8 +63,10 @@ def parse_args(argv=None):
 
 def compare(logits: torch.Tensor, reference: torch.Tensor) -> Dict:
     cos = cosine_similarity(logits, reference, dim=1)
-    return dict(cos_min=cos.min().item(), cos_mean=cos.mean().item(),
-                top1_agree=top1_agreement(logits, reference))
+    return dict(
+        cos_min=cos.min().item(),
+        cos_mean=cos.mean().item(),
+        top1_agree=top1_agreement(logits, reference))
 
 
 def val_report(args) -> List[Dict]:
@@ -81,26 +92,34 @@ def val_report(args) -> List[Dict]:
         reference = torch.cat([model(x, mode='tensor') for x in inputs])
     rows = []
     for precision in args.precisions:
-        predictor = cpu_predictor(model, precision, threads=args.threads,
-                                  calibration_data=inputs[:args.calib_batches])
+        predictor = cpu_predictor(
+            model,
+            precision,
+            threads=args.threads,
+            calibration_data=inputs[:args.calib_batches])
         logits = torch.cat([predictor(x) for x in inputs])
-        rows.append(dict(
-            data=f'val split ({len(labels)} images)', precision=precision,
-            engine=predictor.engine, **compare(logits, reference),
-            top1_acc=(logits.argmax(1) == labels).float().mean().item(),
-            top1_acc_fp32=(reference.argmax(1) == labels).float().mean().item()))
+        rows.append(
+            dict(
+                data=f'val split ({len(labels)} images)',
+                precision=precision,
+                engine=predictor.engine,
+                **compare(logits, reference),
+                top1_acc=(logits.argmax(1) == labels).float().mean().item(),
+                top1_acc_fp32=(
+                    reference.argmax(1) == labels).float().mean().item()))
     return rows
 
 
 def fixture_report(args) -> List[Dict]:
     from mmefficientmod.checkpoint import convert_checkpoint
     rows = []
-    for path in sorted(glob.glob(osp.join(args.fixtures,
-                                          'efficientmod_*.pt'))):
+    for path in sorted(
+            glob.glob(osp.join(args.fixtures, 'efficientmod_*.pt'))):
         fixture = torch.load(path, weights_only=True)
         arch = fixture['arch']
-        config = osp.join(CONFIG_DIR, 'efficientmod-'
-                          f"{arch.replace('_', '-')}_8xb256_in1k.py")
+        config = osp.join(
+            CONFIG_DIR, 'efficientmod-'
+            f"{arch.replace('_', '-')}_8xb256_in1k.py")
         model = build_model_from_config(config)
         model.load_state_dict(
             convert_checkpoint(fixture['checkpoint'])['state_dict'])
@@ -109,15 +128,23 @@ def fixture_report(args) -> List[Dict]:
         for precision in args.precisions:
             # int8 is calibrated on the fixtures' own inputs: they are all
             # the data there is for these weights.
-            predictor = cpu_predictor(model, precision, threads=args.threads,
-                                      calibration_data=inputs)
+            predictor = cpu_predictor(
+                model,
+                precision,
+                threads=args.threads,
+                calibration_data=inputs)
             logits = torch.cat([predictor(x) for x in inputs])
-            rows.append(dict(
-                data=f'parity fixture {arch} ({len(reference)} images)',
-                precision=precision, engine=predictor.engine,
-                **compare(logits, reference), top1_acc='', top1_acc_fp32=''))
+            rows.append(
+                dict(
+                    data=f'parity fixture {arch} ({len(reference)} images)',
+                    precision=precision,
+                    engine=predictor.engine,
+                    **compare(logits, reference),
+                    top1_acc='',
+                    top1_acc_fp32=''))
     if not rows:
-        raise FileNotFoundError(f'No efficientmod_<arch>.pt in {args.fixtures}.')
+        raise FileNotFoundError(
+            f'No efficientmod_<arch>.pt in {args.fixtures}.')
     return rows
 
 

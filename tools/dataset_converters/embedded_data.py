@@ -99,8 +99,8 @@ def _build_once(out_dir, params, writer):
     marker = _read_marker(osp.join(out_dir, _MARKER))
     if marker is not None and marker.get('params') == params:
         return dict(marker['summary'], root=out_dir, generated=False)
-    if marker is None and osp.lexists(out_dir) and (
-            not osp.isdir(out_dir) or os.listdir(out_dir)):
+    if marker is None and osp.lexists(out_dir) and (not osp.isdir(out_dir)
+                                                    or os.listdir(out_dir)):
         raise FileExistsError(
             f'{out_dir} exists and was not written by this generator; '
             'remove it or choose another root')
@@ -129,8 +129,11 @@ def _build_once(out_dir, params, writer):
 def _saturated_colour(rng):
     """A vivid RGB colour; objects are vivid, backgrounds are muted, so
     objects stand out whatever their hue."""
-    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256),
-                      rng.integers(150, 256)]]])
+    hsv = np.uint8([[[
+        rng.integers(0, 180),
+        rng.integers(150, 256),
+        rng.integers(150, 256)
+    ]]])
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
@@ -200,16 +203,16 @@ def _coco_crowd(rng, h, w):
         cx = x0 + rng.uniform(0.6 * size, span - 0.6 * size)
         cy = y0 + rng.uniform(0.6 * size, span - 0.6 * size)
         parts.append((_shape_mask(COCO_CLASSES[label], cx, cy, size,
-                                  rng.uniform(0, 360), h, w),
-                      _saturated_colour(rng)))
+                                  rng.uniform(0, 360), h,
+                                  w), _saturated_colour(rng)))
     return label, parts
 
 
 def _fits(instances, mask):
     """Whether painting ``mask`` on top keeps every instance mostly
     visible."""
-    return all((inst['visible'] & (1 - mask)).sum() >=
-               _MIN_VISIBLE * inst['full_area'] for inst in instances)
+    return all((inst['visible'] & (1 - mask)).sum() >= _MIN_VISIBLE *
+               inst['full_area'] for inst in instances)
 
 
 def _coco_instances(rng, h, w, index):
@@ -236,8 +239,12 @@ def _coco_instances(rng, h, w, index):
                 for inst in instances:
                     inst['visible'] &= 1 - mask
                 instances.append(
-                    dict(label=label, crowd=crowd, parts=parts,
-                         full_area=int(mask.sum()), visible=mask.copy()))
+                    dict(
+                        label=label,
+                        crowd=crowd,
+                        parts=parts,
+                        full_area=int(mask.sum()),
+                        visible=mask.copy()))
                 break
     return instances
 
@@ -269,8 +276,9 @@ def _polygons(mask):
     """Outer contours of a mask as COCO polygons ``[[x1, y1, ...], ...]``."""
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours
-            if len(c) >= 3]
+    return [
+        c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3
+    ]
 
 
 def _segmentation(mask, crowd, ann_id):
@@ -281,8 +289,8 @@ def _segmentation(mask, crowd, ann_id):
         return _uncompressed_rle(mask)
     if ann_id % _COCO_RLE_EVERY == 0:
         rle = mask_utils.encode(np.asfortranarray(mask))
-        return dict(counts=rle['counts'].decode('ascii'),
-                    size=list(rle['size']))
+        return dict(
+            counts=rle['counts'].decode('ascii'), size=list(rle['size']))
     return _polygons(mask)
 
 
@@ -301,8 +309,11 @@ def _coco_annotation(inst, ann_id, img_id, h, w):
     segm = _segmentation(inst['visible'], inst['crowd'], ann_id)
     rle = _segmentation_rle(segm, h, w)
     return dict(
-        id=ann_id, image_id=img_id, category_id=inst['label'] + 1,
-        segmentation=segm, area=float(mask_utils.area(rle)),
+        id=ann_id,
+        image_id=img_id,
+        category_id=inst['label'] + 1,
+        segmentation=segm,
+        area=float(mask_utils.area(rle)),
         bbox=[float(v) for v in mask_utils.toBbox(rle)],
         iscrowd=int(inst['crowd']))
 
@@ -321,23 +332,32 @@ def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
         _write_jpeg(osp.join(out_dir, img_dir, file_name), img)
         images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
         for inst in instances:
-            annotations.append(_coco_annotation(
-                inst, len(annotations) + 1, img_id, h, w))
+            annotations.append(
+                _coco_annotation(inst,
+                                 len(annotations) + 1, img_id, h, w))
 
     ann_file = f'annotations/instances_{split}2017.json'
-    _write_json(osp.join(out_dir, ann_file), dict(
-        info=dict(description='mmefficientmod embedded synthetic COCO',
-                  version=str(_FORMAT_VERSION)),
-        licenses=[],
-        images=images,
-        annotations=annotations,
-        categories=[dict(id=i + 1, name=name, supercategory='shape')
-                    for i, name in enumerate(COCO_CLASSES)]))
+    _write_json(
+        osp.join(out_dir, ann_file),
+        dict(
+            info=dict(
+                description='mmefficientmod embedded synthetic COCO',
+                version=str(_FORMAT_VERSION)),
+            licenses=[],
+            images=images,
+            annotations=annotations,
+            categories=[
+                dict(id=i + 1, name=name, supercategory='shape')
+                for i, name in enumerate(COCO_CLASSES)
+            ]))
     annotated = {a['image_id'] for a in annotations}
-    return dict(img_dir=img_dir + '/', ann_file=ann_file, num_images=num,
-                num_annotations=len(annotations),
-                num_crowd=sum(a['iscrowd'] for a in annotations),
-                num_empty_images=num - len(annotated))
+    return dict(
+        img_dir=img_dir + '/',
+        ann_file=ann_file,
+        num_images=num,
+        num_annotations=len(annotations),
+        num_crowd=sum(a['iscrowd'] for a in annotations),
+        num_empty_images=num - len(annotated))
 
 
 def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
@@ -347,8 +367,13 @@ def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
     ``classes``, ``generated`` (False if an identical dataset was already
     there) and per-split paths (relative to ``root``) and counts.
     """
-    params = dict(dataset='coco', version=_FORMAT_VERSION, num_train=num_train,
-                  num_val=num_val, img_size=img_size, seed=seed)
+    params = dict(
+        dataset='coco',
+        version=_FORMAT_VERSION,
+        num_train=num_train,
+        num_val=num_val,
+        img_size=img_size,
+        seed=seed)
 
     def writer(out_dir):
         os.makedirs(osp.join(out_dir, 'annotations'))
@@ -432,8 +457,8 @@ def _ade_split(out_dir, split, folder, num, img_size, seed):
     os.makedirs(osp.join(out_dir, ann_dir))
     for index in range(num):
         name = f'ADE_{split}_{index + 1:08d}'
-        img, label = _ade_sample(_image_rng(seed, 'ade20k', split, index), h,
-                                 w)
+        img, label = _ade_sample(
+            _image_rng(seed, 'ade20k', split, index), h, w)
         _write_jpeg(osp.join(out_dir, img_dir, name + '.jpg'), img)
         if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
             raise OSError(f'failed to write mask {name}.png')
@@ -448,14 +473,18 @@ def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
     ``(width, height)``. Returns a dict with ``root``, ``classes``,
     ``generated`` and per-split paths (relative to ``root``) and counts.
     """
-    params = dict(dataset='ade20k', version=_FORMAT_VERSION,
-                  num_train=num_train, num_val=num_val, img_size=img_size,
-                  seed=seed)
+    params = dict(
+        dataset='ade20k',
+        version=_FORMAT_VERSION,
+        num_train=num_train,
+        num_val=num_val,
+        img_size=img_size,
+        seed=seed)
 
     def writer(out_dir):
         splits = dict(
-            train=_ade_split(out_dir, 'train', 'training', num_train,
-                             img_size, seed),
+            train=_ade_split(out_dir, 'train', 'training', num_train, img_size,
+                             seed),
             val=_ade_split(out_dir, 'val', 'validation', num_val, img_size,
                            seed))
         return dict(classes=list(ADE_CLASSES), splits=splits)
@@ -489,8 +518,9 @@ def _imagenet_image(rng, label, size):
         img = _stripes(rng, size)
     else:
         img = _noisy_background(rng, size, size)
-        mask = _random_shape_mask(rng, name, rng.uniform(0.35, 0.75) * size,
-                                  size, size).astype(bool)
+        mask = _random_shape_mask(rng, name,
+                                  rng.uniform(0.35, 0.75) * size, size,
+                                  size).astype(bool)
         img[mask] = _saturated_colour(rng)
     return img + rng.normal(0, 6, size=img.shape)
 
@@ -502,10 +532,10 @@ def _imagenet_split(out_dir, split, per_class, size, seed):
         os.makedirs(osp.join(out_dir, split, _wnid(label)))
         for i in range(per_class):
             rel = f'{_wnid(label)}/{_wnid(label)}_{i:05d}.JPEG'
-            rng = _image_rng(seed, 'imagenet', split,
-                             label * per_class + i)
-            _write_jpeg(osp.join(out_dir, split, rel),
-                        _imagenet_image(rng, label, size))
+            rng = _image_rng(seed, 'imagenet', split, label * per_class + i)
+            _write_jpeg(
+                osp.join(out_dir, split, rel),
+                _imagenet_image(rng, label, size))
             lines.append(f'{rel} {label}\n')
     ann_file = f'meta/{split}.txt'
     with open(osp.join(out_dir, ann_file), 'w', encoding='utf-8') as f:
@@ -527,24 +557,29 @@ def make_imagenet(root,
     ``root``, ``classes``, ``wnids``, ``generated`` and per-split paths
     (relative to ``root``) and counts.
     """
-    params = dict(dataset='imagenet', version=_FORMAT_VERSION,
-                  num_per_class_train=num_per_class_train,
-                  num_per_class_val=num_per_class_val, img_size=img_size,
-                  seed=seed)
+    params = dict(
+        dataset='imagenet',
+        version=_FORMAT_VERSION,
+        num_per_class_train=num_per_class_train,
+        num_per_class_val=num_per_class_val,
+        img_size=img_size,
+        seed=seed)
 
     def writer(out_dir):
         os.makedirs(osp.join(out_dir, 'meta'))
-        with open(osp.join(out_dir, 'classes.txt'), 'w',
-                  encoding='utf-8') as f:
+        with open(
+                osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
             f.writelines(f'{name}\n' for name in IMAGENET_CLASSES)
         splits = dict(
             train=_imagenet_split(out_dir, 'train', num_per_class_train,
                                   img_size, seed),
             val=_imagenet_split(out_dir, 'val', num_per_class_val, img_size,
                                 seed))
-        return dict(classes=list(IMAGENET_CLASSES),
-                    wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
-                    class_file='classes.txt', splits=splits)
+        return dict(
+            classes=list(IMAGENET_CLASSES),
+            wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
+            class_file='classes.txt',
+            splits=splits)
 
     return _build_once(root, params, writer)
 

@@ -20,7 +20,8 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description='Write the embedded COCO / ADE20K / ImageNet datasets.')
     parser.add_argument(
-        '--root', default='data/embedded',
+        '--root',
+        default='data/embedded',
         help='output directory; datasets go to <root>/<name>')
     parser.add_argument(
         '--only', choices=sorted(_MAKERS), help='generate only this dataset')
@@ -31,8 +32,10 @@ def parse_args():
 def describe(name, summary):
     """One line per split: where the data is and how much of it there is."""
     state = 'generated' if summary['generated'] else 'up to date, skipped'
-    lines = [f"{name}: {summary['root']} ({state}); "
-             f"classes: {', '.join(summary['classes'])}"]
+    lines = [
+        f"{name}: {summary['root']} ({state}); "
+        f"classes: {', '.join(summary['classes'])}"
+    ]
     for split, info in summary['splits'].items():
         counts = ', '.join(f'{key}={value}' for key, value in info.items()
                            if key.startswith('num_'))

@@ -47,32 +47,61 @@ def parse_args(argv=None):
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', nargs='?', help='weights (optional)')
     parser.add_argument('--out', required=True, help='output .onnx file')
-    parser.add_argument('--shape', nargs=2, type=int, default=[224, 224],
-                        metavar=('H', 'W'), help='example input size')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='export model.backbone (dense maps or pooled '
-                        'feature, as configured) instead of the whole model')
-    parser.add_argument('--deploy', action='store_true',
-                        help='export the folded inference form '
-                        '(backbone.switch_to_deploy()); same outputs, fewer ops')
+    parser.add_argument(
+        '--shape',
+        nargs=2,
+        type=int,
+        default=[224, 224],
+        metavar=('H', 'W'),
+        help='example input size')
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='export model.backbone (dense maps or pooled '
+        'feature, as configured) instead of the whole model')
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help='export the folded inference form '
+        '(backbone.switch_to_deploy()); same outputs, fewer ops')
     parser.add_argument('--opset', type=int, default=17)
-    parser.add_argument('--static', action='store_true',
-                        help='fixed input shape instead of dynamic axes')
-    parser.add_argument('--verify', action='store_true',
-                        help='compare ONNX Runtime with PyTorch')
-    parser.add_argument('--verify-shape', nargs=3, type=int, default=None,
-                        metavar=('N', 'H', 'W'), help='second input checked '
-                        'by --verify (default: 2 x (H - 31) x (W + 35))')
-    parser.add_argument('--tolerance', type=float, default=1e-4,
-                        help='largest absolute difference allowed')
-    parser.add_argument('--int8', action='store_true',
-                        help='write the int8 (statically quantised) model, '
-                        "calibrated on the config's val set")
-    parser.add_argument('--calib-batches', type=int, default=8,
-                        help='val batches that calibrate --int8')
-    parser.add_argument('--min-cosine', type=float, default=0.99,
-                        help='lowest cosine similarity with float32 that '
-                        '--verify accepts for --int8')
+    parser.add_argument(
+        '--static',
+        action='store_true',
+        help='fixed input shape instead of dynamic axes')
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='compare ONNX Runtime with PyTorch')
+    parser.add_argument(
+        '--verify-shape',
+        nargs=3,
+        type=int,
+        default=None,
+        metavar=('N', 'H', 'W'),
+        help='second input checked '
+        'by --verify (default: 2 x (H - 31) x (W + 35))')
+    parser.add_argument(
+        '--tolerance',
+        type=float,
+        default=1e-4,
+        help='largest absolute difference allowed')
+    parser.add_argument(
+        '--int8',
+        action='store_true',
+        help='write the int8 (statically quantised) model, '
+        "calibrated on the config's val set")
+    parser.add_argument(
+        '--calib-batches',
+        type=int,
+        default=8,
+        help='val batches that calibrate --int8')
+    parser.add_argument(
+        '--min-cosine',
+        type=float,
+        default=0.99,
+        help='lowest cosine similarity with float32 that '
+        '--verify accepts for --int8')
     args = parser.parse_args(argv)
     if args.int8 and args.static:
         parser.error('--int8 exports dynamic shapes only; drop --static')
@@ -93,15 +122,19 @@ def export_int8(model, args) -> int:
     predicted = model.backbone if args.backbone_only else model
     with tempfile.TemporaryDirectory() as workdir:
         predictor = cpu_predictor(
-            predicted, 'int8', calibration_data=val_batches(args.config),
-            num_calibration_batches=args.calib_batches, workdir=workdir,
+            predicted,
+            'int8',
+            calibration_data=val_batches(args.config),
+            num_calibration_batches=args.calib_batches,
+            workdir=workdir,
             example_shape=(1, 3, *args.shape))
         shutil.copyfile(predictor.onnx_path, args.out)
     print(f'exported {args.out} (int8, QDQ, calibrated on '
           f'{args.calib_batches} val batches)')
     if not args.verify:
         return 0
-    x = torch.randn(2, 3, *args.shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(
+        2, 3, *args.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = flatten_outputs(TensorMode(model, args.backbone_only)(x))
     got = flatten_outputs(predictor(x))
@@ -124,8 +157,11 @@ def main(argv=None):
         return export_int8(model, args)
     exported = deploy_copy(model) if args.deploy else model
     h, w = args.shape
-    names = export_onnx(TensorMode(exported, args.backbone_only), args.out,
-                        (1, 3, h, w), opset=args.opset, dynamic=not args.static)
+    names = export_onnx(
+        TensorMode(exported, args.backbone_only),
+        args.out, (1, 3, h, w),
+        opset=args.opset,
+        dynamic=not args.static)
     print(f'exported {args.out} ({len(names)} output(s), opset {args.opset}, '
           f'{"static" if args.static else "dynamic batch/height/width"})')
     if not args.verify:
@@ -135,13 +171,15 @@ def main(argv=None):
     if not args.static:
         n2, h2, w2 = args.verify_shape or (2, max(h - 31, 32), w + 35)
         shapes.append((n2, 3, h2, w2))
-    results = compare_onnx(session, TensorMode(model, args.backbone_only), shapes)
+    results = compare_onnx(session, TensorMode(model, args.backbone_only),
+                           shapes)
     ok = True
     for shape, diff in results:
         passed = diff <= args.tolerance
         ok &= passed
-        print(f'input {shape}: max |onnxruntime - pytorch| = {diff:.3e} '
-              f'({"ok" if passed else "FAILED"}, tolerance {args.tolerance:g})')
+        print(
+            f'input {shape}: max |onnxruntime - pytorch| = {diff:.3e} '
+            f'({"ok" if passed else "FAILED"}, tolerance {args.tolerance:g})')
     return 0 if ok else 1
 
 

@@ -15,7 +15,8 @@ import sys
 
 import torch
 
-from mmefficientmod.checkpoint import NotEfficientModCheckpoint, convert_checkpoint
+from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
+                                       convert_checkpoint)
 from mmefficientmod.checkpoint.safe_load import (UnsafeCheckpointError,
                                                  load_checkpoint)
 
@@ -24,11 +25,13 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='released EfficientMod checkpoint')
     parser.add_argument('dst', help='where to write the converted checkpoint')
-    parser.add_argument('--ema', action='store_true',
-                        help="take the EMA weights ('state_dict_ema') of an "
-                        'ImageNet checkpoint')
-    parser.add_argument('--force', action='store_true',
-                        help='overwrite DST if it exists')
+    parser.add_argument(
+        '--ema',
+        action='store_true',
+        help="take the EMA weights ('state_dict_ema') of an "
+        'ImageNet checkpoint')
+    parser.add_argument(
+        '--force', action='store_true', help='overwrite DST if it exists')
     return parser.parse_args()
 
 

@@ -40,10 +40,12 @@ def parse_args(argv=None):
         'src', help='training checkpoint (from tools/train.py)')
     parser.add_argument('dst', help='output checkpoint')
     parser.add_argument(
-        '--online', action='store_true',
+        '--online',
+        action='store_true',
         help='publish the online (non-EMA) weights instead of the EMA ones')
     parser.add_argument(
-        '--no-hash', action='store_true',
+        '--no-hash',
+        action='store_true',
         help='do not append the SHA-256 prefix to the output file name')
     return parser.parse_args(argv)
 
@@ -63,8 +65,10 @@ def extract_weights(checkpoint: dict, online: bool = False):
     if not online:
         # EMAHook.before_save_checkpoint swapped the EMA weights into
         # `state_dict`; every EMA-tracked key must be there.
-        missing = [k[7:] for k in ema if k.startswith('module.')
-                   and k[7:] not in state]
+        missing = [
+            k[7:] for k in ema
+            if k.startswith('module.') and k[7:] not in state
+        ]
         if missing:
             raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
         return OrderedDict(state), 'ema'
@@ -75,7 +79,9 @@ def extract_weights(checkpoint: dict, online: bool = False):
     return online_state, 'online'
 
 
-def publish(src: str, dst: str, online: bool = False,
+def publish(src: str,
+            dst: str,
+            online: bool = False,
             add_hash: bool = True) -> str:
     """Write the published checkpoint and return its path."""
     checkpoint = load_checkpoint(src)

@@ -42,7 +42,10 @@ class Downsample(nn.Module):
                  stride: int):
         super().__init__()
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
             padding=kernel_size // 2)
         self.norm = nn.LayerNorm(out_channels)
 
@@ -59,7 +62,9 @@ class Stage(nn.Module):
         with_cp (bool): Checkpoint each block's activations in training.
     """
 
-    def __init__(self, downsample: Optional[nn.Module], blocks: List[nn.Module],
+    def __init__(self,
+                 downsample: Optional[nn.Module],
+                 blocks: List[nn.Module],
                  with_cp: bool = False):
         super().__init__()
         self.downsample = downsample
@@ -160,8 +165,11 @@ class EfficientMod(BaseModule):
             init_cfg = self._pretrained_init_cfg(pretrained, init_cfg)
         if init_cfg is None:
             init_cfg = [
-                dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
-                     std=.02, bias=0.),
+                dict(
+                    type='TruncNormal',
+                    layer=['Conv2d', 'Linear'],
+                    std=.02,
+                    bias=0.),
                 dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
             ]
         super().__init__(init_cfg=init_cfg)
@@ -201,10 +209,9 @@ class EfficientMod(BaseModule):
                                 rates.pop(0), layer_scale_init_value, deploy)
                 for j in range(depths[i])
             ] + [
-                AttentionBlock(width,
-                               self.arch_settings['attention_mlp_ratios'][i],
-                               rates.pop(0), deploy)
-                for _ in range(attention_depths[i])
+                AttentionBlock(
+                    width, self.arch_settings['attention_mlp_ratios'][i],
+                    rates.pop(0), deploy) for _ in range(attention_depths[i])
             ]
             downsample = Downsample(widths[i - 1], width, 3, 2) if i else None
             self.stages.append(Stage(downsample, blocks, with_cp))
@@ -234,8 +241,8 @@ class EfficientMod(BaseModule):
         return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if not torch.jit.is_tracing() and (x.dim() != 4 or
-                                           x.shape[1] != self.in_channels):
+        if not torch.jit.is_tracing() and (x.dim() != 4
+                                           or x.shape[1] != self.in_channels):
             raise ValueError(
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
@@ -266,8 +273,9 @@ class EfficientMod(BaseModule):
         unchanged up to float rounding (the parity fixtures are reproduced to
         1e-4); the state dict changes (no ``layer_scale``, no block norm
         weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
-        backbone built with ``deploy=True``. Meant for inference, typically with ``torch.no_grad()`` or
-        ``torch.inference_mode()``, which also enables in-place activations.
+        backbone built with ``deploy=True``. Meant for inference, typically
+        with ``torch.no_grad()`` or ``torch.inference_mode()``, which also
+        enables in-place activations.
         """
         if self.deploy:
             return
@@ -308,7 +316,8 @@ class EfficientMod(BaseModule):
         # released upstream checkpoint works as well as a converted one.
         try:
             state_dict = load_backbone_weights(
-                init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                init_cfg['checkpoint'],
+                prefix=init_cfg.get('prefix'),
                 use_ema=init_cfg.get('use_ema', False))
         except NotEfficientModCheckpoint as error:
             if self.pretrained is None:
@@ -324,11 +333,14 @@ class EfficientMod(BaseModule):
         if result.missing_keys:
             logger.warning(f'EfficientMod: missing keys {result.missing_keys}')
         if result.unexpected_keys:
-            logger.info('EfficientMod: ignored keys '
-                        f'{result.unexpected_keys} (not used by this backbone)')
+            logger.info(
+                'EfficientMod: ignored keys '
+                f'{result.unexpected_keys} (not used by this backbone)')
         self._is_init = True
 
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+    def get_layer_depth(self,
+                        param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
         """Layer id of a parameter for layer-wise learning-rate decay.
 
         The stem is layer 0, the blocks are 1..B in network order, a

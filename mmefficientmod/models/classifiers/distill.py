@@ -183,9 +183,9 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
             raise ValueError(
                 f'Unknown distill_reduction {distill_reduction!r}')
         self.distill_loss_weight = float(distill_loss_weight)
-        self.cls_loss_weight = (1.0 - self.distill_loss_weight
-                                if cls_loss_weight is None else
-                                float(cls_loss_weight))
+        self.cls_loss_weight = (1.0 -
+                                self.distill_loss_weight if cls_loss_weight
+                                is None else float(cls_loss_weight))
         self.temperature = float(temperature)
         self.distill_reduction = distill_reduction
         self.adapt_teacher_inputs = adapt_teacher_inputs
@@ -249,7 +249,8 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
             print_log(
                 'KnowledgeDistillationImageClassifier: no teacher checkpoint '
                 'given; the teacher keeps its initial (untrained) weights.',
-                logger='current', level=30)
+                logger='current',
+                level=30)
         teacher.requires_grad_(False)
         teacher.eval()
 
@@ -259,8 +260,10 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
         ckpt = open_checkpoint(filename)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
             else ckpt
-        state = {(k[7:] if k.startswith('module.') else k): v
-                 for k, v in state.items()}
+        state = {
+            (k[7:] if k.startswith('module.') else k): v
+            for k, v in state.items()
+        }
         result = self.teacher.load_state_dict(state, strict=False)
         if result.missing_keys:
             raise KeyError(
@@ -272,9 +275,11 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
                 f'Teacher checkpoint {filename}: ignored '
                 f'{len(result.unexpected_keys)} keys that the teacher does '
                 f'not have, e.g. {result.unexpected_keys[:5]}.',
-                logger='current', level=30)
-        print_log(f'Loaded the distillation teacher from {filename}.',
-                  logger='current')
+                logger='current',
+                level=30)
+        print_log(
+            f'Loaded the distillation teacher from {filename}.',
+            logger='current')
 
     def _apply(self, fn, *args, **kwargs):
         # .to(), .cuda(), .cpu(), .half(), ... all end here: move the
@@ -300,8 +305,7 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
         s_mean, s_std, s_swaps = _normalisation(self.data_preprocessor,
                                                 channels, inputs)
         t_mean, t_std, t_swaps = _normalisation(
-            getattr(self.teacher, 'data_preprocessor', None), channels,
-            inputs)
+            getattr(self.teacher, 'data_preprocessor', None), channels, inputs)
         flip = s_swaps != t_swaps and channels == 3
         if not flip and torch.equal(s_mean, t_mean) and torch.equal(
                 s_std, t_std):

@@ -24,7 +24,10 @@ class MultiHeadSelfAttention(nn.Module):
             the folded norm shift). Defaults to False.
     """
 
-    def __init__(self, channels: int, num_heads: int = 8, min_head_dims: int = 32,
+    def __init__(self,
+                 channels: int,
+                 num_heads: int = 8,
+                 min_head_dims: int = 32,
                  qkv_bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
@@ -71,7 +74,10 @@ class AttentionBlock(nn.Module):
             bias for ``attn.qkv``. Defaults to False.
     """
 
-    def __init__(self, channels: int, mlp_ratio: int, drop_path: float = 0.,
+    def __init__(self,
+                 channels: int,
+                 mlp_ratio: int,
+                 drop_path: float = 0.,
                  deploy: bool = False):
         super().__init__()
         self.deploy = deploy
@@ -79,7 +85,8 @@ class AttentionBlock(nn.Module):
         self.attn = MultiHeadSelfAttention(channels, qkv_bias=deploy)
         self.norm2 = nn.LayerNorm(channels, elementwise_affine=not deploy)
         self.ffn = FeedForward(channels, mlp_ratio * channels)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(
+            drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or not isinstance(self.drop_path,

@@ -22,9 +22,12 @@ def fold_affine_into_linear(linear: nn.Linear, scale: torch.Tensor,
     if shift is not None:
         extra = linear.weight @ shift
         bias = extra if bias is None else bias + extra
-    folded = nn.Linear(linear.in_features, linear.out_features,
-                       bias=bias is not None, device=weight.device,
-                       dtype=weight.dtype)
+    folded = nn.Linear(
+        linear.in_features,
+        linear.out_features,
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype)
     folded.weight.copy_(weight)
     if bias is not None:
         folded.bias.copy_(bias)
@@ -50,5 +53,5 @@ def layer_norm_affine(norm: nn.LayerNorm):
 @torch.no_grad()
 def strip_layer_norm_affine(norm: nn.LayerNorm) -> nn.LayerNorm:
     """A LayerNorm with the same shape and eps, without weight and bias."""
-    return nn.LayerNorm(norm.normalized_shape, eps=norm.eps,
-                        elementwise_affine=False)
+    return nn.LayerNorm(
+        norm.normalized_shape, eps=norm.eps, elementwise_affine=False)

@@ -30,7 +30,10 @@ class ContextBranch(nn.Module):
         super().__init__()
         self.fc_in = nn.Linear(channels, channels)
         self.dwconv = nn.Conv2d(
-            channels, channels, kernel_size, padding=kernel_size // 2,
+            channels,
+            channels,
+            kernel_size,
+            padding=kernel_size // 2,
             groups=channels)
         self.fc_out = nn.Linear(channels, channels)
 
@@ -88,9 +91,12 @@ class ModulationBlock(nn.Module):
         if not deploy:
             self.layer_scale = nn.Parameter(
                 torch.full((channels, ), float(layer_scale_init_value)))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(
+            drop_path) if drop_path > 0 else nn.Identity()
 
-    def modulate(self, value: torch.Tensor, context: torch.Tensor,
+    def modulate(self,
+                 value: torch.Tensor,
+                 context: torch.Tensor,
                  inplace: bool = False) -> torch.Tensor:
         """``value * tile(context, r)`` by broadcasting, without building the tile.
 
