@@ -189,22 +189,29 @@ def run_stage(bar, label, log, config, work_dir, options, train=True,
     validation metrics, the runner's last checkpoint and the seconds."""
     task = bar.add_task(label, total=None)
     start = time.time()
-    with output_to(log):
-        runner = build_runner(config, work_dir, options)
-        hook = make_hooks(bar, task, pictures)
-        runner.register_hook(hook)
-        if train:
-            runner.train()
-        else:
-            # unseen weights: the model's own initialisation, not trained
-            runner.model.init_weights()
-            runner.val()
+    try:
+        with output_to(log):
+            runner = build_runner(config, work_dir, options)
+            hook = make_hooks(bar, task, pictures)
+            runner.register_hook(hook)
+            if train:
+                runner.train()
+            else:
+                # unseen weights: the model's own initialisation, untrained
+                runner.model.init_weights()
+                runner.val()
+    except Exception as exc:
+        raise SystemExit(f'{label} failed: {type(exc).__name__}: {exc}\n'
+                         f'The full log is {log}') from exc
     checkpoint = None
     last = osp.join(work_dir, 'last_checkpoint')
     if train and osp.isfile(last):
         with open(last, encoding='utf-8') as f:
             checkpoint = f.read().strip()
-    return dict(metrics=hook.metrics, checkpoint=checkpoint,
+    # mmseg reports numpy floats, which json cannot write
+    metrics = {k: float(v) if hasattr(v, '__float__') else v
+               for k, v in (hook.metrics or {}).items()}
+    return dict(metrics=metrics, checkpoint=checkpoint,
                 seconds=time.time() - start)
 
 
@@ -255,8 +262,10 @@ def run_task(bar, key, args, logs, published):
     pictures = osp.join(args.work_dir, 'pictures', key)
     os.makedirs(pictures, exist_ok=True)
     opts = dict(data_options(key, args.data_root), **task['schedule'])
+    # _delete_: the embedded configs set init_cfg=None (from scratch).
     init = {'model.backbone.init_cfg': dict(
-        type='Pretrained', checkpoint=published, prefix='backbone.')}
+        _delete_=True, type='Pretrained', checkpoint=published,
+        prefix='backbone.')}
     results = {}
     for run, label in RUNS:
         results[run] = run_stage(
