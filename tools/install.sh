@@ -43,7 +43,13 @@ MMCV_SPEC="mmcv==2.1.0"            # mmdet 3.3 and mmseg 1.2 refuse mmcv >= 2.2
 STACK_SPECS=(
   "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0"
   "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "matplotlib" "timm"
+  # openmim's own dependencies, less opendatalab (dataset downloads only), whose
+  # openxlab pins setuptools 60 and old requests and would break this stack.
+  "click" "colorama" "model-index" "pandas" "requests" "rich" "tabulate"
+  # the lint that tools/run_tests.sh runs (.pre-commit-config.yaml)
+  "flake8==7.5.0" "isort==9.0.2" "yapf==0.43.0" "pre-commit==4.7.0"
 )
+MIM_SPEC="openmim==0.3.9"  # `mim train/test/search mmefficientmod`
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
 # nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
@@ -75,9 +81,11 @@ PY
 )
   SPECS=("${STACK_SPECS[@]}" "${BUILD_SPECS[@]}" "${MMCV_DEPS[@]}" "$CUDA_TOOLCHAIN_SPEC")
   [[ "$FILL_TORCH" == 1 ]] && SPECS+=("$TORCH_SPEC" "$TORCHVISION_SPEC")
-  say "wheels for Python $FILL_PY: ${SPECS[*]}"
+  say "wheels for Python $FILL_PY: ${SPECS[*]} $MIM_SPEC"
   "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" "${SPECS[@]}" \
     || fail "could not download the wheels for Python $FILL_PY (see above)"
+  "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" --no-deps "$MIM_SPEC" \
+    || fail "could not download $MIM_SPEC"
   say "wheelhouse ready: $FILL_WHEELHOUSE ($(ls "$FILL_WHEELHOUSE" | wc -l) files, $(du -sh "$FILL_WHEELHOUSE" | cut -f1)); install with: tools/install.sh --wheelhouse DIR"
   exit 0
 fi
@@ -102,7 +110,7 @@ fi
 PIP=("$PY" -m pip install --disable-pip-version-check)
 
 if ! "$PY" -c 'import importlib.metadata as md, ninja, wheel; v = md.version("setuptools"); assert 77 <= int(v.split(".")[0]) < 81' 2>/dev/null; then
-  say "build tools: ${BUILD_SPECS[*]}"
+  say "build tools: ${BUILD_SPECS[*]} (needed to build mmcv; seconds)"
   "${PIP[@]}" -q "${BUILD_SPECS[@]}" || fail "could not install build tools"
 fi
 
@@ -117,7 +125,7 @@ PY
 if nms_works; then
   say "keeping the installed torch/torchvision pair ($("$PY" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__)'))"
 else
-  say "installing $TORCH_SPEC and $TORCHVISION_SPEC (no working torch/torchvision pair found)"
+  say "installing $TORCH_SPEC and $TORCHVISION_SPEC (no working torch/torchvision pair found; several GB installed with the CUDA libraries, the longest download of the setup)"
   "${PIP[@]}" "$TORCH_SPEC" "$TORCHVISION_SPEC" \
     || fail "could not install $TORCH_SPEC $TORCHVISION_SPEC; check network access to the package index"
   nms_works || fail "torchvision.ops.nms does not run with the installed torch; a CPU-only '+cpu' torch was probably picked: run 'pip install --force-reinstall $TORCH_SPEC'"
@@ -132,7 +140,7 @@ mmcv_has_cuda() {
   [[ "$BUILD_CUDA" == 0 ]] || "$PY" -c 'from mmcv.ops import get_compiling_cuda_version as v; assert v() != "not available"' 2>/dev/null
 }
 if mmcv_ops_work && mmcv_has_cuda; then
-  say "mmcv 2.1.0 with compiled ops already installed"
+  say "mmcv 2.1.0 with compiled ops already installed (reused)"
 else
   MMCV_PIP=("${PIP[@]}")
   if [[ "$BUILD_CUDA" == 1 ]]; then
@@ -144,7 +152,7 @@ else
     "$PY" -m pip uninstall -y -q mmcv 2>/dev/null || true
     MMCV_PIP+=(--no-cache-dir)
   fi
-  say "building $MMCV_SPEC with its C++ ops from source (about 10 minutes on 2 cores, much longer with the CUDA ops; cached afterwards; CUDA ops: $BUILD_CUDA)"
+  say "mmcv: $MMCV_SPEC with its C++ ops (RoIAlign, NMS for Mask R-CNN); from pip's wheel cache in seconds if built before on this machine, else compiled from source: about 10 minutes on 2 cores, much longer with the CUDA ops (CUDA ops: $BUILD_CUDA)"
   MMCV_WITH_OPS=1 FORCE_CUDA="$BUILD_CUDA" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     "${MMCV_PIP[@]}" --no-build-isolation "$MMCV_SPEC" \
     || fail "building mmcv failed; it needs gcc/g++, the Python headers and torch importable (see the log above)"
@@ -159,27 +167,28 @@ fi
 stack_ready() {
   "$PY" - <<'PY' 2>/dev/null
 import importlib.metadata as md
-import ftfy, matplotlib, onnx, onnxruntime, pycocotools, pytest, regex, timm  # noqa
+import flake8, ftfy, isort, matplotlib, mim, onnx, onnxruntime, pre_commit, pycocotools, pytest, regex, timm, yapf  # noqa
 import mmdet, mmengine, mmpretrain, mmseg  # noqa
 pins = {'mmengine': '0.10.7', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'mmpretrain': '1.2.0'}
 assert all(md.version(name) == version for name, version in pins.items())
 PY
 }
 if stack_ready; then
-  say "OpenMMLab libraries already installed"
+  say "OpenMMLab libraries already installed (reused)"
 else
-  say "OpenMMLab libraries: ${STACK_SPECS[*]}"
+  say "OpenMMLab libraries and tools: ${STACK_SPECS[*]} $MIM_SPEC (wheels; usually under a minute)"
   "${PIP[@]}" -q "${STACK_SPECS[@]}" "${BUILD_SPECS[0]}" \
     || fail "could not install the OpenMMLab libraries"
+  "${PIP[@]}" -q --no-deps "$MIM_SPEC" || fail "could not install $MIM_SPEC"
 fi
 
 plugin_ready() {  # from / so that the checkout itself is not on sys.path
   (cd / && "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmefficientmod.__file__)) != sys.argv[1])" "$ROOT" 2>/dev/null)
 }
 if plugin_ready; then
-  say "mmefficientmod already installed from this checkout"
+  say "mmefficientmod already installed from this checkout (reused)"
 else
-  say "mmefficientmod (editable)"
+  say "mmefficientmod (editable: edits to the checkout apply at once; seconds)"
   "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT" || fail "could not install the plugin itself"
 fi
 

@@ -1,0 +1,124 @@
+# The xxs ImageNet recipe in miniature, on the embedded synthetic
+# ImageNet-layout data (circle, square, triangle, stripes; 64x64 images), for
+# CPU runs: the main job (tools/main_job.py) pretrains the backbone with it
+# and starts its Mask R-CNN and Semantic FPN from the published EMA weights.
+#
+# Inherits the full recipe (AdamW, warm-up then cosine, RandAugment, Mixup /
+# CutMix, label smoothing, random erasing, EMA) and changes only what a few
+# hundred CPU iterations on 64 px shapes need: data, class count, image size,
+# batch, schedule, an EMA fast enough for them, and milder augmentation
+# (crops keep at least 35% of the image, so that they keep the shape;
+# RandAugment magnitude 5; Mixup / CutMix on 30% of the batches), with which
+# the classifier learns in that time. Make the data with
+#   python tools/dataset_converters/make_embedded_data.py --only imagenet
+_base_ = './efficientmod-xxs_8xb256_in1k.py'
+
+data_root = 'data/embedded/imagenet'
+classes = ('circle', 'square', 'triangle', 'stripes')
+img_size = 64
+num_classes = len(classes)
+
+model = dict(
+    head=dict(num_classes=num_classes),
+    train_cfg=dict(probs=[0.15, 0.15]))
+data_preprocessor = dict(num_classes=num_classes)
+
+bgr_mean = [103.53, 116.28, 123.675]
+bgr_std = [57.375, 57.12, 58.395]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.35, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=5,
+        magnitude_std=0.5,
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=bgr_mean,
+        fill_std=bgr_std),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='ResizeEdge',
+        scale=img_size * 8 // 7,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+# The embedded data lists its labels in meta/{train,val}.txt like ImageNet;
+# CustomDataset reads them with our four class names.
+dataset_common = dict(
+    type='CustomDataset', data_root=data_root, metainfo=dict(classes=classes))
+# Two cores: load data in the main process.
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        _delete_=True,
+        **dataset_common,
+        ann_file='meta/train.txt',
+        data_prefix='train',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=32,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        _delete_=True,
+        **dataset_common,
+        ann_file='meta/val.txt',
+        data_prefix='val',
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+max_epochs = 12
+optim_wrapper = dict(optimizer=dict(lr=7e-4))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=1,
+        end=max_epochs,
+        convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+auto_scale_lr = dict(base_batch_size=32)
+
+# An EMA that averages over the last ~50 iterations rather than ~10k.
+custom_hooks = [dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL')]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(
+        type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
+        save_best=None))
+randomness = dict(seed=0)

@@ -1,0 +1,51 @@
+"""This project's ImageNet models in mmpretrain's model hub.
+
+``import mmefficientmod`` registers ``configs/efficientmod/metafile.yml``
+with :class:`mmpretrain.apis.ModelHub`, so that ``mmpretrain.get_model``,
+``mmpretrain.list_models`` and ``ImageClassificationInferencer`` know the
+EfficientMod classifiers by name (``'efficientmod-xxs_8xb256_in1k'``).
+
+The files are read from the checkout when the package is imported from one
+(an editable install), else from ``.mim`` inside the installed package, where
+a wheel carries copies of them as OpenMMLab packages do. Only the
+classification metafile is registered: the hub builds every model with
+mmpretrain's registry, which the detectors and segmentors of
+``model-index.yml`` are not in (``mim search`` reads those).
+"""
+import os.path as osp
+from typing import Optional
+
+_PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
+CLASSIFICATION_METAFILE = osp.join('configs', 'efficientmod', 'metafile.yml')
+# Present once the metafile is registered.
+CHECK_NAME = 'efficientmod-xxs_8xb256_in1k'
+
+
+def model_zoo_root() -> Optional[str]:
+    """The folder holding ``model-index.yml`` and ``configs/``, or None."""
+    # The checkout first: a wheel built in it leaves copies in .mim that its
+    # later edits would not reach.
+    for root in (osp.dirname(_PACKAGE_DIR), osp.join(_PACKAGE_DIR, '.mim')):
+        if osp.isfile(osp.join(root, 'model-index.yml')) and osp.isfile(
+                osp.join(root, CLASSIFICATION_METAFILE)):
+            return root
+    return None
+
+
+def register_model_index() -> bool:
+    """Register the EfficientMod classifiers with mmpretrain's model hub.
+
+    Cheap: one small YAML file is parsed, and mmpretrain's hub is already
+    imported by the plugin's classifiers. Registering again (a reloaded
+    module) does nothing.
+
+    Returns:
+        bool: Whether this call registered the models.
+    """
+    from mmpretrain.apis import ModelHub
+    root = model_zoo_root()
+    if root is None or ModelHub.has(CHECK_NAME):
+        return False
+    ModelHub.register_model_index(
+        osp.join(root, CLASSIFICATION_METAFILE), config_prefix=root)
+    return True
