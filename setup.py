@@ -37,8 +37,9 @@ def add_mim_extension():
             os.symlink(osp.relpath(src, mim), dst)
         elif osp.isdir(src):
             shutil.copytree(
-                src, dst, ignore=shutil.ignore_patterns(
-                    '__pycache__', '*.pyc'))
+                src,
+                dst,
+                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
         else:
             shutil.copyfile(src, dst)
 

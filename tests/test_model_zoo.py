@@ -15,8 +15,8 @@ import mmefficientmod  # noqa: F401  (registers the model index)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
-    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '*',
-                                                     '*.py')))
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 
 
 def load_index():
@@ -28,8 +28,10 @@ def load_index():
 
 def in1k_models(index):
     """The models trained (or fine-tuned) on ImageNet-1k."""
-    return [m for m in index.models
-            if m.metadata.data['Training Data'] == 'ImageNet-1k']
+    return [
+        m for m in index.models
+        if m.metadata.data['Training Data'] == 'ImageNet-1k'
+    ]
 
 
 def test_model_index_covers_every_config_once():
@@ -58,8 +60,9 @@ def test_paper_results_are_marked_as_the_papers():
         assert m.data.get('Results Source') == 'Paper', m.name
         for result in m.results:
             assert result.task and result.dataset and result.metrics
-    released = [m for m in with_results
-                if m.data['Converted From'].get('Weights')]
+    released = [
+        m for m in with_results if m.data['Converted From'].get('Weights')
+    ]
     assert all('drive.google.com' in m.data['Converted From']['Weights']
                for m in released)
 
@@ -99,8 +102,15 @@ def test_classification_inferencer_by_name(tmp_path):
     model = get_model(name)
     classes = ['circle', 'square', 'triangle', 'stripes']
     ckpt = str(tmp_path / 'ckpt.pth')
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': classes}}}, ckpt)
+    torch.save(
+        {
+            'state_dict': model.state_dict(),
+            'meta': {
+                'dataset_meta': {
+                    'classes': classes
+                }
+            }
+        }, ckpt)
     inferencer = ImageClassificationInferencer(name, pretrained=ckpt)
     image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     result = inferencer(image)[0]
@@ -119,7 +129,9 @@ def _checkout_copy(dst):
     that building a wheel leaves the checkout itself untouched."""
     files = subprocess.run(
         ['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
-        cwd=REPO, check=True, stdout=subprocess.PIPE,
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.PIPE,
         text=True).stdout.split()
     for rel in files:
         if osp.isfile(osp.join(REPO, rel)):
@@ -134,10 +146,14 @@ def wheel(tmp_path_factory):
         pytest.skip('git is needed to list the checkout')
     root = tmp_path_factory.mktemp('wheel')
     src = _checkout_copy(str(root / 'src'))
-    subprocess.run(
-        [sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-         '--no-build-isolation', '-q', '-w', str(root / 'dist'), src],
-        check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+        '--no-build-isolation', '-q', '-w',
+        str(root / 'dist'), src
+    ],
+                   check=True,
+                   stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
     (path, ) = glob.glob(str(root / 'dist' / 'mmefficientmod-*.whl'))
     return path
 
@@ -162,23 +178,36 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     pytest.importorskip('mim', reason='openmim is not installed')
     from mmefficientmod.datasets.embedded import make_imagenet
     site = tmp_path / 'site'
-    subprocess.run(
-        [sys.executable, '-m', 'pip', 'install', '--no-deps', '-q',
-         '--target', str(site), wheel], check=True)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
+        str(site), wheel
+    ],
+                   check=True)
     data = str(tmp_path / 'imagenet')
     make_imagenet(data, num_per_class_train=4, num_per_class_val=2)
     work = tmp_path / 'work'
     bin_dir = osp.dirname(sys.executable)
-    env = dict(os.environ, PYTHONPATH=str(site), PYTHONWARNINGS='ignore',
-               PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''))
-    opts = [f'{s}_dataloader.dataset.data_root={data}'
-            for s in ('train', 'val', 'test')]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(site),
+        PYTHONWARNINGS='ignore',
+        PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''))
+    opts = [
+        f'{s}_dataloader.dataset.data_root={data}'
+        for s in ('train', 'val', 'test')
+    ]
     proc = subprocess.run(
-        [sys.executable, '-m', 'mim', 'train', 'mmefficientmod',
-         'efficientmod-xxs_1xb32_embedded-64px.py', '--work-dir', str(work),
-         '--cfg-options', 'train_cfg.max_epochs=1'] + opts,
-        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=600)
+        [
+            sys.executable, '-m', 'mim', 'train', 'mmefficientmod',
+            'efficientmod-xxs_1xb32_embedded-64px.py', '--work-dir',
+            str(work), '--cfg-options', 'train_cfg.max_epochs=1'
+        ] + opts,
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert str(site) in proc.stdout, 'the config was not taken from .mim'
     assert osp.isfile(work / 'epoch_1.pth'), proc.stdout[-3000:]

@@ -36,8 +36,10 @@ PRETRAIN_CONFIG = ('configs/efficientmod/'
 # The pretraining set: many more images than the default embedded ImageNet
 # (a few dozen) and its own folder, so the tests' data stays as it is.
 PRETRAIN_DATA = dict(
-    folder='imagenet_pretrain', num_per_class_train=160,
-    num_per_class_val=40, img_size=64)
+    folder='imagenet_pretrain',
+    num_per_class_train=160,
+    num_per_class_val=40,
+    img_size=64)
 TASKS = {
     'det':
     dict(
@@ -53,14 +55,25 @@ TASKS = {
         # 4 of the config's 6 epochs (30 steps each), so that the whole job
         # fits in about 8 minutes on 2 cores; same warm-up, cosine to 0.
         schedule={
-            'train_cfg.max_epochs': 4,
-            'train_cfg.val_interval': 4,
+            'train_cfg.max_epochs':
+            4,
+            'train_cfg.val_interval':
+            4,
             'param_scheduler': [
-                dict(type='LinearLR', start_factor=0.01, by_epoch=False,
-                     begin=0, end=30),
-                dict(type='CosineAnnealingLR', T_max=4, eta_min=1e-5,
-                     by_epoch=True, begin=0, end=4,
-                     convert_to_iter_based=True)
+                dict(
+                    type='LinearLR',
+                    start_factor=0.01,
+                    by_epoch=False,
+                    begin=0,
+                    end=30),
+                dict(
+                    type='CosineAnnealingLR',
+                    T_max=4,
+                    eta_min=1e-5,
+                    by_epoch=True,
+                    begin=0,
+                    end=4,
+                    convert_to_iter_based=True)
             ]
         }),
     'seg':
@@ -74,13 +87,24 @@ TASKS = {
         # 60 of the config's 120 iterations: from scratch it then stops
         # short of the near-perfect score that 120 reach on this easy data.
         schedule={
-            'train_cfg.max_iters': 60,
-            'train_cfg.val_interval': 60,
+            'train_cfg.max_iters':
+            60,
+            'train_cfg.val_interval':
+            60,
             'param_scheduler': [
-                dict(type='LinearLR', start_factor=0.01, by_epoch=False,
-                     begin=0, end=10),
-                dict(type='CosineAnnealingLR', T_max=50, eta_min=1e-5,
-                     by_epoch=False, begin=10, end=60)
+                dict(
+                    type='LinearLR',
+                    start_factor=0.01,
+                    by_epoch=False,
+                    begin=0,
+                    end=10),
+                dict(
+                    type='CosineAnnealingLR',
+                    T_max=50,
+                    eta_min=1e-5,
+                    by_epoch=False,
+                    begin=10,
+                    end=60)
             ]
         }),
 }
@@ -91,10 +115,12 @@ RUNS = (('untrained', 'untrained'), ('scratch', 'from scratch'),
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--work-dir', default='work_dirs/main_job',
+        '--work-dir',
+        default='work_dirs/main_job',
         help='checkpoints, logs, pictures and the summary go here')
     parser.add_argument(
-        '--data-root', default='data/embedded',
+        '--data-root',
+        default='data/embedded',
         help='where the embedded datasets are written (and reused)')
     return parser.parse_args()
 
@@ -138,18 +164,24 @@ def make_hooks(bar, task, pictures=None):
             self.metrics = None
 
         def before_train(self, runner):
-            bar.update(task, total=runner.max_iters +
-                       len(runner.val_loop.dataloader))
+            bar.update(
+                task, total=runner.max_iters + len(runner.val_loop.dataloader))
 
         def before_val_epoch(self, runner):
             if bar.tasks[task].total is None:
                 bar.update(task, total=len(runner.val_loop.dataloader))
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None):
             bar.advance(task)
 
-        def after_val_iter(self, runner, batch_idx, data_batch=None,
+        def after_val_iter(self,
+                           runner,
+                           batch_idx,
+                           data_batch=None,
                            outputs=None):
             bar.advance(task)
             if pictures is None:
@@ -160,9 +192,13 @@ def make_hooks(bar, task, pictures=None):
                 stem = osp.splitext(osp.basename(sample.img_path))[0]
                 name = f'{stem}_{suffix}.jpg'
                 runner.visualizer.add_datasample(
-                    name, mmcv.imread(sample.img_path, channel_order='rgb'),
-                    data_sample=sample, draw_gt=True, show=False,
-                    out_file=osp.join(folder, name), **extra)
+                    name,
+                    mmcv.imread(sample.img_path, channel_order='rgb'),
+                    data_sample=sample,
+                    draw_gt=True,
+                    show=False,
+                    out_file=osp.join(folder, name),
+                    **extra)
 
         def after_val_epoch(self, runner, metrics=None):
             self.metrics = dict(metrics or {})
@@ -183,7 +219,13 @@ def build_runner(config, work_dir, options):
     return build(cfg)
 
 
-def run_stage(bar, label, log, config, work_dir, options, train=True,
+def run_stage(bar,
+              label,
+              log,
+              config,
+              work_dir,
+              options,
+              train=True,
               pictures=None):
     """Train (and validate) or only validate one config; returns the
     validation metrics, the runner's last checkpoint and the seconds."""
@@ -209,10 +251,12 @@ def run_stage(bar, label, log, config, work_dir, options, train=True,
         with open(last, encoding='utf-8') as f:
             checkpoint = f.read().strip()
     # mmseg reports numpy floats, which json cannot write
-    metrics = {k: float(v) if hasattr(v, '__float__') else v
-               for k, v in (hook.metrics or {}).items()}
-    return dict(metrics=metrics, checkpoint=checkpoint,
-                seconds=time.time() - start)
+    metrics = {
+        k: float(v) if hasattr(v, '__float__') else v
+        for k, v in (hook.metrics or {}).items()
+    }
+    return dict(
+        metrics=metrics, checkpoint=checkpoint, seconds=time.time() - start)
 
 
 def make_data(data_root):
@@ -228,12 +272,16 @@ def data_options(key, data_root):
     """Point a task's config at ``data_root`` (the configs read
     data/embedded relative to the working directory)."""
     root = osp.abspath(osp.join(data_root, TASKS[key]['data'])) + '/'
-    opts = {f'{split}_dataloader.dataset.data_root': root
-            for split in ('train', 'val', 'test')}
+    opts = {
+        f'{split}_dataloader.dataset.data_root': root
+        for split in ('train', 'val', 'test')
+    }
     if key == 'det':
         ann = root + 'annotations/instances_val2017.json'
-        opts.update({'val_evaluator.ann_file': ann,
-                     'test_evaluator.ann_file': ann})
+        opts.update({
+            'val_evaluator.ann_file': ann,
+            'test_evaluator.ann_file': ann
+        })
     return opts
 
 
@@ -241,11 +289,13 @@ def pretrain(bar, args, logs):
     import importlib
     work = osp.join(args.work_dir, 'pretrain')
     root = osp.abspath(osp.join(args.data_root, PRETRAIN_DATA['folder']))
-    opts = {f'{split}_dataloader.dataset.data_root': root
-            for split in ('train', 'val', 'test')}
+    opts = {
+        f'{split}_dataloader.dataset.data_root': root
+        for split in ('train', 'val', 'test')
+    }
     result = run_stage(bar, 'pretrain EfficientMod-xxs (mmpretrain)',
-                       osp.join(logs, 'pretrain.log'), PRETRAIN_CONFIG,
-                       work, opts)
+                       osp.join(logs, 'pretrain.log'), PRETRAIN_CONFIG, work,
+                       opts)
     publish_ema = importlib.import_module('model_converters.publish_ema')
     with output_to(osp.join(logs, 'pretrain.log')):
         # A fixed name (no hash suffix) that the README's examples use.
@@ -263,14 +313,21 @@ def run_task(bar, key, args, logs, published):
     os.makedirs(pictures, exist_ok=True)
     opts = dict(data_options(key, args.data_root), **task['schedule'])
     # _delete_: the embedded configs set init_cfg=None (from scratch).
-    init = {'model.backbone.init_cfg': dict(
-        _delete_=True, type='Pretrained', checkpoint=published,
-        prefix='backbone.')}
+    init = {
+        'model.backbone.init_cfg':
+        dict(
+            _delete_=True,
+            type='Pretrained',
+            checkpoint=published,
+            prefix='backbone.')
+    }
     results = {}
     for run, label in RUNS:
         results[run] = run_stage(
-            bar, f'{task["name"]}: {label}',
-            osp.join(logs, f'{key}_{run}.log'), task['config'],
+            bar,
+            f'{task["name"]}: {label}',
+            osp.join(logs, f'{key}_{run}.log'),
+            task['config'],
             osp.join(work, run),
             dict(opts, **(init if run == 'imagenet' else {})),
             train=run != 'untrained',
@@ -300,8 +357,10 @@ def table_rows(results):
 
 def markdown_table(rows):
     head = ' | '.join(label for _, label in RUNS)
-    lines = [f'| embedded validation set (%) | {head} |',
-             '|---' * (len(RUNS) + 1) + '|']
+    lines = [
+        f'| embedded validation set (%) | {head} |',
+        '|---' * (len(RUNS) + 1) + '|'
+    ]
     for name, values in rows:
         cells = ' | '.join(f'{v:.1f}' for v in values)
         lines.append(f'| {name} | {cells} |')
@@ -321,13 +380,17 @@ def write_chart(results, path):
     x = np.arange(len(headline))
     width = 0.8 / len(RUNS)
     for i, (run, run_label) in enumerate(RUNS):
-        values = [percent(m, results[k][run]['metrics'][m])
-                  for k, m, _ in headline]
-        bars = ax.bar(x + (i - (len(RUNS) - 1) / 2) * width, values, width,
-                      label=run_label)
+        values = [
+            percent(m, results[k][run]['metrics'][m]) for k, m, _ in headline
+        ]
+        bars = ax.bar(
+            x + (i - (len(RUNS) - 1) / 2) * width,
+            values,
+            width,
+            label=run_label)
         ax.bar_label(bars, fmt='%.1f', fontsize=8)
-    ax.set_xticks(x, [f'{TASKS[k]["name"]}\n{label}'
-                      for k, _, label in headline])
+    ax.set_xticks(x,
+                  [f'{TASKS[k]["name"]}\n{label}' for k, _, label in headline])
     ax.set_ylabel('% on the embedded validation set')
     ax.set_title('EfficientMod-xxs: untrained, from scratch and '
                  'ImageNet-initialised (same schedule)')
@@ -342,20 +405,29 @@ def report(console, args, pre, results, wall, load):
     table = markdown_table(rows)
     top1 = pre['metrics'].get('accuracy/top1')
     work = osp.relpath(args.work_dir)
-    with open(osp.join(args.work_dir, 'summary.md'), 'w',
-              encoding='utf-8') as f:
+    with open(
+            osp.join(args.work_dir, 'summary.md'), 'w', encoding='utf-8') as f:
         f.write(table + '\n')
     write_chart(results, osp.join(args.work_dir, 'summary.png'))
     summary = dict(
-        pretrain=dict(top1=top1, weights=pre['published'],
-                      seconds=pre['seconds']),
-        tasks={key: {run: dict(metrics=r['metrics'], seconds=r['seconds'],
-                               checkpoint=r['checkpoint'])
-                     for run, r in runs.items()}
-               for key, runs in results.items()},
-        wall_seconds=wall, load_average=load)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w',
-              encoding='utf-8') as f:
+        pretrain=dict(
+            top1=top1, weights=pre['published'], seconds=pre['seconds']),
+        tasks={
+            key: {
+                run:
+                dict(
+                    metrics=r['metrics'],
+                    seconds=r['seconds'],
+                    checkpoint=r['checkpoint'])
+                for run, r in runs.items()
+            }
+            for key, runs in results.items()
+        },
+        wall_seconds=wall,
+        load_average=load)
+    with open(
+            osp.join(args.work_dir, 'summary.json'), 'w',
+            encoding='utf-8') as f:
         json.dump(summary, f, indent=2)
 
     console.print()
@@ -401,10 +473,12 @@ def main():
             make_data(args.data_root)
         bar.advance(task)
         pre = pretrain(bar, args, logs)
-        results = {key: run_task(bar, key, args, logs, pre['published'])
-                   for key in TASKS}
-    report(console, args, pre, results, time.time() - start,
-           (load_start, os.getloadavg()[0]))
+        results = {
+            key: run_task(bar, key, args, logs, pre['published'])
+            for key in TASKS
+        }
+    report(console, args, pre, results,
+           time.time() - start, (load_start, os.getloadavg()[0]))
 
 
 if __name__ == '__main__':

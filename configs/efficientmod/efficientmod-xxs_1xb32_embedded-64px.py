@@ -19,8 +19,7 @@ img_size = 64
 num_classes = len(classes)
 
 model = dict(
-    head=dict(num_classes=num_classes),
-    train_cfg=dict(probs=[0.15, 0.15]))
+    head=dict(num_classes=num_classes), train_cfg=dict(probs=[0.15, 0.15]))
 data_preprocessor = dict(num_classes=num_classes)
 
 bgr_mean = [103.53, 116.28, 123.675]
@@ -119,6 +118,8 @@ custom_hooks = [dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(
-        type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
+        type='CheckpointHook',
+        interval=max_epochs,
+        max_keep_ckpts=1,
         save_best=None))
 randomness = dict(seed=0)
