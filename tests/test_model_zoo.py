@@ -97,6 +97,7 @@ def test_classification_inferencer_by_name(tmp_path):
     checkpoint with four class names comes back with those names."""
     import numpy as np
     import torch
+    from mmengine.registry import init_default_scope
     from mmpretrain import ImageClassificationInferencer, get_model
     name = 'efficientmod-xxs_1xb32_embedded-64px'
     model = get_model(name)
@@ -111,6 +112,8 @@ def test_classification_inferencer_by_name(tmp_path):
                 }
             }
         }, ckpt)
+    # As in a fresh process: earlier tests' runners leave mmengine's scope.
+    init_default_scope('mmpretrain')
     inferencer = ImageClassificationInferencer(name, pretrained=ckpt)
     image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     result = inferencer(image)[0]
