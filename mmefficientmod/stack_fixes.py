@@ -32,6 +32,8 @@ import mmengine
 import torch
 from mmengine.utils import digit_version
 
+from .checkpoint.safe_load import load_local_checkpoint, load_url_checkpoint
+
 # The mmengine releases whose gaps the fixes below fill (0.10.7 is the last).
 MMENGINE_FIXED_BELOW = digit_version('0.11.0')
 
@@ -73,9 +75,6 @@ def apply_safe_checkpoints() -> None:
     """Route mmengine's local and http(s) checkpoint loading through the
     allowlist of :mod:`mmefficientmod.checkpoint.safe_load`."""
     from mmengine.runner import checkpoint as mm_checkpoint
-
-    from .checkpoint.safe_load import (load_local_checkpoint,
-                                       load_url_checkpoint)
     loader = mm_checkpoint.CheckpointLoader
     loader.register_scheme('', load_local_checkpoint, force=True)
     loader.register_scheme(['http://', 'https://'],

@@ -4,6 +4,10 @@ from typing import List
 
 import torch.nn as nn
 
+from ..checkpoint import convert_checkpoint, is_upstream_checkpoint
+from ..checkpoint.safe_load import open_checkpoint
+from ..models import EfficientMod
+
 
 def load_weights(model: nn.Module, checkpoint: str) -> List[str]:
     """Load a converted or a released (upstream) checkpoint.
@@ -11,8 +15,6 @@ def load_weights(model: nn.Module, checkpoint: str) -> List[str]:
     Returns:
         list[str]: The model's keys missing from the checkpoint.
     """
-    from ..checkpoint import convert_checkpoint, is_upstream_checkpoint
-    from ..checkpoint.safe_load import open_checkpoint
     ckpt = open_checkpoint(checkpoint)
     if is_upstream_checkpoint(ckpt):
         ckpt = convert_checkpoint(ckpt)
@@ -23,7 +25,6 @@ def load_weights(model: nn.Module, checkpoint: str) -> List[str]:
 
 def find_backbone(model: nn.Module) -> nn.Module:
     """The ``EfficientMod`` of a model (or the model itself)."""
-    from ..models import EfficientMod
     backbone = getattr(model, 'backbone', model)
     if not isinstance(backbone, EfficientMod):
         raise TypeError(f'The model has no EfficientMod backbone (found '

@@ -26,6 +26,7 @@ import torch.nn as nn
 from ..models.from_config import TensorMode
 from .models import find_backbone
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
+from .precision import cpu_has_bf16
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
 ENGINES = {
@@ -238,7 +239,6 @@ def cpu_predictor(model: nn.Module,
             f'The {engine!r} engine cannot serve {precision!r}; for '
             f'{precision!r} use one of {ENGINES[precision]} (or \'auto\').')
     if precision == 'bf16':
-        from .precision import cpu_has_bf16
         if not cpu_has_bf16():
             raise NotImplementedError(
                 'This CPU has no bfloat16 arithmetic (AVX512-BF16 or AMX); '

@@ -15,6 +15,8 @@ from types import ModuleType
 import torch
 import torch.nn as nn
 
+from ..checkpoint import convert_checkpoint
+
 # Our arch names -> the builders in the authors' file.
 UPSTREAM_BUILDERS = {
     'xxs': 'efficientMod_xxs',
@@ -75,7 +77,6 @@ def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
             ``head.fc.*``), not switched to deploy.
         upstream (nn.Module): The authors' model of the same arch.
     """
-    from ..checkpoint import convert_checkpoint
     theirs = upstream.state_dict()
     names = list(theirs)
     markers = {
