@@ -114,7 +114,11 @@ train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 auto_scale_lr = dict(base_batch_size=32)
 
 # An EMA that averages over the last ~50 iterations rather than ~10k.
-custom_hooks = [dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL'),
+    # clear errors for mismatched widths or class counts (mmefficientmod)
+    dict(type='EfficientModConfigCheckHook'),
+]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(
