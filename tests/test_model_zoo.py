@@ -179,7 +179,7 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     """``mim train mmefficientmod CONFIG_NAME`` finds the config inside the
     installed package (not the checkout) and trains on the embedded data."""
     pytest.importorskip('mim', reason='openmim is not installed')
-    from mmefficientmod.datasets.embedded import make_imagenet
+    from _detseg_utils import embedded_data
     site = tmp_path / 'site'
     subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
@@ -187,7 +187,8 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     ],
                    check=True)
     data = str(tmp_path / 'imagenet')
-    make_imagenet(data, num_per_class_train=4, num_per_class_val=2)
+    embedded_data().make_imagenet(data, num_per_class_train=4,
+                                  num_per_class_val=2)
     work = tmp_path / 'work'
     bin_dir = osp.dirname(sys.executable)
     env = dict(
