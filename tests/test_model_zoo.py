@@ -187,8 +187,8 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     ],
                    check=True)
     data = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(data, num_per_class_train=4,
-                                  num_per_class_val=2)
+    embedded_data().make_imagenet(
+        data, num_per_class_train=4, num_per_class_val=2)
     work = tmp_path / 'work'
     bin_dir = osp.dirname(sys.executable)
     env = dict(
