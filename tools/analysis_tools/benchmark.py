@@ -306,27 +306,42 @@ def benchmark_inference(name: str, model: nn.Module,
             max(3, args.iters * 4 // batch) if batch > 4 else args.iters)
         medians = {f.name: float(np.median(f.times)) for f in forms}
         for form in forms:
-            median = medians[form.name]
             rows.append(
-                dict(
-                    model=name,
-                    mode='inference',
-                    batch=batch,
-                    form=form.name,
-                    median_ms=median * 1e3,
-                    p90_ms=float(np.percentile(form.times, 90)) * 1e3,
-                    images_per_s=batch / median,
-                    x_authors_onnx=_ratio(medians, 'authors-onnx', median),
-                    x_authors_eager=_ratio(medians, 'authors-eager', median),
+                timing_row(
+                    name,
+                    'inference',
+                    batch,
+                    form,
+                    medians,
+                    x_authors_onnx=_ratio(medians, 'authors-onnx',
+                                          medians[form.name]),
                     reference=ref_name,
                     **agreement[form.name],
-                    peak_mem_mb='',
-                    rounds=len(form.times)))
+                    peak_mem_mb=''))
             print_row(rows[-1])
 
 
 def _ratio(medians: Dict[str, float], name: str, median: float):
     return medians[name] / median if name in medians else ''
+
+
+def timing_row(model: str, mode: str, batch: int, form,
+               medians: Dict[str, float], x_authors_onnx, **extra) -> Dict:
+    """A result row: the form's latency, throughput and speed-ups over the
+    authors' forms, then the ``extra`` columns."""
+    median = medians[form.name]
+    return dict(
+        model=model,
+        mode=mode,
+        batch=batch,
+        form=form.name,
+        median_ms=median * 1e3,
+        p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+        images_per_s=batch / median,
+        x_authors_onnx=x_authors_onnx,
+        x_authors_eager=_ratio(medians, 'authors-eager', median),
+        **extra,
+        rounds=len(form.times))
 
 
 def peak_memory_mb(step: Callable) -> float:
@@ -375,24 +390,19 @@ def benchmark_training(name: str, model: nn.Module,
         time_forms(forms, None, args.warmup, max(3, args.iters * 4 // batch))
         medians = {f.name: float(np.median(f.times)) for f in forms}
         for form in forms:
-            median = medians[form.name]
             rows.append(
-                dict(
-                    model=name,
-                    mode='train step',
-                    batch=batch,
-                    form=form.name,
-                    median_ms=median * 1e3,
-                    p90_ms=float(np.percentile(form.times, 90)) * 1e3,
-                    images_per_s=batch / median,
+                timing_row(
+                    name,
+                    'train step',
+                    batch,
+                    form,
+                    medians,
                     x_authors_onnx='',
-                    x_authors_eager=_ratio(medians, 'authors-eager', median),
                     reference='',
                     cos_vs_fp32='',
                     max_abs_diff_vs_fp32='',
                     top1_agree_vs_fp32='',
-                    peak_mem_mb=peak_memory_mb(form.run),
-                    rounds=len(form.times)))
+                    peak_mem_mb=peak_memory_mb(form.run)))
             print_row(rows[-1])
 
 
