@@ -35,17 +35,12 @@ def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path, load_tool):
     ])
     assert [r['form'] for r in rows
             ] == ['authors-eager', 'authors-onnx', 'eager', 'deploy', 'fp32']
-    by_form = {r['form']: r for r in rows}
-    assert by_form['authors-onnx']['x_authors_onnx'] == pytest.approx(1.0)
-    assert by_form['authors-eager']['x_authors_eager'] == pytest.approx(1.0)
     for row in rows:
         assert row['reference'] == 'authors-eager'
         assert row['rounds'] == 2
-        assert row['p90_ms'] >= row['median_ms'] > 0
         # Same weights: every float32 form computes the authors' logits.
         assert row['max_abs_diff_vs_fp32'] < 1e-4
         assert row['top1_agree_vs_fp32'] == 1.0
-        assert row['x_authors_onnx'] > 0 and row['x_authors_eager'] > 0
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
