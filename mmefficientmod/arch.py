@@ -83,10 +83,3 @@ def parse_out_indices(out_indices: Union[int, Sequence[int]]) -> List[int]:
                 f'(0-based stage numbers); got {list(out_indices)}.')
         parsed.append(index % NUM_STAGES)
     return sorted(set(parsed))
-
-
-def out_widths(arch: Union[str, Dict],
-               out_indices: Union[int, Sequence[int]]) -> List[int]:
-    """Channels of each output of a backbone with these settings."""
-    widths = parse_arch(arch)['widths']
-    return [widths[i] for i in parse_out_indices(out_indices)]

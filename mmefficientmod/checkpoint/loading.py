@@ -7,6 +7,15 @@ from .upstream import (NotEfficientModCheckpoint, _describe,
                        convert_checkpoint, is_upstream_checkpoint)
 
 
+def open_in_our_layout(filename: str, use_ema: bool = False):
+    """Load a checkpoint safely; a released (upstream) one comes back
+    converted to this project's layout (``use_ema``: its EMA weights)."""
+    checkpoint = open_checkpoint(filename)
+    if is_upstream_checkpoint(checkpoint):
+        checkpoint = convert_checkpoint(checkpoint, use_ema=use_ema)
+    return checkpoint
+
+
 def load_backbone_weights(filename: str,
                           prefix: Optional[str] = None,
                           use_ema: bool = False) -> Dict:
@@ -23,9 +32,7 @@ def load_backbone_weights(filename: str,
     Returns:
         dict: The backbone's weights, without prefix.
     """
-    checkpoint = open_checkpoint(filename)
-    if is_upstream_checkpoint(checkpoint):
-        checkpoint = convert_checkpoint(checkpoint, use_ema=use_ema)
+    checkpoint = open_in_our_layout(filename, use_ema)
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
         checkpoint, dict) else None
     if not isinstance(state_dict, dict):

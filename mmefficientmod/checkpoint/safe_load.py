@@ -80,13 +80,11 @@ CHECKPOINT_GLOBALS = [
     argparse.Namespace,
 ] + _numpy_globals()
 
-
-def _allowed_names() -> set:
-    return {
-        item[1] if isinstance(item, tuple) else
-        f'{item.__module__}.{item.__qualname__}'
-        for item in CHECKPOINT_GLOBALS
-    }
+ALLOWED_NAMES = {
+    item[1]
+    if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
+    for item in CHECKPOINT_GLOBALS
+}
 
 
 def _refused_globals(path: str, error: Exception) -> List[str]:
@@ -96,7 +94,7 @@ def _refused_globals(path: str, error: Exception) -> List[str]:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (ValueError, RuntimeError, OSError):
         names = []  # not a zip checkpoint: only the error names one
-    names = [name for name in names if name not in _allowed_names()]
+    names = [name for name in names if name not in ALLOWED_NAMES]
     # torch re-raises what the unpickler refused inside its own message.
     found = re.findall(
         r'GLOBAL (\S+) was not an allowed global|refused (getattr\(.*?\))',

@@ -4,8 +4,7 @@ from typing import List
 
 import torch.nn as nn
 
-from ..checkpoint import convert_checkpoint, is_upstream_checkpoint
-from ..checkpoint.safe_load import open_checkpoint
+from ..checkpoint.loading import open_in_our_layout
 from ..models import EfficientMod
 
 
@@ -15,9 +14,7 @@ def load_weights(model: nn.Module, checkpoint: str) -> List[str]:
     Returns:
         list[str]: The model's keys missing from the checkpoint.
     """
-    ckpt = open_checkpoint(checkpoint)
-    if is_upstream_checkpoint(ckpt):
-        ckpt = convert_checkpoint(ckpt)
+    ckpt = open_in_our_layout(checkpoint)
     state_dict = ckpt.get('state_dict', ckpt)
     result = model.load_state_dict(state_dict, strict=False)
     return list(result.missing_keys)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ..arch import ARCH_SETTINGS, out_widths, parse_out_indices
+from ..arch import parse_arch, parse_out_indices
 
 BACKBONE_TYPES = ('EfficientMod', 'mmefficientmod.EfficientMod')
 
@@ -35,14 +35,14 @@ def _efficientmod_outputs(backbone: Dict) -> Optional[Tuple[str, List[int]]]:
         return None
     arch = backbone.get('arch', 'xxs')
     out_indices = backbone.get('out_indices', (0, 1, 2, 3))
-    widths = out_widths(arch, out_indices)
+    all_widths = parse_arch(arch)['widths']
+    stages = parse_out_indices(out_indices)
+    widths = [all_widths[i] for i in stages]
     if backbone.get('out_type') == 'avg_featmap':
         widths = widths[-1:]
     name = f"'{arch}'" if isinstance(arch, str) else 'a custom arch'
-    all_widths = ARCH_SETTINGS[arch]['widths'] if isinstance(arch, str) \
-        else list(arch['widths'])
     return (f'EfficientMod arch {name} (stage widths {all_widths}) with '
-            f'out_indices={tuple(parse_out_indices(out_indices))} gives '
+            f'out_indices={tuple(stages)} gives '
             f'{len(widths)} feature map(s) of widths {widths}'), widths
 
 
