@@ -9,7 +9,7 @@ import sys
 import mmpretrain
 import pytest
 import torch
-from _detseg_utils import REPO
+from _detseg_utils import REPO, run
 
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
@@ -82,15 +82,7 @@ def test_mmpretrain_tools_train_and_test_the_distill_recipe(
 
 
 def run_failing(tool_path, args):
-    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
-    proc = subprocess.run(
-        [sys.executable, tool_path] + list(args),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600)
+    proc = run([sys.executable, tool_path, *args], check=False)
     assert proc.returncode != 0, proc.stdout[-3000:]
     return proc.stdout
 

@@ -10,16 +10,14 @@ own configs); ``EfficientModConfigCheckHook``, registered by those configs,
 runs them inside mmdet's and mmpretrain's own ``tools/train.py``.
 """
 import glob
-import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import mmdet
 import mmpretrain
 import pytest
-from _detseg_utils import REPO
+from _detseg_utils import REPO, run
 from mmengine.config import Config
 
 from mmefficientmod.engine import (ConfigError, check_config,
@@ -112,15 +110,8 @@ def test_head_classes_changed_without_data_preprocessor():
         r'.num_classes=3', message)
 
 
-def run(script, *args):
-    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, script, *args],
-                          cwd=REPO,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=600)
+def run_python(script, *args):
+    return run([sys.executable, script, *args], check=False)
 
 
 def mim_tool(package, name):
@@ -139,7 +130,7 @@ def test_width_error_through_mmdets_own_train_tool(tmp_path, tiny_data):
         osp.join(REPO, 'configs', 'mask_rcnn',
                  'mask-rcnn_efficientmod-xxs_fpn_embedded.py'),
         det_overrides(coco))
-    proc = run(
+    proc = run_python(
         mim_tool(mmdet, 'train.py'), config, '--work-dir',
         str(tmp_path / 'work'), '--cfg-options', 'model.backbone.arch=s')
     assert proc.returncode != 0
@@ -158,7 +149,7 @@ def test_class_error_through_mmpretrains_own_train_tool(
         f'{split}_dataloader.dataset.data_root={root}'
         for split in ('train', 'val', 'test')
     ]
-    proc = run(
+    proc = run_python(
         mim_tool(mmpretrain, 'train.py'), config, '--work-dir',
         str(tmp_path / 'work'), '--cfg-options', 'model.head.num_classes=7',
         *data)

@@ -13,14 +13,13 @@ import functools
 import http.server
 import os
 import pickle
-import subprocess
 import sys
 import threading
 
 import numpy as np
 import pytest
 import torch
-from _detseg_utils import REPO
+from _detseg_utils import run
 from mmengine.runner import load_checkpoint as mmengine_load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from parity import load_parity_fixture
@@ -157,12 +156,7 @@ def test_urls_go_through_the_allowlist(evil, released, http_root):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, *args],
-                          cwd=REPO,
-                          text=True,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          timeout=300)
+    return run([sys.executable, *args], check=False)
 
 
 @pytest.mark.e2e
