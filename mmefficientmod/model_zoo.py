@@ -15,7 +15,7 @@ mmpretrain's registry, which the detectors and segmentors of
 import os.path as osp
 from typing import Optional
 
-_PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
+_PACKAGE_DIR = osp.dirname(osp.realpath(__file__))
 CLASSIFICATION_METAFILE = osp.join('configs', 'efficientmod', 'metafile.yml')
 # Present once the metafile is registered.
 CHECK_NAME = 'efficientmod-xxs_8xb256_in1k'

@@ -216,3 +216,42 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     assert str(site) in proc.stdout, 'the config was not taken from .mim'
     assert osp.isfile(work / 'epoch_1.pth'), proc.stdout[-3000:]
     assert 'accuracy/top1' in proc.stdout
+
+
+@pytest.mark.e2e
+def test_mim_train_and_test_after_the_readme_setup(tmp_path):
+    """After ``tools/install.sh`` (an editable install), ``mim train`` and
+    ``mim test`` find our config by name, in the checkout, from any folder."""
+    pytest.importorskip('mim', reason='openmim is not installed')
+    from _detseg_utils import embedded_data, run
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    assert osp.isfile(mim), 'openmim has no `mim` command in this environment'
+    data = str(tmp_path / 'imagenet')
+    embedded_data().make_imagenet(
+        data, num_per_class_train=4, num_per_class_val=2)
+    config = 'efficientmod-xxs_1xb32_embedded-64px.py'
+    roots = [
+        f'{s}_dataloader.dataset.data_root={data}'
+        for s in ('train', 'val', 'test')
+    ]
+    train = run([
+        mim, 'train', 'mmefficientmod', config, '--work-dir',
+        str(tmp_path / 'train'), '--cfg-options', 'train_cfg.max_epochs=1'
+    ] + roots,
+                cwd=str(tmp_path),
+                PYTHONWARNINGS='ignore')
+    found = osp.realpath(osp.join(REPO, 'configs', 'efficientmod', config))
+    assert f'will use {found}' in train.stdout, (
+        'mim did not find the config in this checkout; run tools/install.sh, '
+        'which links the package where mim looks:\n' + train.stdout[-2000:])
+    checkpoint = tmp_path / 'train' / 'epoch_1.pth'
+    assert checkpoint.is_file(), train.stdout[-3000:]
+    test = run([
+        mim, 'test', 'mmefficientmod', config, '--checkpoint',
+        str(checkpoint), '--work-dir',
+        str(tmp_path / 'test'), '--cfg-options', roots[-1]
+    ],
+               cwd=str(tmp_path),
+               PYTHONWARNINGS='ignore')
+    assert f'will use {found}' in test.stdout
+    assert 'accuracy/top1' in test.stdout, test.stdout[-3000:]

@@ -183,13 +183,27 @@ else
 fi
 
 plugin_ready() {  # from / so that the checkout itself is not on sys.path
-  (cd / && "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmefficientmod.__file__)) != sys.argv[1])" "$ROOT" 2>/dev/null)
+  [[ -e "$ROOT/mmefficientmod/.mim/configs" ]] || return 1  # setup.py links it
+  (cd / && "$PY" -c "import mmefficientmod, os, sys; sys.exit(os.path.dirname(os.path.dirname(os.path.realpath(mmefficientmod.__file__))) != sys.argv[1])" "$ROOT" 2>/dev/null)
 }
 if plugin_ready; then
   say "mmefficientmod already installed from this checkout (reused)"
 else
   say "mmefficientmod (editable: edits to the checkout apply at once; seconds)"
   "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT" || fail "could not install the plugin itself"
+fi
+
+# mim (0.3.9) looks for a package's configs and tools in <folder of its
+# metadata>/mmefficientmod/.mim, and an editable install leaves the package in
+# the checkout: link it there, so that `mim train/test mmefficientmod CONFIG`
+# work. `pip uninstall mmefficientmod` does not remove this link.
+MIM_LINK=$(cd / && "$PY" -c 'import importlib.metadata as md, os; print(os.path.join(md.distribution("mmefficientmod").locate_file(""), "mmefficientmod"))') \
+  || fail "mmefficientmod's metadata is not found after its install"
+if [[ "$(readlink -f "$MIM_LINK")" != "$ROOT/mmefficientmod" ]]; then
+  [[ -e "$MIM_LINK" && ! -L "$MIM_LINK" ]] \
+    && fail "$MIM_LINK is a copy of mmefficientmod from an earlier non-editable install; remove it (pip uninstall mmefficientmod), then run this again"
+  say "linking the checkout's package beside its metadata, where mim looks for configs and tools"
+  ln -sfn "$ROOT/mmefficientmod" "$MIM_LINK"
 fi
 
 (cd / && "$PY" -c 'import mmdet, mmseg, mmpretrain, mmcv.ops, mmefficientmod') \
