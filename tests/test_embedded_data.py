@@ -153,6 +153,56 @@ def test_ade20k_masks_and_mmseg_loading(data):
         assert (seg == 255).any()
 
 
+def test_ade20k_shapes_labels_are_the_coco_masks(data, tmp_path):
+    from mmengine.config import Config
+    from mmseg.datasets import BaseSegDataset
+    from mmseg.datasets.transforms import LoadAnnotations
+
+    coco_root = data['coco']['root']
+    summary = embedded.make_ade20k_shapes(str(tmp_path / 'shapes'), coco_root)
+    assert summary['classes'] == list(COCO_CLASSES)
+    root = summary['root']
+    for split, folder in (('train', 'training'), ('val', 'validation')):
+        coco = COCO(
+            osp.join(coco_root, f'annotations/instances_{split}2017.json'))
+        assert summary['splits'][split]['num_images'] == len(coco.getImgIds())
+        for img in coco.loadImgs(coco.getImgIds()):
+            stem = osp.splitext(img['file_name'])[0]
+            label = cv2.imread(
+                osp.join(root, f'annotations/{folder}/{stem}.png'),
+                cv2.IMREAD_UNCHANGED)
+            expected = np.zeros_like(label)
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=img['id'])):
+                expected[coco.annToMask(ann).astype(bool)] = ann['category_id']
+            np.testing.assert_array_equal(label, expected)
+            with open(osp.join(coco_root, f'{split}2017', img['file_name']),
+                      'rb') as src, open(
+                          osp.join(root, f'images/{folder}/{stem}.jpg'),
+                          'rb') as dst:
+                assert src.read() == dst.read()
+    assert not embedded.make_ade20k_shapes(root, coco_root)['generated']
+
+    # Read as the main job's segmentation config reads it: background is
+    # class 0, not ignored.
+    cfg = Config.fromfile(
+        osp.join(
+            osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+            'sem_fpn', 'fpn_efficientmod-xxs_embedded-shapes.py'))
+    dataset = BaseSegDataset(
+        metainfo=cfg.metainfo,
+        data_root=root,
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=cfg.train_dataloader.dataset.reduce_zero_label,
+        pipeline=[LoadAnnotations(reduce_zero_label=False)])
+    values = set()
+    for i in range(len(dataset)):
+        values |= set(np.unique(dataset[i]['gt_seg_map']).tolist())
+    assert values == {0, 1, 2, 3}
+
+
 def test_imagenet_loads_with_mmpretrain(data):
     from mmpretrain.datasets import CustomDataset, ImageNet
 

@@ -1,15 +1,17 @@
 # The xxs ImageNet recipe in miniature, on the embedded synthetic
 # ImageNet-layout data (circle, square, triangle, stripes; 64x64 images), for
-# CPU runs: the main job (tools/main_job.py) pretrains the backbone with it
-# and starts its Mask R-CNN and Semantic FPN from the published EMA weights.
+# CPU runs: the main job (tools/main_job.py) pretrains the backbone with it on
+# 4,000 images and starts its Mask R-CNN and Semantic FPN from the published
+# EMA weights.
 #
-# Inherits the full recipe (AdamW, warm-up then cosine, RandAugment, Mixup /
-# CutMix, label smoothing, random erasing, EMA) and changes only what a few
-# hundred CPU iterations on 64 px shapes need: data, class count, image size,
-# batch, schedule, an EMA fast enough for them, and milder augmentation
-# (crops keep at least 35% of the image, so that they keep the shape;
-# RandAugment magnitude 5; Mixup / CutMix on 30% of the batches), with which
-# the classifier learns in that time. Make the data with
+# Inherits the recipe (AdamW, warm-up then cosine, label smoothing, EMA) and
+# changes what a few hundred CPU iterations on 64 px shapes need: data, class
+# count, image size, batch, schedule, an EMA fast enough for them, and the
+# augmentation: random resized crops (keeping at least half of the image, so
+# that they keep the shape) and flips only. Measured with 240 iterations on
+# 640 images: RandAugment, random erasing and Mixup / CutMix held the
+# classifier at 53% top-1 against 63% without them; more images (4,000) and
+# iterations then made the weights that help Mask R-CNN. Make the data with
 #   python tools/dataset_converters/make_embedded_data.py --only imagenet
 _base_ = './efficientmod-xxs_8xb256_in1k.py'
 
@@ -18,38 +20,19 @@ classes = ('circle', 'square', 'triangle', 'stripes')
 img_size = 64
 num_classes = len(classes)
 
-model = dict(
-    head=dict(num_classes=num_classes), train_cfg=dict(probs=[0.15, 0.15]))
+# train_cfg=None: no Mixup / CutMix (hard labels, with label smoothing).
+model = dict(head=dict(num_classes=num_classes), train_cfg=None)
 data_preprocessor = dict(num_classes=num_classes)
 
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
-        crop_ratio_range=(0.35, 1.0),
+        crop_ratio_range=(0.5, 1.0),
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=5,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
@@ -92,7 +75,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 6
 optim_wrapper = dict(optimizer=dict(lr=7e-4))
 param_scheduler = [
     dict(

@@ -10,7 +10,8 @@ as:
 * ``coco``: COCO 2017 instances layout (polygon, compressed-RLE and
   uncompressed-RLE ``iscrowd=1`` segmentations, plus images without objects);
 * ``ade20k``: ADE20K layout (``.jpg`` images, single-channel ``.png`` masks in
-  which 0 means "other" so that ``reduce_zero_label=True`` matters);
+  which 0 means "other" so that ``reduce_zero_label=True`` matters); and the
+  COCO images' shapes in the same layout (``make_ade20k_shapes``);
 * ``imagenet``: ImageNet class-folder layout plus ``meta/{train,val}.txt``.
 
 Every image has its own random generator seeded from ``(seed, dataset,
@@ -488,6 +489,62 @@ def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
             val=_ade_split(out_dir, 'val', 'validation', num_val, img_size,
                            seed))
         return dict(classes=list(ADE_CLASSES), splits=splits)
+
+    return _build_once(root, params, writer)
+
+
+def _shapes_split(coco_root, out_dir, coco_split, folder):
+    """Write the images of one COCO split with their shape label maps."""
+    with open(
+            osp.join(coco_root, 'annotations',
+                     f'instances_{coco_split}2017.json'),
+            encoding='utf-8') as f:
+        coco = json.load(f)
+    img_dir, ann_dir = f'images/{folder}', f'annotations/{folder}'
+    os.makedirs(osp.join(out_dir, img_dir))
+    os.makedirs(osp.join(out_dir, ann_dir))
+    by_image = {}
+    for ann in coco['annotations']:
+        by_image.setdefault(ann['image_id'], []).append(ann)
+    for image in coco['images']:
+        h, w = image['height'], image['width']
+        label = np.zeros((h, w), np.uint8)
+        # The stored segmentations are the visible parts: they do not overlap.
+        for ann in by_image.get(image['id'], []):
+            rle = _segmentation_rle(ann['segmentation'], h, w)
+            label[mask_utils.decode(rle).astype(bool)] = ann['category_id']
+        name = osp.splitext(image['file_name'])[0]
+        shutil.copyfile(
+            osp.join(coco_root, f'{coco_split}2017', image['file_name']),
+            osp.join(out_dir, img_dir, name + '.jpg'))
+        if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
+            raise OSError(f'failed to write mask {name}.png')
+    return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=len(coco['images']))
+
+
+def make_ade20k_shapes(root, coco_root):
+    """Write the images of the embedded COCO dataset at ``coco_root`` (made
+    by :func:`make_coco`) as an ADE20K-layout semantic segmentation dataset
+    of their shapes.
+
+    Mask value 0 is the background (ignored after ``reduce_zero_label``) and
+    ``k`` (1..3) is ``COCO_CLASSES[k - 1]``, so a model is scored on telling
+    the shapes apart, pixel by pixel. Returns a dict like
+    :func:`make_ade20k`'s.
+    """
+    source = _read_marker(osp.join(coco_root, _MARKER))
+    if source is None:
+        raise FileNotFoundError(
+            f'{coco_root} holds no embedded COCO dataset; write it first '
+            'with make_coco()')
+    params = dict(
+        dataset='ade20k_shapes', version=_FORMAT_VERSION, coco=source['params'])
+
+    def writer(out_dir):
+        splits = dict(
+            train=_shapes_split(coco_root, out_dir, 'train', 'training'),
+            val=_shapes_split(coco_root, out_dir, 'val', 'validation'))
+        return dict(classes=list(COCO_CLASSES), splits=splits)
 
     return _build_once(root, params, writer)
 

@@ -3,17 +3,32 @@
 Usage::
 
     python tools/dataset_converters/make_embedded_data.py \
-        [--root data/embedded] [--only coco|ade20k|imagenet] [--seed 0]
+        [--root data/embedded] [--only coco|ade20k|ade20k_shapes|imagenet]
+        [--seed 0]
 
-Re-running with the same parameters leaves existing data untouched.
+``ade20k_shapes`` is the COCO images' shapes in the ADE20K layout, written
+from ``<root>/coco`` (made first when missing). Re-running with the same
+parameters leaves existing data untouched.
 """
 import argparse
 import os.path as osp
 import time
 
-from embedded_data import make_ade20k, make_coco, make_imagenet
+from embedded_data import (make_ade20k, make_ade20k_shapes, make_coco,
+                           make_imagenet)
 
-_MAKERS = dict(coco=make_coco, ade20k=make_ade20k, imagenet=make_imagenet)
+
+def make_shapes(root, seed):
+    coco = osp.join(osp.dirname(root), 'coco')
+    make_coco(coco, seed=seed)
+    return make_ade20k_shapes(root, coco)
+
+
+_MAKERS = dict(
+    coco=make_coco,
+    ade20k=make_ade20k,
+    ade20k_shapes=make_shapes,
+    imagenet=make_imagenet)
 
 
 def parse_args():
