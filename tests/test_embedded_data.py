@@ -175,10 +175,11 @@ def test_ade20k_shapes_labels_are_the_coco_masks(data, tmp_path):
             for ann in coco.loadAnns(coco.getAnnIds(imgIds=img['id'])):
                 expected[coco.annToMask(ann).astype(bool)] = ann['category_id']
             np.testing.assert_array_equal(label, expected)
-            with open(osp.join(coco_root, f'{split}2017', img['file_name']),
-                      'rb') as src, open(
-                          osp.join(root, f'images/{folder}/{stem}.jpg'),
-                          'rb') as dst:
+            with open(
+                    osp.join(coco_root, f'{split}2017', img['file_name']),
+                    'rb') as src, open(
+                        osp.join(root, f'images/{folder}/{stem}.jpg'),
+                        'rb') as dst:
                 assert src.read() == dst.read()
     assert not embedded.make_ade20k_shapes(root, coco_root)['generated']
 

@@ -234,12 +234,13 @@ def test_mim_train_and_test_after_the_readme_setup(tmp_path):
         f'{s}_dataloader.dataset.data_root={data}'
         for s in ('train', 'val', 'test')
     ]
-    train = run([
-        mim, 'train', 'mmefficientmod', config, '--work-dir',
-        str(tmp_path / 'train'), '--cfg-options', 'train_cfg.max_epochs=1'
-    ] + roots,
-                cwd=str(tmp_path),
-                PYTHONWARNINGS='ignore')
+    train = run(
+        [
+            mim, 'train', 'mmefficientmod', config, '--work-dir',
+            str(tmp_path / 'train'), '--cfg-options', 'train_cfg.max_epochs=1'
+        ] + roots,
+        cwd=str(tmp_path),
+        PYTHONWARNINGS='ignore')
     found = osp.realpath(osp.join(REPO, 'configs', 'efficientmod', config))
     assert f'will use {found}' in train.stdout, (
         'mim did not find the config in this checkout; run tools/install.sh, '

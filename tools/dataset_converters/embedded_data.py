@@ -519,7 +519,8 @@ def _shapes_split(coco_root, out_dir, coco_split, folder):
             osp.join(out_dir, img_dir, name + '.jpg'))
         if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
             raise OSError(f'failed to write mask {name}.png')
-    return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=len(coco['images']))
+    return dict(
+        img_dir=img_dir, ann_dir=ann_dir, num_images=len(coco['images']))
 
 
 def make_ade20k_shapes(root, coco_root):
@@ -538,7 +539,9 @@ def make_ade20k_shapes(root, coco_root):
             f'{coco_root} holds no embedded COCO dataset; write it first '
             'with make_coco()')
     params = dict(
-        dataset='ade20k_shapes', version=_FORMAT_VERSION, coco=source['params'])
+        dataset='ade20k_shapes',
+        version=_FORMAT_VERSION,
+        coco=source['params'])
 
     def writer(out_dir):
         splits = dict(
