@@ -121,3 +121,36 @@ def test_checkpoint_payload_refused_by_test_and_resume(tmp_path,
         assert 'UnsafeCheckpointError' in out, (name, out[-3000:])
         assert 'builtins.exec' in out and str(evil) in out, name
         assert not marker.exists(), f'the payload ran through {name}'
+
+
+def test_readme_analysis_tools(tmp_path, embedded_imagenet):
+    """The README's mmpretrain analysis tools through ``mim run`` on a
+    classifier trained with our embedded config: analyze_logs plot_curve on
+    its scalars.json and confusion_matrix on its validation set."""
+    import glob
+
+    from _detseg_utils import tool
+    config = osp.join(CONFIGS, 'efficientmod-xxs_1xb32_embedded-64px.py')
+    roots = [
+        f'{s}_dataloader.dataset.data_root={embedded_imagenet}'
+        for s in ('train', 'val', 'test')
+    ]
+    work = tmp_path / 'work'
+    tool('train.py', config, '--work-dir', work, '--cfg-options',
+         'train_cfg.max_epochs=2', 'default_hooks.logger.interval=1', *roots)
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    (scalars, ) = glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))
+    curve = tmp_path / 'loss.png'
+    run([
+        mim, 'run', 'mmpretrain', 'analyze_logs', 'plot_curve', scalars,
+        '--keys', 'loss', '--out',
+        str(curve)
+    ])
+    assert curve.stat().st_size > 0
+    matrix = tmp_path / 'confusion.png'
+    out = run([
+        mim, 'run', 'mmpretrain', 'confusion_matrix', config,
+        str(work / 'epoch_2.pth'), '--show-path',
+        str(matrix), '--cfg-options', roots[-1]
+    ]).stdout
+    assert matrix.stat().st_size > 0, out[-3000:]

@@ -122,3 +122,38 @@ def test_image_demo_draws_detections(det):
     assert 'objects above' in log
     drawn = mmcv.imread(str(out))
     assert drawn.shape == mmcv.imread(img).shape
+
+
+def test_readme_python_examples_detection(det):
+    """The README's "Use it from Python" detection snippets, on this run's
+    checkpoint: DetInferencer, init_detector / inference_detector, and
+    mmdet's browse_dataset through ``mim run``."""
+    import glob
+
+    from _detseg_utils import REPO
+    from mmdet.apis import DetInferencer, inference_detector, init_detector
+    checkpoint = str(det['work'] / 'epoch_2.pth')
+    image = sorted(glob.glob(osp.join(det['coco'], 'val2017', '*.jpg')))[0]
+    out_dir = det['root'] / 'demo_det'
+    inferencer = DetInferencer(det['cfg'], weights=checkpoint, device='cpu')
+    result = inferencer(
+        image, out_dir=str(out_dir), pred_score_thr=0.0, no_save_pred=False)
+    assert len(result['predictions']) == 1
+    assert glob.glob(str(out_dir / 'vis' / '*.jpg'))
+    assert glob.glob(str(out_dir / 'preds' / '*.json'))
+
+    model = init_detector(det['cfg'], checkpoint, device='cpu')
+    pred = inference_detector(model, image).pred_instances
+    assert pred.bboxes.shape[1] == 4
+    classes = model.dataset_meta['classes']
+    assert all(0 <= int(label) < len(classes) for label in pred.labels)
+
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    browse = det['root'] / 'browse'
+    run([
+        mim, 'run', 'mmdet', 'browse_dataset', det['cfg'], '--output-dir',
+        str(browse), '--not-show'
+    ],
+        cwd=REPO)
+    # one picture per training image (the empty one is filtered out)
+    assert len(glob.glob(str(browse / '*.jpg'))) == 7
