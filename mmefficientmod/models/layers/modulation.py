@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .activation import gelu
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            scale_linear_output, strip_layer_norm_affine)
+from .fused_ops import conv_gelu, linear, linear_then, map_row_chunks
 
 
 class ContextBranch(nn.Module):
@@ -38,7 +38,7 @@ class ContextBranch(nn.Module):
         self.fc_out = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_out(self.spatial(self.fc_in(x)))
+        return linear(self.spatial(linear(x, self.fc_in)), self.fc_out)
 
     def spatial(self, x: torch.Tensor) -> torch.Tensor:
         """Depthwise conv + GELU of an (N, H, W, C) map, returned as (N, H, W, C).
@@ -47,17 +47,18 @@ class ContextBranch(nn.Module):
         channels-last (N, C, H, W) one, and the convolution answers in the
         layout it was given.
         """
-        x = self.dwconv(x.permute(0, 3, 1, 2))
-        return gelu(x, not torch.is_grad_enabled()).permute(0, 2, 3, 1)
+        return conv_gelu(x.permute(0, 3, 1, 2),
+                         self.dwconv).permute(0, 2, 3, 1)
 
 
 class ModulationBlock(nn.Module):
     """EfficientMod block: ``x + gamma * fc_out(value * tile(context, r))``.
 
     Without autograd (``torch.no_grad()`` / ``torch.inference_mode()``) the
-    activations, the modulation and the residual sum are computed in place
-    on fresh intermediates, which saves allocations and memory traffic;
-    with autograd everything is out of place.
+    activations, the modulation and the residual sum are fused into the
+    linear layers and the depthwise conv on CPU (see :mod:`.fused_ops`), or
+    else computed in place on fresh intermediates, which saves allocations
+    and memory traffic; with autograd everything is out of place.
 
     Args:
         channels (int): Width C of the block.
@@ -111,20 +112,37 @@ class ModulationBlock(nn.Module):
         return out.view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inplace = not torch.is_grad_enabled()
         y = self.norm(x)
-        value = self.fc_value(y)
-        if self.ratio != 1:
-            value = gelu(value, inplace)
-        context = self.context(y)
+        spatial = self.context.spatial(linear(y, self.context.fc_in))
+        if self.ratio == 1:
+            # Without expansion the value has no activation, and the
+            # modulation is the epilogue of the context's last layer.
+            modulated = linear_then(spatial, self.context.fc_out,
+                                    linear(y, self.fc_value), 'mul')
+            return self.output(modulated, x)
+        context = linear(spatial, self.context.fc_out)
+        return map_row_chunks(self.expand_and_output,
+                              self.ratio * self.channels, y, context, x)
+
+    def expand_and_output(self, y: torch.Tensor, context: torch.Tensor,
+                          x: torch.Tensor) -> torch.Tensor:
+        """The expanded value path of rows of ``y``: GELU of ``fc_value``,
+        modulated by ``context``, then :meth:`output`."""
+        value = linear(y, self.fc_value, activation=True)
         # ``value`` is a fresh tensor (fc_value's or GELU's output), so the
         # modulation may overwrite it.
-        out = self.fc_out(self.modulate(value, context, inplace))
-        if self.deploy:  # layer scale folded into fc_out
-            if inplace and isinstance(self.drop_path, nn.Identity):
-                return out.add_(x)
+        modulated = self.modulate(value, context, not torch.is_grad_enabled())
+        return self.output(modulated, x)
+
+    def output(self, modulated: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus the layer-scaled (and dropped) ``fc_out(modulated)``."""
+        drop_path = not isinstance(self.drop_path, nn.Identity)
+        if self.deploy and not drop_path:  # layer scale folded into fc_out
+            return linear_then(modulated, self.fc_out, x, 'add')
+        out = linear(modulated, self.fc_out)
+        if self.deploy:
             return x + self.drop_path(out)
-        if isinstance(self.drop_path, nn.Identity):
+        if not drop_path:
             return torch.addcmul(x, out, self.layer_scale)
         return x + self.drop_path(out * self.layer_scale)
 
