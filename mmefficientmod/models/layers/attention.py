@@ -4,11 +4,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
 
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            strip_layer_norm_affine)
 from .fused_ops import linear, linear_then, map_row_chunks
+from .residual import DropPath, scaled_residual
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -108,18 +108,18 @@ class AttentionBlock(nn.Module):
         self.attn = MultiHeadSelfAttention(channels, qkv_bias=deploy)
         self.norm2 = nn.LayerNorm(channels, elementwise_affine=not deploy)
         self.ffn = FeedForward(channels, mlp_ratio * channels)
-        self.drop_path = DropPath(
-            drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or not isinstance(self.drop_path,
-                                                     nn.Identity):
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            return x + self.drop_path(self.ffn(self.norm2(x)))
-        # Without autograd, the residual sums are fused into the branches'
-        # last layers, or go into their fresh outputs.
-        x = self.attn(self.norm1(x), residual=x)
-        return self.ffn(self.norm2(x), residual=x)
+        keep = self.drop_path.keep_scale(x)
+        if keep is None and not torch.is_grad_enabled():
+            # Without autograd, the residual sums are fused into the
+            # branches' last layers, or go into their fresh outputs.
+            x = self.attn(self.norm1(x), residual=x)
+            return self.ffn(self.norm2(x), residual=x)
+        x = scaled_residual(x, self.attn(self.norm1(x)), keep=keep)
+        return scaled_residual(
+            x, self.ffn(self.norm2(x)), keep=self.drop_path.keep_scale(x))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:

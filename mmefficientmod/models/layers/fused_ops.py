@@ -19,7 +19,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .activation import gelu
 
@@ -152,7 +151,7 @@ def map_row_chunks(fn: Callable[..., torch.Tensor], hidden_width: int,
     first = tensors[0]
     rows = first.numel() // first.shape[-1]
     block = max(1, CHUNK_BYTES // (hidden_width * first.element_size()))
-    if rows <= block or not fusable(*tensors):
+    if not fusable(*tensors) or rows <= block:
         return fn(*tensors)
     flat = [t.view(rows, t.shape[-1]) for t in tensors]
     out = None

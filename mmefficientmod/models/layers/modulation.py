@@ -11,11 +11,11 @@ viewed as (..., r, C) and multiplied by the context broadcast over r.
 """
 import torch
 import torch.nn as nn
-from mmcv.cnn.bricks import DropPath
 
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            scale_linear_output, strip_layer_norm_affine)
 from .fused_ops import conv_gelu, linear, linear_then, map_row_chunks
+from .residual import DropPath, scaled_residual
 
 
 class ContextBranch(nn.Module):
@@ -92,8 +92,7 @@ class ModulationBlock(nn.Module):
         if not deploy:
             self.layer_scale = nn.Parameter(
                 torch.full((channels, ), float(layer_scale_init_value)))
-        self.drop_path = DropPath(
-            drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
 
     def modulate(self,
                  value: torch.Tensor,
@@ -136,15 +135,12 @@ class ModulationBlock(nn.Module):
 
     def output(self, modulated: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x`` plus the layer-scaled (and dropped) ``fc_out(modulated)``."""
-        drop_path = not isinstance(self.drop_path, nn.Identity)
-        if self.deploy and not drop_path:  # layer scale folded into fc_out
+        keep = self.drop_path.keep_scale(x)
+        if self.deploy and keep is None:  # layer scale folded into fc_out
             return linear_then(modulated, self.fc_out, x, 'add')
-        out = linear(modulated, self.fc_out)
-        if self.deploy:
-            return x + self.drop_path(out)
-        if not drop_path:
-            return torch.addcmul(x, out, self.layer_scale)
-        return x + self.drop_path(out * self.layer_scale)
+        layer_scale = None if self.deploy else self.layer_scale
+        return scaled_residual(x, linear(modulated, self.fc_out), layer_scale,
+                               keep)
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
