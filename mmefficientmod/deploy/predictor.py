@@ -13,8 +13,8 @@ precision  engine (``'auto'``)
 ``bf16``   PyTorch (oneDNN, fused kernels) with bfloat16 weights and
            activations
 ``int8``   ONNX Runtime, dynamic quantisation of the matrix multiplies
-           (int8 weights; activations quantised per call, so no
-           calibration is needed)
+           (per-channel int8 weights; activations quantised per call, so
+           no calibration is needed)
 =========  ===========================================================
 
 ``engine='onnxruntime-static'`` serves int8 with static QDQ quantisation
@@ -168,17 +168,20 @@ def calibration_inputs(data: Iterable, model: nn.Module,
 
 
 def _quantize_int8_dynamic(fp32_path: str, out_path: str) -> None:
-    """int8 weights for the MatMul/Gemm nodes (MatMulInteger, VNNI on x86);
-    their activations are quantised at run time, per tensor."""
+    """int8 weights (per output channel) for the MatMul/Gemm nodes; their
+    activations are quantised at run time, per tensor."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = out_path + '.prep.onnx'
     quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
     # Signed weights: unsigned ones measured 1.4x slower at batch 1.
+    # Per-channel scales cost no time and brought the logits' cosine with
+    # float32 from 0.9995 to 0.9999 (s).
     quantize_dynamic(
         prepared,
         out_path,
+        per_channel=True,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=['MatMul', 'Gemm'])
 
