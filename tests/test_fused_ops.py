@@ -127,3 +127,24 @@ def test_bfloat16_fused_model_agrees_with_float32():
         got = model.to(torch.bfloat16)(x.bfloat16())
     for a, b in zip(got, expected):
         assert cosine_similarity(a.float(), b).item() >= 0.999
+
+
+def test_gelu_modulation_gradients_are_autograds():
+    """The training modulation's hand-written backward gives autograd's
+    gradients of ``gelu(h) * tile(context, r)``."""
+    from mmefficientmod.models.layers.modulation import GeluModulation
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 5, 4, 3 * 8, generator=gen, requires_grad=True)
+    context = torch.randn(2, 5, 4, 8, generator=gen, requires_grad=True)
+    grad = torch.randn(2, 5, 4, 3 * 8, generator=gen)
+    expected = F.gelu(h) * context.repeat(1, 1, 1, 3)
+    out = GeluModulation.apply(h, context, 3)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    got = torch.autograd.grad(out, (h, context), grad)
+    want = torch.autograd.grad(expected, (h, context), grad)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda a, b: GeluModulation.apply(a, b, 3),
+        (h.detach().double().requires_grad_(),
+         context.detach().double().requires_grad_()))

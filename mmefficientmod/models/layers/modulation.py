@@ -11,11 +11,61 @@ viewed as (..., r, C) and multiplied by the context broadcast over r.
 """
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            scale_linear_output, strip_layer_norm_affine)
 from .fused_ops import conv_gelu, linear, linear_then, map_row_chunks
 from .residual import DropPath, scaled_residual
+
+
+class GeluModulation(torch.autograd.Function):
+    """``gelu(h) * tile(context, r)`` for training, with fewer big tensors.
+
+    Autograd would keep ``gelu(h)`` for the multiply's backward besides
+    ``h`` for the GELU's; this keeps only ``h`` and the (r times smaller)
+    context, computes the product in place of the GELU output, and
+    recomputes the GELU in the backward pass. The gradients are computed
+    by the same operations as autograd's, so they are the same; one
+    expanded activation less is held per block, and one less allocated and
+    written in each direction.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, context: torch.Tensor,
+                ratio: int) -> torch.Tensor:
+        ctx.save_for_backward(h, context)
+        ctx.ratio = ratio
+        out = torch.nn.functional.gelu(h)
+        return _tile_mul_(out, context, ratio)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        h, context = ctx.saved_tensors
+        grad_h = grad_context = None
+        if ctx.needs_input_grad[0]:
+            grad_value = grad.reshape(*h.shape[:-1], ctx.ratio,
+                                      -1) * context.unsqueeze(-2)
+            grad_h = torch.ops.aten.gelu_backward(grad_value.view(h.shape), h)
+        if ctx.needs_input_grad[1]:
+            product = torch.nn.functional.gelu(h).mul_(grad)
+            grad_context = product.view(*h.shape[:-1], ctx.ratio, -1).sum(-2)
+        return grad_h, grad_context, None
+
+
+def _tile_mul_(value: torch.Tensor, context: torch.Tensor,
+               ratio: int) -> torch.Tensor:
+    """In place: ``value * tile(context, ratio)``, by broadcasting.
+
+    Channel j of the value is multiplied by channel ``j mod C`` of the
+    context: the value viewed as (..., r, C) times the context as (..., 1, C),
+    so the tile is never built.
+    """
+    shape = value.shape
+    value.view(*shape[:-1], ratio,
+               context.shape[-1]).mul_(context.unsqueeze(-2))
+    return value
 
 
 class ContextBranch(nn.Module):
@@ -94,22 +144,6 @@ class ModulationBlock(nn.Module):
                 torch.full((channels, ), float(layer_scale_init_value)))
         self.drop_path = DropPath(drop_path)
 
-    def modulate(self,
-                 value: torch.Tensor,
-                 context: torch.Tensor,
-                 inplace: bool = False) -> torch.Tensor:
-        """``value * tile(context, r)`` by broadcasting, without building the tile.
-
-        Channel j of the value is multiplied by channel ``j mod C`` of the
-        context, i.e. the value viewed as (..., r, C) times context (..., 1, C).
-        """
-        shape = value.shape
-        if self.ratio != 1:
-            value = value.view(*shape[:-1], self.ratio, self.channels)
-            context = context.unsqueeze(-2)
-        out = value.mul_(context) if inplace else value * context
-        return out.view(shape)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
         spatial = self.context.spatial(linear(y, self.context.fc_in))
@@ -127,10 +161,13 @@ class ModulationBlock(nn.Module):
                           x: torch.Tensor) -> torch.Tensor:
         """The expanded value path of rows of ``y``: GELU of ``fc_value``,
         modulated by ``context``, then :meth:`output`."""
-        value = linear(y, self.fc_value, activation=True)
-        # ``value`` is a fresh tensor (fc_value's or GELU's output), so the
-        # modulation may overwrite it.
-        modulated = self.modulate(value, context, not torch.is_grad_enabled())
+        if torch.is_grad_enabled():
+            modulated = GeluModulation.apply(
+                self.fc_value(y), context, self.ratio)
+        else:
+            # The fresh GELU output takes the modulation in place.
+            modulated = _tile_mul_(
+                linear(y, self.fc_value, activation=True), context, self.ratio)
         return self.output(modulated, x)
 
     def output(self, modulated: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
