@@ -148,3 +148,23 @@ def test_gelu_modulation_gradients_are_autograds():
         lambda a, b: GeluModulation.apply(a, b, 3),
         (h.detach().double().requires_grad_(),
          context.detach().double().requires_grad_()))
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_onnx_export_computes_every_block(deploy, tmp_path):
+    """The exported graph computes what the model does, with layer scales
+    large enough that a block left out of the graph would show (the
+    default 1e-4 would hide it)."""
+    pytest.importorskip('onnxruntime')
+    from mmefficientmod.deploy import export_onnx, onnxruntime_session
+    model = randomised(EfficientMod('xxs')).eval()
+    if deploy:
+        model.switch_to_deploy()
+    path = str(tmp_path / 'xxs.onnx')
+    export_onnx(model, path, (1, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    got = onnxruntime_session(path).run(None, {'input': x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    for a, b in zip(got, expected):
+        close(torch.from_numpy(a), b)

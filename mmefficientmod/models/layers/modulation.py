@@ -11,6 +11,7 @@ viewed as (..., r, C) and multiplied by the context broadcast over r.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
@@ -36,8 +37,8 @@ class GeluModulation(torch.autograd.Function):
                 ratio: int) -> torch.Tensor:
         ctx.save_for_backward(h, context)
         ctx.ratio = ratio
-        out = torch.nn.functional.gelu(h)
-        return _tile_mul_(out, context, ratio)
+        out = F.gelu(h)
+        return _tile_mul(out, context, ratio)
 
     @staticmethod
     @once_differentiable
@@ -49,23 +50,27 @@ class GeluModulation(torch.autograd.Function):
                                       -1) * context.unsqueeze(-2)
             grad_h = torch.ops.aten.gelu_backward(grad_value.view(h.shape), h)
         if ctx.needs_input_grad[1]:
-            product = torch.nn.functional.gelu(h).mul_(grad)
+            product = F.gelu(h).mul_(grad)
             grad_context = product.view(*h.shape[:-1], ctx.ratio, -1).sum(-2)
         return grad_h, grad_context, None
 
 
-def _tile_mul_(value: torch.Tensor, context: torch.Tensor,
-               ratio: int) -> torch.Tensor:
-    """In place: ``value * tile(context, ratio)``, by broadcasting.
+def _tile_mul(value: torch.Tensor,
+              context: torch.Tensor,
+              ratio: int,
+              inplace: bool = True) -> torch.Tensor:
+    """``value * tile(context, ratio)``, by broadcasting; in place into
+    ``value`` when ``inplace``.
 
     Channel j of the value is multiplied by channel ``j mod C`` of the
     context: the value viewed as (..., r, C) times the context as (..., 1, C),
     so the tile is never built.
     """
     shape = value.shape
-    value.view(*shape[:-1], ratio,
-               context.shape[-1]).mul_(context.unsqueeze(-2))
-    return value
+    tiled = value.view(*shape[:-1], ratio, context.shape[-1])
+    context = context.unsqueeze(-2)
+    out = tiled.mul_(context) if inplace else tiled * context
+    return out.view(shape)
 
 
 class ContextBranch(nn.Module):
@@ -161,12 +166,17 @@ class ModulationBlock(nn.Module):
                           x: torch.Tensor) -> torch.Tensor:
         """The expanded value path of rows of ``y``: GELU of ``fc_value``,
         modulated by ``context``, then :meth:`output`."""
-        if torch.is_grad_enabled():
+        if torch.jit.is_tracing():
+            # The ONNX exporter needs public ops: it drops an autograd
+            # Function's computation.
+            modulated = _tile_mul(
+                F.gelu(self.fc_value(y)), context, self.ratio, inplace=False)
+        elif torch.is_grad_enabled():
             modulated = GeluModulation.apply(
                 self.fc_value(y), context, self.ratio)
         else:
             # The fresh GELU output takes the modulation in place.
-            modulated = _tile_mul_(
+            modulated = _tile_mul(
                 linear(y, self.fc_value, activation=True), context, self.ratio)
         return self.output(modulated, x)
 
