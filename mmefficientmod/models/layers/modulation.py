@@ -26,10 +26,11 @@ class GeluModulation(torch.autograd.Function):
     Autograd would keep ``gelu(h)`` for the multiply's backward besides
     ``h`` for the GELU's; this keeps only ``h`` and the (r times smaller)
     context, computes the product in place of the GELU output, and
-    recomputes the GELU in the backward pass. The gradients are computed
-    by the same operations as autograd's, so they are the same; one
-    expanded activation less is held per block, and one less allocated and
-    written in each direction.
+    recomputes the GELU in the backward pass. The gradients come from the
+    same operations as autograd's (tested to agree); one expanded
+    activation less is held per block (an s training step at batch 16
+    peaked at 994 MB instead of 1157 MB), and one less is allocated in the
+    forward pass, for one more GELU in the backward one.
     """
 
     @staticmethod
@@ -113,7 +114,9 @@ class ModulationBlock(nn.Module):
     activations, the modulation and the residual sum are fused into the
     linear layers and the depthwise conv on CPU (see :mod:`.fused_ops`), or
     else computed in place on fresh intermediates, which saves allocations
-    and memory traffic; with autograd everything is out of place.
+    and memory traffic. With autograd, the expanded value's GELU and
+    modulation are one :class:`GeluModulation`, and the rest is out of
+    place.
 
     Args:
         channels (int): Width C of the block.
