@@ -32,13 +32,19 @@ def calibration_batches(n=4, seed=0):
     return [torch.randn(2, 3, 224, 224, generator=gen) for _ in range(n)]
 
 
-@pytest.mark.parametrize('precision', ['fp32', 'bf16', 'int8'])
-def test_logits_agree_with_the_reference(xxs, precision):
+@pytest.mark.parametrize('precision,engine',
+                         [('fp32', 'auto'), ('bf16', 'auto'), ('int8', 'auto'),
+                          ('int8', 'onnxruntime-static')])
+def test_logits_agree_with_the_reference(xxs, precision, engine):
     if precision == 'bf16' and not cpu_has_bf16():
         pytest.skip('this CPU has no bfloat16 arithmetic')
     model, fixture = xxs
     predictor = cpu_predictor(
-        model, precision, calibration_data=calibration_batches(), threads=2)
+        model,
+        precision,
+        engine,
+        calibration_data=calibration_batches(),
+        threads=2)
     assert predictor.precision == precision
     for x, expected in zip(fixture['inputs'], fixture['logits']):
         got = predictor(x.float())
@@ -84,8 +90,8 @@ def test_bad_requests_raise_clear_errors(xxs):
     model, _ = xxs
     with pytest.raises(ValueError, match='precision must be one of'):
         cpu_predictor(model, 'fp16')
-    with pytest.raises(ValueError, match='int8 needs calibration_data'):
-        cpu_predictor(model, 'int8')
+    with pytest.raises(ValueError, match='Static int8 needs calibration'):
+        cpu_predictor(model, 'int8', engine='onnxruntime-static')
     with pytest.raises(NotImplementedError, match='cannot serve'):
         cpu_predictor(
             model,
@@ -93,7 +99,8 @@ def test_bad_requests_raise_clear_errors(xxs):
             engine='torch',
             calibration_data=calibration_batches(1))
     with pytest.raises(ValueError, match='calibration data yielded no batch'):
-        cpu_predictor(model, 'int8', calibration_data=[])
+        cpu_predictor(
+            model, 'int8', engine='onnxruntime-static', calibration_data=[])
     predictor = cpu_predictor(model, 'fp32', engine='torch')
     with pytest.raises(ValueError, match='float32 N x 3 x H x W'):
         predictor(torch.zeros(3, 32, 32))

@@ -109,9 +109,12 @@ def test_inplace_inference_paths_do_not_change_results_or_inputs():
         inference_out = model(x)
     grad_out = model(x)
     assert torch.equal(x, x_copy)
+    # Without autograd the fused oneDNN kernels round differently: agreement
+    # to 1e-5 of the output's scale.
     for a, b, c in zip(no_grad_out, inference_out, grad_out):
-        torch.testing.assert_close(a, c.detach(), rtol=0, atol=1e-6)
-        torch.testing.assert_close(b, c.detach(), rtol=0, atol=1e-6)
+        atol = 1e-5 * max(c.abs().max().item(), 1.0)
+        torch.testing.assert_close(a, c.detach(), rtol=0, atol=atol)
+        torch.testing.assert_close(b, c.detach(), rtol=0, atol=atol)
 
 
 def test_training_gradients_match_the_reference_implementation():
@@ -166,8 +169,10 @@ def test_compiles_as_one_graph(deploy):
     with torch.no_grad():
         expected = model(x)
         got = compiled(x)
+    # The compiled graph takes the public ops, eager the fused kernels.
     for a, b in zip(got, expected):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        atol = 1e-5 * max(b.abs().max().item(), 1.0)
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
     if not deploy:
         compiled(x)[3].sum().backward()
 

@@ -11,7 +11,9 @@ Inference forms (``--forms``), all on CPU, all from the same weights:
 * ``eager``: this project's model as built, float32.
 * ``deploy``: after ``backbone.switch_to_deploy()``, float32 (PyTorch).
 * ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
-  at that precision (its default engine). ``int8`` is calibrated on
+  at that precision (its default engine; int8 is dynamic quantisation).
+* ``int8-onnxruntime-static``: ``cpu_predictor(..., 'int8',
+  engine='onnxruntime-static')`` (only when asked for), calibrated on
   ``--calib-batches`` batches of the benchmark's random inputs.
 * ``bf16-inductor``: ``cpu_predictor(..., 'bf16', engine='inductor')``
   (only when asked for: it compiles for each input shape, minutes on 2
@@ -84,7 +86,8 @@ CONFIG_DIR = osp.join(
 ARCHS = ('xxs', 'xs', 's', 's_conv')
 UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
 OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
-ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('bf16-inductor', )
+ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('bf16-inductor',
+                                          'int8-onnxruntime-static')
 DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
 TRAIN_FORMS = ('authors-eager', 'eager')
 
@@ -148,7 +151,7 @@ def parse_args(argv=None):
         '--calib-batches',
         type=int,
         default=4,
-        help='calibration batches of the int8 form')
+        help='calibration batches of the int8-onnxruntime-static form')
     parser.add_argument(
         '--train',
         action='store_true',

@@ -124,6 +124,7 @@ def export_int8(model, args) -> int:
         predictor = cpu_predictor(
             predicted,
             'int8',
+            engine='onnxruntime-static',
             calibration_data=val_batches(args.config),
             num_calibration_batches=args.calib_batches,
             workdir=workdir,

@@ -1,12 +1,14 @@
 """The plain pre-norm transformer block of EfficientMod's last stages."""
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
 
-from .activation import gelu
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            strip_layer_norm_affine)
+from .fused_ops import linear, linear_then, map_row_chunks
+from .residual import DropPath, scaled_residual
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -36,13 +38,21 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         self.proj = nn.Linear(inner, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention output, plus ``residual`` when given (fused into
+        the output projection where possible)."""
         n, h, w, _ = x.shape
         # qkv output is laid out as (3, heads, head_dims) along channels.
-        qkv = self.qkv(x).view(n, h * w, 3, self.num_heads, self.head_dims)
+        qkv = linear(x, self.qkv).view(n, h * w, 3, self.num_heads,
+                                       self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(n, h, w, -1))
+        out = out.transpose(1, 2).reshape(n, h, w, -1)
+        if residual is None:
+            return linear(out, self.proj)
+        return linear_then(out, self.proj, residual, 'add')
 
 
 class FeedForward(nn.Module):
@@ -58,8 +68,21 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(channels, hidden_channels)
         self.fc2 = nn.Linear(hidden_channels, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(gelu(self.fc1(x), not torch.is_grad_enabled()))
+    def forward(self,
+                x: torch.Tensor,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The feed-forward output, plus ``residual`` when given (fused
+        into ``fc2`` where possible)."""
+        if residual is None:
+            return linear(linear(x, self.fc1, activation=True), self.fc2)
+        return map_row_chunks(self.with_residual, self.fc1.out_features, x,
+                              residual)
+
+    def with_residual(self, x: torch.Tensor,
+                      residual: torch.Tensor) -> torch.Tensor:
+        """``residual + forward(x)``, the sum fused into ``fc2``."""
+        hidden = linear(x, self.fc1, activation=True)
+        return linear_then(hidden, self.fc2, residual, 'add')
 
 
 class AttentionBlock(nn.Module):
@@ -85,18 +108,18 @@ class AttentionBlock(nn.Module):
         self.attn = MultiHeadSelfAttention(channels, qkv_bias=deploy)
         self.norm2 = nn.LayerNorm(channels, elementwise_affine=not deploy)
         self.ffn = FeedForward(channels, mlp_ratio * channels)
-        self.drop_path = DropPath(
-            drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or not isinstance(self.drop_path,
-                                                     nn.Identity):
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            return x + self.drop_path(self.ffn(self.norm2(x)))
-        # Without autograd, the residual sums go into the branches' fresh
-        # outputs.
-        x = self.attn(self.norm1(x)).add_(x)
-        return self.ffn(self.norm2(x)).add_(x)
+        keep = self.drop_path.keep_scale(x)
+        if keep is None and not torch.is_grad_enabled():
+            # Without autograd, the residual sums are fused into the
+            # branches' last layers, or go into their fresh outputs.
+            x = self.attn(self.norm1(x), residual=x)
+            return self.ffn(self.norm2(x), residual=x)
+        x = scaled_residual(x, self.attn(self.norm1(x)), keep=keep)
+        return scaled_residual(
+            x, self.ffn(self.norm2(x)), keep=self.drop_path.keep_scale(x))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
