@@ -23,6 +23,7 @@ import os.path as osp
 from typing import Dict, List
 
 import torch
+from mmengine.config import DictAction
 
 from mmefficientmod.deploy import (PRECISIONS, cosine_similarity,
                                    cpu_predictor, load_weights, top1_agreement)
@@ -47,6 +48,12 @@ def parse_args(argv=None):
         metavar='DIR',
         help='folder of parity fixtures efficientmod_<arch>.pt')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. '
+        'val_dataloader.dataset.data_root=DIR')
     args = parser.parse_args(argv)
     if not args.config and not args.fixtures:
         parser.error('give a CONFIG and CHECKPOINT, or --fixtures DIR')
@@ -69,6 +76,8 @@ def val_report(args) -> List[Dict]:
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = build_model_from_config(args.config)
     missing = load_weights(model, args.checkpoint)

@@ -1,0 +1,31 @@
+"""tools/analysis_tools/precision_report.py on a classifier's val split,
+with the data root given through ``--cfg-options``."""
+import os.path as osp
+
+import torch
+from _detseg_utils import REPO
+
+from mmefficientmod.models import build_model_from_config
+
+CONFIG = osp.join(REPO, 'configs', 'efficientmod',
+                  'efficientmod-xxs_1xb32_embedded-64px.py')
+
+
+def test_val_report_reads_the_overridden_data_root(load_tool, tmp_path,
+                                                   embedded_imagenet):
+    report = load_tool('analysis_tools/precision_report')
+    checkpoint = str(tmp_path / 'xxs.pth')
+    torch.manual_seed(0)
+    torch.save({'state_dict': build_model_from_config(CONFIG).state_dict()},
+               checkpoint)
+    args = report.parse_args([
+        CONFIG, checkpoint, '--precisions', 'fp32', '--threads', '2',
+        '--cfg-options',
+        f'val_dataloader.dataset.data_root={embedded_imagenet}'
+    ])
+    (row, ) = report.val_report(args)
+    # 4 classes x 4 validation images of the embedded set
+    assert row['data'] == 'val split (16 images)'
+    assert row['precision'] == 'fp32'
+    assert row['cos_min'] > 0.99999 and row['top1_agree'] == 1.0
+    assert row['top1_acc'] == row['top1_acc_fp32']
