@@ -73,13 +73,10 @@ def compare(logits: torch.Tensor, reference: torch.Tensor) -> Dict:
 
 def val_report(args) -> List[Dict]:
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = build_model_from_config(args.config)
+    # Also sets the config's default scope, which the dataloader needs.
+    model = build_model_from_config(cfg, args.cfg_options)
     missing = load_weights(model, args.checkpoint)
     if missing:
         raise ValueError(f'{args.checkpoint} lacks {missing[:5]}: it is not '
