@@ -3,7 +3,10 @@
 Small inputs and one or two timed rounds: these tests check the tool's
 behaviour and the agreement figures it reports, never speed."""
 import csv
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 from parity import REPO
@@ -75,6 +78,38 @@ def test_own_forms_without_upstream_backbone_only(load_tool):
         assert row['reference'] == 'eager'
         assert row['x_authors_onnx'] == '' and row['top1_agree_vs_fp32'] == ''
         assert row['max_abs_diff_vs_fp32'] < 1e-4
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('env, policy', [
+    ({}, 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 10000'),
+    ({'OMP_WAIT_POLICY': 'PASSIVE'}, 'OMP_WAIT_POLICY PASSIVE, '
+     'GOMP_SPINCOUNT unset'),
+    ({'GOMP_SPINCOUNT': '50'}, 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 50'),
+])
+def test_thread_wait_policy_default_and_caller_setting(env, policy):
+    """A fresh process gets the bounded spin unless the caller chose."""
+    config = osp.join(REPO, 'configs', 'efficientmod',
+                      'efficientmod-xxs_8xb256_in1k.py')
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
+    }
+    out = subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py'), config,
+        '--backbone-only', '--forms', 'eager', '--batch-sizes', '1',
+        '--input-size', '32', '32', '--warmup', '0', '--iters', '1'
+    ],
+                         env={
+                             **clean,
+                             **env
+                         },
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout
+    assert policy in out
 
 
 @pytest.mark.parametrize('argv, message', [

@@ -57,14 +57,18 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-# PyTorch's OpenMP threads busy-wait after every parallel region; when forms
-# are timed in turns that takes the cores from the next form (ONNX Runtime's
-# spinning is turned off for the same reason), and on a machine shared with
-# other jobs a spinning thread that loses its core stalls every barrier
-# (measured: 30 ms per xxs batch-1 forward with passive waiting, 2.8 s
-# without). It must be set before torch loads OpenMP; an explicit setting of
-# the caller wins.
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+# How idle OpenMP threads wait between PyTorch's parallel regions decides
+# batch-1 latency. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every
+# region wake its threads, which cost about 80 us per region on a 2-core
+# virtual machine (a batch-1 xxs forward of the authors' model: 31.6 ms
+# instead of 14.5 ms); libgomp's default spin (300,000 rounds) let single
+# forwards take 0.8 s on a machine shared with other jobs. A bound of 10,000
+# rounds (about 0.3 ms of spinning after the last region) keeps the fast
+# case without holding the cores long from the next form or other jobs.
+# It must be set before torch loads OpenMP; an explicit setting of the
+# caller (either variable) wins.
+if 'OMP_WAIT_POLICY' not in os.environ:
+    os.environ.setdefault('GOMP_SPINCOUNT', '10000')
 
 import numpy as np
 import torch
@@ -478,11 +482,14 @@ def main(argv=None):
         device=device_name(),
         threads=torch.get_num_threads(),
         omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
+        gomp_spincount=os.environ.get('GOMP_SPINCOUNT', ''),
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         input_size=f'{args.input_size[0]}x{args.input_size[1]}')
     print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
-          f"{meta['onnxruntime']}; threads {meta['threads']}; input "
+          f"{meta['onnxruntime']}; threads {meta['threads']}; "
+          f"OMP_WAIT_POLICY {meta['omp_wait_policy'] or 'unset'}, "
+          f"GOMP_SPINCOUNT {meta['gomp_spincount'] or 'unset'}; input "
           f"{meta['input_size']}")
     rows: List[Dict] = []
     print_header()
