@@ -82,30 +82,28 @@ def test_own_forms_without_upstream_backbone_only(load_tool):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize('env, policy', [
-    ({}, 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 10000'),
-    ({'OMP_WAIT_POLICY': 'PASSIVE'}, 'OMP_WAIT_POLICY PASSIVE, '
-     'GOMP_SPINCOUNT unset'),
-    ({'GOMP_SPINCOUNT': '50'}, 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 50'),
+    (dict(), 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 10000'),
+    (dict(OMP_WAIT_POLICY='PASSIVE'),
+     'OMP_WAIT_POLICY PASSIVE, GOMP_SPINCOUNT unset'),
+    (dict(GOMP_SPINCOUNT='50'), 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 50'),
 ])
 def test_thread_wait_policy_default_and_caller_setting(env, policy):
     """A fresh process gets the bounded spin unless the caller chose."""
     config = osp.join(REPO, 'configs', 'efficientmod',
                       'efficientmod-xxs_8xb256_in1k.py')
+    tool = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py')
+    argv = [
+        config, '--backbone-only', '--forms', 'eager', '--batch-sizes', '1',
+        '--input-size', '32', '32', '--warmup', '0', '--iters', '1'
+    ]
     clean = {
         k: v
         for k, v in os.environ.items()
         if k not in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
     }
-    out = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py'), config,
-        '--backbone-only', '--forms', 'eager', '--batch-sizes', '1',
-        '--input-size', '32', '32', '--warmup', '0', '--iters', '1'
-    ],
-                         env={
-                             **clean,
-                             **env
-                         },
+    clean.update(env)
+    out = subprocess.run([sys.executable, tool, *argv],
+                         env=clean,
                          capture_output=True,
                          text=True,
                          check=True).stdout
