@@ -22,6 +22,14 @@ instead (per-channel weights, activation ranges calibrated on data you
 provide, convolutions quantised too); it was measured slower than the
 dynamic form at batch 1 and 32 on AVX512-VNNI CPUs, but its accuracy may
 suit some models better.
+
+The PyTorch engines run on PyTorch's OpenMP threads, whose way of waiting is
+fixed when the process starts. At batch 1 it matters: with
+``OMP_WAIT_POLICY=PASSIVE`` every parallel region wakes sleeping threads and
+the bf16 engine measured about 2x slower than with a bounded spin
+(``GOMP_SPINCOUNT=10000``, or libgomp's default on a machine of your own).
+ONNX Runtime sessions are built with spinning off, so that their threads do
+not hold the cores after a call.
 """
 import copy
 import os.path as osp
