@@ -16,8 +16,7 @@ Inference forms (``--forms``), all on CPU, all from the same weights:
   engine='onnxruntime-static')`` (only when asked for), calibrated on
   ``--calib-batches`` batches of the benchmark's random inputs.
 * ``bf16-inductor``: ``cpu_predictor(..., 'bf16', engine='inductor')``
-  (only when asked for: it compiles for each input shape, minutes on 2
-  cores).
+  (only when asked for: it compiles for each input shape and batch size).
 
 Every ONNX Runtime session has thread spinning off, so that it does not take
 the cores from the form timed after it. Forms are timed in turns, round by
