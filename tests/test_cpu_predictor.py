@@ -57,6 +57,24 @@ def test_logits_agree_with_the_reference(xxs, precision, engine):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
+@pytest.mark.e2e  # Inductor compiles C++ (in worker processes): tens of seconds
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_inductor_engine_agrees_with_the_reference(xxs, precision):
+    if precision == 'bf16' and not cpu_has_bf16():
+        pytest.skip('this CPU has no bfloat16 arithmetic')
+    model, fixture = xxs
+    predictor = cpu_predictor(model, precision, 'inductor')
+    assert predictor.engine == 'inductor'
+    x, expected = fixture['inputs'][0].float(), fixture['logits'][0].float()
+    got = predictor(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    cos = cosine_similarity(got, expected, dim=1)
+    assert cos.min().item() >= MIN_COSINE[precision], cos
+    assert top1_agreement(got, expected) == 1.0
+    if precision == 'fp32':
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize('engine', ['torch', 'onnxruntime'])
 def test_backbone_gives_float32_features(xxs, engine):
     from mmefficientmod import EfficientMod

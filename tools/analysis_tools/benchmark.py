@@ -15,8 +15,9 @@ Inference forms (``--forms``), all on CPU, all from the same weights:
 * ``int8-onnxruntime-static``: ``cpu_predictor(..., 'int8',
   engine='onnxruntime-static')`` (only when asked for), calibrated on
   ``--calib-batches`` batches of the benchmark's random inputs.
-* ``bf16-inductor``: ``cpu_predictor(..., 'bf16', engine='inductor')``
-  (only when asked for: it compiles for each input shape and batch size).
+* ``fp32-inductor``, ``bf16-inductor``: ``cpu_predictor(..., engine='inductor')``
+  at that precision (only when asked for: it compiles for each input shape
+  and batch size).
 
 Every ONNX Runtime session has thread spinning off, so that it does not take
 the cores from the form timed after it. Forms are timed in turns, round by
@@ -89,7 +90,7 @@ CONFIG_DIR = osp.join(
 ARCHS = ('xxs', 'xs', 's', 's_conv')
 UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
 OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
-ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('bf16-inductor',
+ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('fp32-inductor', 'bf16-inductor',
                                           'int8-onnxruntime-static')
 DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
 TRAIN_FORMS = ('authors-eager', 'eager')
