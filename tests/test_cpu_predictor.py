@@ -27,6 +27,23 @@ def xxs():
     return model, fixture
 
 
+def assert_agrees(got, expected, precision):
+    """``got`` holds float32 logits at ``precision``'s agreement with the
+    reference ``expected``: cosine, top-1 and, for fp32, 1e-4."""
+    expected = expected.float()
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    cos = cosine_similarity(got, expected, dim=1)
+    assert cos.min().item() >= MIN_COSINE[precision], cos
+    assert top1_agreement(got, expected) == 1.0
+    if precision == 'fp32':
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def skip_without_bf16(precision):
+    if precision == 'bf16' and not cpu_has_bf16():
+        pytest.skip('this CPU has no bfloat16 arithmetic')
+
+
 def calibration_batches(n=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(2, 3, 224, 224, generator=gen) for _ in range(n)]
@@ -36,8 +53,7 @@ def calibration_batches(n=4, seed=0):
                          [('fp32', 'auto'), ('bf16', 'auto'), ('int8', 'auto'),
                           ('int8', 'onnxruntime-static')])
 def test_logits_agree_with_the_reference(xxs, precision, engine):
-    if precision == 'bf16' and not cpu_has_bf16():
-        pytest.skip('this CPU has no bfloat16 arithmetic')
+    skip_without_bf16(precision)
     model, fixture = xxs
     predictor = cpu_predictor(
         model,
@@ -47,32 +63,19 @@ def test_logits_agree_with_the_reference(xxs, precision, engine):
         threads=2)
     assert predictor.precision == precision
     for x, expected in zip(fixture['inputs'], fixture['logits']):
-        got = predictor(x.float())
-        expected = expected.float()
-        assert got.dtype == torch.float32 and got.shape == expected.shape
-        cos = cosine_similarity(got, expected, dim=1)
-        assert cos.min().item() >= MIN_COSINE[precision], cos
-        assert top1_agreement(got, expected) == 1.0
-        if precision == 'fp32':
-            torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+        assert_agrees(predictor(x.float()), expected, precision)
 
 
 @pytest.mark.e2e  # Inductor compiles C++ (in worker processes): tens of seconds
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
 def test_inductor_engine_agrees_with_the_reference(xxs, precision):
-    if precision == 'bf16' and not cpu_has_bf16():
-        pytest.skip('this CPU has no bfloat16 arithmetic')
+    skip_without_bf16(precision)
     model, fixture = xxs
     predictor = cpu_predictor(model, precision, 'inductor')
     assert predictor.engine == 'inductor'
-    x, expected = fixture['inputs'][0].float(), fixture['logits'][0].float()
-    got = predictor(x)
-    assert got.dtype == torch.float32 and got.shape == expected.shape
-    cos = cosine_similarity(got, expected, dim=1)
-    assert cos.min().item() >= MIN_COSINE[precision], cos
-    assert top1_agreement(got, expected) == 1.0
-    if precision == 'fp32':
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    assert_agrees(
+        predictor(fixture['inputs'][0].float()), fixture['logits'][0],
+        precision)
 
 
 @pytest.mark.parametrize('engine', ['torch', 'onnxruntime'])
