@@ -1,8 +1,11 @@
-"""Locating the reference fixtures of the parity tests.
+"""Locating the reference material of the parity tests.
 
 The xxs parity fixture and the upstream key lists are committed under
-``tests/data``; the larger s fixture is read from the shared reference folder
-beside the repository (or ``$EFFICIENTMOD_PARITY_DIR``) when it is there.
+``tests/data``. The authors' model file and the larger fixtures may not be
+copied into the repository: they are read from the folder named by the one
+setting ``MMEFFICIENTMOD_REFERENCE``, which holds ``upstream/EfficientMod.py``
+and ``parity/efficientmod_<arch>.pt``. ``.ci/run`` sets it; elsewhere the
+tests that need it are skipped with a reason that says how to set it.
 """
 import os
 import os.path as osp
@@ -13,21 +16,34 @@ from _detseg_utils import REPO
 
 DATA = osp.join(REPO, 'tests', 'data')
 UPSTREAM_KEYS = osp.join(DATA, 'upstream-keys')
-SEARCH_DIRS = [
-    os.environ.get('EFFICIENTMOD_PARITY_DIR', ''),
-    osp.join(REPO, '..', 'shared', 'reference', 'parity'),
-    osp.join(DATA, 'parity'),
-]
+REFERENCE_ENV = 'MMEFFICIENTMOD_REFERENCE'
 ARCHS = ('xxs', 'xs', 's', 's_conv')
 
 
+def reference_path(*parts: str) -> str:
+    """A file of the reference folder, or a skip that says how to get it."""
+    root = os.environ.get(REFERENCE_ENV, '')
+    path = osp.join(root, *parts)
+    if not root or not osp.isfile(path):
+        where = f'{REFERENCE_ENV}={root!r}' if root else f'{REFERENCE_ENV} unset'
+        pytest.skip(f'{"/".join(parts)} not found ({where}); set '
+                    f'{REFERENCE_ENV} to the reference folder that holds '
+                    'upstream/EfficientMod.py and parity/')
+    return path
+
+
+def upstream_model_file() -> str:
+    """The authors' model file; skips where it or timm is missing."""
+    path = reference_path('upstream', 'EfficientMod.py')
+    pytest.importorskip('timm', reason="the authors' model file imports timm")
+    return path
+
+
 def parity_fixture_path(arch: str) -> str:
-    for folder in SEARCH_DIRS:
-        path = osp.join(folder, f'efficientmod_{arch}.pt')
-        if folder and osp.isfile(path):
-            return path
-    pytest.skip(f'parity fixture efficientmod_{arch}.pt not found; set '
-                'EFFICIENTMOD_PARITY_DIR to the folder that holds it')
+    committed = osp.join(DATA, 'parity', f'efficientmod_{arch}.pt')
+    if osp.isfile(committed):
+        return committed
+    return reference_path('parity', f'efficientmod_{arch}.pt')
 
 
 def load_parity_fixture(arch: str) -> dict:

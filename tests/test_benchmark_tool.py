@@ -9,21 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from parity import REPO
-
-UPSTREAM_FILE = osp.join(REPO, '..', 'shared', 'reference', 'upstream',
-                         'EfficientMod.py')
+from parity import REPO, upstream_model_file
 
 
 @pytest.fixture
 def upstream_file():
-    if not osp.isfile(UPSTREAM_FILE):
-        pytest.skip(
-            "the authors' model file is not beside the repository "
-            f'({osp.normpath(UPSTREAM_FILE)}); nothing to compare with')
-    pytest.importorskip('timm', reason="the authors' model file imports timm")
+    path = upstream_model_file()
     pytest.importorskip('onnxruntime')
-    return UPSTREAM_FILE
+    return path
 
 
 def test_upstream_side_by_side_on_xxs(upstream_file, tmp_path, load_tool):

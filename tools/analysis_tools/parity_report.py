@@ -9,6 +9,7 @@ outputs), the checkpoint goes through the converter and the largest absolute
 difference of the logits and of the four dense outputs is printed.
 """
 import argparse
+import os
 import os.path as osp
 
 import torch
@@ -34,7 +35,8 @@ def parse_args():
         '--parity-dir',
         nargs='+',
         default=[
-            osp.join(REPO, '..', 'shared', 'reference', 'parity'),
+            osp.join(os.environ.get('MMEFFICIENTMOD_REFERENCE', ''),
+                     'parity'),
             osp.join(REPO, 'tests', 'data', 'parity')
         ],
         help='folders searched, in order, for efficientmod_<arch>.pt fixtures')
