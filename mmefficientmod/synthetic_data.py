@@ -20,8 +20,9 @@ records the generation parameters; calling a generator again with the same
 parameters is a no-op, and a dataset is written to a temporary directory that
 is renamed into place only when complete.
 
-Only numpy, OpenCV and pycocotools are imported, so generating data does not
-pull in torch or the OpenMMLab stack.
+This module imports only numpy, OpenCV and pycocotools: generating data loads
+none of the OpenMMLab libraries. ``tools/dataset_converters/make_embedded_data.py``
+is its command line.
 """
 import json
 import os

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -18,11 +19,12 @@ SEG_EMBEDDED = osp.join(REPO, 'configs', 'sem_fpn',
 
 def make_tiny_data(root):
     """Small embedded COCO and ADE20K datasets under ``root``."""
-    generator = embedded_data()
     coco = osp.join(root, 'coco')
     ade = osp.join(root, 'ade20k')
-    generator.make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
-    generator.make_ade20k(ade, num_train=8, num_val=4, img_size=(128, 128))
+    synthetic_data.make_coco(
+        coco, num_train=8, num_val=4, img_size=(160, 160))
+    synthetic_data.make_ade20k(
+        ade, num_train=8, num_val=4, img_size=(128, 128))
     return coco, ade
 
 
@@ -186,8 +188,3 @@ def state_dict_of(path):
     ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)
 
-
-def embedded_data():
-    """The synthetic data generator of the tools
-    (``tools/dataset_converters/embedded_data.py``)."""
-    return load_tool('dataset_converters/embedded_data')

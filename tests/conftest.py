@@ -8,9 +8,10 @@ are found by ``parity.py``.
 """
 import pytest
 import torch
-from _detseg_utils import embedded_data
 from _detseg_utils import load_tool as _load_tool
 from _detseg_utils import make_tiny_data
+
+from mmefficientmod import synthetic_data
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,6 +41,6 @@ def embedded_imagenet(tmp_path_factory):
     """A small embedded ImageNet (4 classes, 4 train and 4 val images each,
     64 px), made once per session."""
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         root, num_per_class_train=4, num_per_class_val=4, img_size=64)
     return root

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from _detseg_utils import REPO, embedded_data
+from _detseg_utils import REPO
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
@@ -18,6 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
+from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_checkpoint
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
@@ -180,7 +181,7 @@ def test_classifier_configs_build_and_predict_1000_classes(name):
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         root, num_per_class_train=8, num_per_class_val=4, img_size=64)
     return root
 

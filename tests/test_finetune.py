@@ -4,13 +4,14 @@ import os.path as osp
 
 import pytest
 import torch
-from _detseg_utils import REPO, embedded_data
+from _detseg_utils import REPO
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
+from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -74,7 +75,7 @@ def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     torch.save(converted, ckpt_path)
     pretrained = {k: v.float() for k, v in converted['state_dict'].items()}
     root = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         root, num_per_class_train=4, num_per_class_val=1, img_size=64)
     embedded = Config.fromfile(EMBEDDED_CFG)
 

@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 import mmefficientmod  # noqa: F401  (registers the model index)
+from mmefficientmod import synthetic_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -179,7 +180,6 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     """``mim train mmefficientmod CONFIG_NAME`` finds the config inside the
     installed package (not the checkout) and trains on the embedded data."""
     pytest.importorskip('mim', reason='openmim is not installed')
-    from _detseg_utils import embedded_data
     site = tmp_path / 'site'
     subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
@@ -187,7 +187,7 @@ def test_mim_train_runs_a_config_from_the_installed_wheel(wheel, tmp_path):
     ],
                    check=True)
     data = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         data, num_per_class_train=4, num_per_class_val=2)
     work = tmp_path / 'work'
     bin_dir = osp.dirname(sys.executable)
@@ -223,11 +223,11 @@ def test_mim_train_and_test_after_the_readme_setup(tmp_path):
     """After ``tools/install.sh`` (an editable install), ``mim train`` and
     ``mim test`` find our config by name, in the checkout, from any folder."""
     pytest.importorskip('mim', reason='openmim is not installed')
-    from _detseg_utils import embedded_data, run
+    from _detseg_utils import run
     mim = osp.join(osp.dirname(sys.executable), 'mim')
     assert osp.isfile(mim), 'openmim has no `mim` command in this environment'
     data = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         data, num_per_class_train=4, num_per_class_val=2)
     config = 'efficientmod-xxs_1xb32_embedded-64px.py'
     roots = [

@@ -6,6 +6,7 @@ import pytest
 import torch
 from parity import REPO, load_parity_fixture
 
+from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_checkpoint
 
 ort = pytest.importorskip('onnxruntime')
@@ -75,9 +76,8 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path,
 def test_int8_export_calibrates_on_the_config_val_set(tmp_path, load_tool):
     """--int8 writes cpu_predictor's quantised model, calibrated on the
     config's val dataloader, and --verify checks its cosine with float32."""
-    from _detseg_utils import embedded_data
     root = str(tmp_path / 'imagenet')
-    embedded_data().make_imagenet(
+    synthetic_data.make_imagenet(
         root, num_per_class_train=1, num_per_class_val=2, img_size=64)
     base = osp.join(REPO, 'configs', 'efficientmod',
                     'efficientmod-xxs_distill_1xb8_embedded-64px.py')

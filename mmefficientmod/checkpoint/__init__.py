@@ -1,5 +1,5 @@
 from .loading import load_backbone_weights
-from .upstream import (NotEfficientModCheckpoint, convert_backbone_keys,
+from .convert_released import (NotEfficientModCheckpoint, convert_backbone_keys,
                        convert_checkpoint, infer_arch, is_upstream_checkpoint)
 
 __all__ = [

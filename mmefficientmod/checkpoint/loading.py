@@ -3,7 +3,7 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 from .safe_load import open_checkpoint
-from .upstream import (NotEfficientModCheckpoint, _describe,
+from .convert_released import (NotEfficientModCheckpoint, _describe,
                        convert_checkpoint, is_upstream_checkpoint)
 
 

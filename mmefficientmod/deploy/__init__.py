@@ -1,6 +1,6 @@
 """Deployment: the fastest CPU predictor per precision, ONNX export, and the
 authors' model file loaded at run time for side-by-side measurement."""
-from .models import deploy_copy, find_backbone, load_weights
+from .prepare_model import deploy_copy, find_backbone, load_weights
 from .onnx import (compare_onnx, export_onnx, flatten_outputs,
                    onnxruntime_session)
 from .precision import (DTYPES, autocast, cast_input, cosine_similarity,

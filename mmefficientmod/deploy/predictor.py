@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 
 from ..models.from_config import TensorMode
-from .models import find_backbone
+from .prepare_model import find_backbone
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
 from .precision import cpu_has_bf16
 

@@ -79,7 +79,7 @@ from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    deploy_copy, export_onnx, flatten_outputs,
                                    load_weights, onnxruntime_session,
                                    top1_agreement)
-from mmefficientmod.deploy.upstream import (build_upstream,
+from mmefficientmod.deploy.authors_model import (build_upstream,
                                             copy_weights_to_upstream,
                                             load_upstream_module)
 from mmefficientmod.models import TensorMode, build_model_from_config
