@@ -13,7 +13,7 @@ ARCH_FIELDS = ('widths', 'depths', 'attention_depths', 'ratios',
 #: The paper's four networks: per-stage widths, modulation blocks, attention
 #: blocks after them, the modulation expansion ratios (cycled anew in every
 #: stage) and the attention blocks' feed-forward ratios.
-ARCH_SETTINGS = {
+ARCH_ZOO = {
     'xxs':
     dict(
         widths=[32, 64, 128, 256],
@@ -48,12 +48,12 @@ ARCH_SETTINGS = {
 def parse_arch(arch: Union[str, Dict]) -> Dict:
     """Check ``arch`` (a name or a dict) and return its settings as lists."""
     if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
+        if arch not in ARCH_ZOO:
             raise ValueError(
                 f'Unknown EfficientMod arch {arch!r}; choose one of '
-                f'{sorted(ARCH_SETTINGS)} or pass a dict with the keys '
+                f'{sorted(ARCH_ZOO)} or pass a dict with the keys '
                 f'{ARCH_FIELDS}.')
-        return copy.deepcopy(ARCH_SETTINGS[arch])
+        return copy.deepcopy(ARCH_ZOO[arch])
     if not isinstance(arch, dict):
         raise TypeError(f'arch must be a str or a dict, got {type(arch)}.')
     missing = [k for k in ARCH_FIELDS if k not in arch]

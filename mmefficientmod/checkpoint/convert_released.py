@@ -19,7 +19,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..arch import ARCH_SETTINGS
+from ..arch import ARCH_ZOO
 
 # Block-local upstream names -> ours, for each of the two block types.
 MODULATION_KEYS = {
@@ -100,7 +100,7 @@ def convert_backbone_keys(
 def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> str:
     """Name the arch whose shapes match a backbone state dict in our naming."""
     found = arch_signature(backbone_state)
-    for name, settings in ARCH_SETTINGS.items():
+    for name, settings in ARCH_ZOO.items():
         if arch_signature_of_settings(settings) == found:
             return name
     widths, blocks = found
@@ -108,7 +108,7 @@ def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> str:
         f'The checkpoint holds an EfficientMod-like backbone with widths '
         f'{list(widths)} and blocks {[list(b) for b in blocks]} (per stage; '
         f"'m<r>' modulation with ratio r, 'a<r>' attention with MLP ratio r), "
-        f'which matches none of the archs {sorted(ARCH_SETTINGS)}. '
+        f'which matches none of the archs {sorted(ARCH_ZOO)}. '
         'Build the model with an arch dict of these settings instead.')
 
 

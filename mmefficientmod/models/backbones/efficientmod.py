@@ -18,7 +18,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ...arch import ARCH_SETTINGS, NUM_STAGES, parse_arch, parse_out_indices
+from ...arch import ARCH_ZOO, NUM_STAGES, parse_arch, parse_out_indices
 from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
 from ..layers import AttentionBlock, ModulationBlock
 
@@ -144,7 +144,7 @@ class EfficientMod(BaseModule):
             Defaults to None.
     """
 
-    arch_zoo = ARCH_SETTINGS
+    arch_zoo = ARCH_ZOO
     num_stages = NUM_STAGES
     out_types = ('featmap', 'avg_featmap')
 
