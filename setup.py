@@ -8,11 +8,11 @@ from setuptools import find_packages, setup
 # What `mim train/test mmefficientmod ...` and mmpretrain's model hub read
 # from the installed package, under mmefficientmod/.mim, as in the
 # OpenMMLab packages.
-MIM_FILES = ('configs', 'tools', 'demo', 'model-index.yml')
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def add_mim_extension():
-    """Put configs, tools, demo and model-index.yml under mmefficientmod/.mim.
+    """Put configs, tools and model-index.yml under mmefficientmod/.mim.
 
     Wheels and source distributions get copies; an editable install gets
     symlinks to the checkout (copies on Windows), so edits show at once.

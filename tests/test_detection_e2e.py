@@ -106,24 +106,6 @@ def test_mmdet_own_tools_run_our_config(det):
     assert osp.isfile(det['root'] / 'mmdet_train' / 'epoch_1.pth')
 
 
-def test_image_demo_draws_detections(det):
-    import glob
-
-    import mmcv
-    from _detseg_utils import REPO
-    img = sorted(glob.glob(osp.join(det['coco'], 'val2017', '*.jpg')))[0]
-    out = det['root'] / 'demo' / 'det.jpg'
-    log = run([
-        sys.executable,
-        osp.join(REPO, 'demo', 'image_demo.py'), img, det['cfg'],
-        str(det['work'] / 'epoch_2.pth'), '--out-file',
-        str(out), '--score-thr', '0.0'
-    ]).stdout
-    assert 'objects above' in log
-    drawn = mmcv.imread(str(out))
-    assert drawn.shape == mmcv.imread(img).shape
-
-
 def test_readme_python_examples_detection(det):
     """The README's "Use it from Python" detection snippets, on this run's
     checkpoint: DetInferencer, init_detector / inference_detector, and
