@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Testing a checkpoint on a Slurm cluster, one process per GPU, through srun
+# and MMEngine's slurm launcher (the OpenMMLab convention).
+#
+#   tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py arguments ...]
+#
+# GPUS (default 8) processes in all, GPUS_PER_NODE (default 8) per node,
+# CPUS_PER_TASK (default 5) cores each; SRUN_ARGS adds srun options; PYTHON
+# selects the interpreter (default: python).
+set -euo pipefail
+
+if [ "$#" -lt 4 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py arguments ...]" >&2
+    exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+CHECKPOINT=$4
+shift 4
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
+
+# shellcheck disable=SC2086  # SRUN_ARGS holds several options
+PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
+exec srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    --gres="gpu:$GPUS_PER_NODE" \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS:-} \
+    "${PYTHON:-python}" -u "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" \
+    --launcher slurm "$@"
