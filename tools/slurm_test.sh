@@ -4,9 +4,8 @@
 #
 #   tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py arguments ...]
 #
-# GPUS (default 8) processes in all, GPUS_PER_NODE (default 8) per node,
-# CPUS_PER_TASK (default 5) cores each; SRUN_ARGS adds srun options; PYTHON
-# selects the interpreter (default: python).
+# GPUS (default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5),
+# SRUN_ARGS and PYTHON: see _srun.sh.
 set -euo pipefail
 
 if [ "$#" -lt 4 ]; then
@@ -18,20 +17,5 @@ JOB_NAME=$2
 CONFIG=$3
 CHECKPOINT=$4
 shift 4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
-
-# shellcheck disable=SC2086  # SRUN_ARGS holds several options
-PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
-exec srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres="gpu:$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS:-} \
-    "${PYTHON:-python}" -u "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" \
-    --launcher slurm "$@"
+exec "$(dirname "$0")/_srun.sh" "$PARTITION" "$JOB_NAME" test.py "$CONFIG" \
+    "$CHECKPOINT" --launcher slurm "$@"
