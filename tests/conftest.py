@@ -2,25 +2,38 @@
 
 Markers (registered in ``pytest.ini``): ``e2e`` marks tests that train or
 start subprocesses (``pytest -m "not e2e"`` runs the fast rest); ``cuda``
-marks tests that need a CUDA GPU, reported as skipped where none is present.
+marks tests that need CUDA GPUs (``@pytest.mark.cuda`` one,
+``@pytest.mark.cuda(gpus=2)`` two), reported as skipped, with the count that
+was missing, where fewer are present. It is the suite's one GPU skip.
 Paths and small helpers live in ``_detseg_utils.py``; the reference fixtures
 are found by ``parity.py``.
+
+The suite runs as this project's configs and tools do: with the stack fixes
+applied (``mmefficientmod.apply_stack_fixes``). What a plain
+``import mmefficientmod`` leaves unchanged is tested in a fresh interpreter
+(tests/test_stack_fixes.py).
 """
 import pytest
 import torch
 from _detseg_utils import load_tool as _load_tool
 from _detseg_utils import make_tiny_data
 
+import mmefficientmod.apply_stack_fixes  # noqa: F401
 from mmefficientmod import synthetic_data
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason='needs a CUDA GPU; none is present')
+    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
     for item in items:
-        if 'cuda' in item.keywords:
-            item.add_marker(skip)
+        marker = item.get_closest_marker('cuda')
+        if marker is None:
+            continue
+        needed = marker.kwargs.get('gpus', 1)
+        if present < needed:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f'needs {needed} CUDA GPU(s); {present} present: '
+                    'run on a machine with them'))
 
 
 @pytest.fixture(scope='session')

@@ -128,6 +128,28 @@ def test_unknown_name_says_so():
         get_model('efficientmod-xxxl_8xb256_in1k')
 
 
+@pytest.mark.parametrize('order', ['plugin first', 'mmpretrain first'])
+def test_hub_knows_the_models_in_either_import_order(order):
+    """``import mmefficientmod`` loads no mmpretrain, yet mmpretrain's hub
+    knows the models once it is imported, before or after the plugin."""
+    lines = [
+        'import sys', 'import mmefficientmod',
+        'assert "mmpretrain" not in sys.modules, "imported mmpretrain"',
+        'from mmpretrain import list_models',
+        'print(sorted(list_models("efficientmod-xxs_8xb256")))'
+    ]
+    if order == 'mmpretrain first':
+        lines = lines[:1] + lines[3:4] + lines[1:2] + lines[4:]
+    proc = subprocess.run([sys.executable, '-c', '\n'.join(lines)],
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == \
+        "['efficientmod-xxs_8xb256_in1k']"
+
+
 def _checkout_copy(dst):
     """The tracked and untracked-but-not-ignored files of the checkout, so
     that building a wheel leaves the checkout itself untouched."""

@@ -1,6 +1,9 @@
 """The fixes of mmefficientmod.stack_fixes: each shown to be needed, applied
-only where the installed versions have the gap, and nothing else changed."""
+by the opt-in (``import mmefficientmod.apply_stack_fixes``) only where the
+installed versions have the gap, and nothing else changed; a plain
+``import mmefficientmod`` changes nothing and loads no mmpretrain."""
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-import mmefficientmod  # noqa: F401  (applies the fixes)
+import mmefficientmod.apply_stack_fixes  # noqa: F401
 from mmefficientmod import EfficientMod
 
 TINY_ARCH = dict(
@@ -89,8 +92,9 @@ def test_training_checkpoint_loads_and_resumes(tmp_path):
     assert all(s['step'].item() == 4 for s in state.values())
 
 
-# Runs in a fresh interpreter: records every function and class attribute of
-# mmengine's modules, imports the plugin, and prints what changed.
+# Runs in a fresh interpreter: records every attribute of mmengine's modules
+# (and of the classes they define), imports the plugin, then opts in to the
+# fixes, and prints what changed at each step.
 SNAPSHOT = r"""
 import importlib, inspect, json, pkgutil, sys
 import mmengine
@@ -105,7 +109,9 @@ for name in names:
 
 def snapshot():
     seen = {}
-    for module in modules:
+    for module in list(sys.modules.values()):
+        if not getattr(module, '__name__', '').startswith('mmengine'):
+            continue
         for key, value in list(vars(module).items()):
             seen[f'{module.__name__}.{key}'] = id(value)
             if inspect.isclass(value) and value.__module__ == module.__name__:
@@ -116,13 +122,19 @@ def snapshot():
         seen[f'CheckpointLoader._schemes[{prefix!r}]'] = id(loader)
     return seen
 
+def changes(before, after):
+    return sorted(k for k in set(before) | set(after)
+                  if after.get(k) != before.get(k))
+
 before = snapshot()
 import mmefficientmod
-from mmefficientmod import stack_fixes
-after = snapshot()
-changed = sorted(k for k in before if after.get(k) != before[k])
-print(json.dumps(dict(changed=changed, applied=[
-    f.name for f in stack_fixes.FIXES if f.needed()])))
+plain = snapshot()
+mmpretrain_loaded = sorted(m for m in sys.modules if m.startswith('mmpretrain'))
+from mmefficientmod.apply_stack_fixes import APPLIED
+fixed = snapshot()
+print(json.dumps(dict(by_import=changes(before, plain),
+                      mmpretrain_loaded=mmpretrain_loaded,
+                      by_fixes=changes(plain, fixed), applied=APPLIED)))
 """
 
 # What each fix changes in mmengine; nothing else may change.
@@ -145,22 +157,33 @@ FIX_CHANGES = {
 }
 
 
-def run_snapshot(extra=''):
+def run_snapshot(extra='', **env):
     proc = subprocess.run([sys.executable, '-c', extra + SNAPSHOT],
                           stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
                           text=True,
+                          env=dict(os.environ, **env),
                           timeout=300)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.e2e
-def test_import_changes_mmengine_only_by_the_listed_fixes():
-    result = run_snapshot()
-    # On this stack (torch >= 2.6, mmengine 0.10, no GPU) all three apply.
-    assert result['applied'] == list(FIX_CHANGES)
-    expected = set().union(*FIX_CHANGES.values())
-    assert set(result['changed']) == expected
+@pytest.mark.parametrize('gpu_visible', [True, False])
+def test_import_registers_and_the_opt_in_applies_the_listed_fixes(gpu_visible):
+    # On this stack (torch >= 2.6, mmengine 0.10) the checkpoint and dataset
+    # fixes apply; the distributed one only where no accelerator is visible.
+    result = run_snapshot(**({} if gpu_visible else {
+        'CUDA_VISIBLE_DEVICES': ''
+    }))
+    assert result['by_import'] == []
+    assert result['mmpretrain_loaded'] == []
+    accelerator = gpu_visible and torch.cuda.is_available()
+    expected = ['safe_checkpoints'] + \
+        ([] if accelerator else ['cpu_distributed']) + ['empty_dataset_error']
+    assert result['applied'] == expected
+    assert set(result['by_fixes']) == set().union(*(FIX_CHANGES[name]
+                                                    for name in expected))
 
 
 @pytest.mark.e2e
@@ -168,4 +191,4 @@ def test_no_fix_applies_to_a_stack_without_the_gaps():
     # A later mmengine (and a GPU for the distributed fix) has none of them.
     result = run_snapshot('import mmengine; mmengine.__version__ = "0.11.0"\n')
     assert result['applied'] == []
-    assert result['changed'] == []
+    assert result['by_import'] == result['by_fixes'] == []

@@ -9,6 +9,8 @@ from typing import Optional
 
 from mmengine.config import Config, DictAction
 
+from mmefficientmod.config_tree import walk_config
+
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
@@ -57,9 +59,10 @@ def load_config(args) -> Config:
 def build_runner(cfg: Config):
     """The config's runner, with the config checks run first and registered.
 
-    The plugin is imported first (it registers EfficientMod and applies the
-    stack fixes, including CPU-only distributed training) even for configs
-    that do not list it in ``custom_imports``. Mismatched widths or class
+    The plugin is imported and the stack fixes are applied
+    (``mmefficientmod.apply_stack_fixes``: safe checkpoint loading for
+    ``--resume``, CPU-only distributed training) before the runner is built,
+    even for configs that do not list them in ``custom_imports``. Mismatched widths or class
     counts are reported before anything is built; the check hook, which our
     configs list in ``custom_hooks``, is added for configs that do not, so
     the dataset's classes are checked too.
@@ -67,6 +70,7 @@ def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    import mmefficientmod.apply_stack_fixes  # noqa: F401
     from mmefficientmod.engine import EfficientModConfigCheckHook, check_config
     check_config(cfg)
     if 'runner_type' in cfg:
@@ -80,18 +84,6 @@ def build_runner(cfg: Config):
     return runner
 
 
-def _dataset_cfgs(node):
-    """Dataset configs inside a dataloader's dataset (through wrappers)."""
-    if not isinstance(node, dict):
-        return []
-    found = [node]
-    if isinstance(node.get('dataset'), dict):
-        found += _dataset_cfgs(node['dataset'])
-    for sub in node.get('datasets', None) or []:
-        found += _dataset_cfgs(sub)
-    return found
-
-
 def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
     """Fail early, naming the file, when a dataset's annotation file is
     missing or empty (the libraries otherwise report a bare JSON error)."""
@@ -99,7 +91,9 @@ def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
         loader = cfg.get(f'{split}_dataloader', None)
         if not isinstance(loader, dict):
             continue
-        for ds in _dataset_cfgs(loader.get('dataset')):
+        # The dataset and those inside wrappers; pipeline steps name no
+        # ann_file.
+        for _, ds in walk_config(loader.get('dataset')):
             ann_file = ds.get('ann_file')
             if not isinstance(ann_file, str) or not ann_file or \
                     '://' in ann_file:

@@ -11,7 +11,12 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmefficientmod'], allow_failed_imports=False)
+# Registers EfficientMod; the second import applies the fixes this stack needs
+# (mmefficientmod/stack_fixes.py: safe checkpoint loading, CPU-only
+# distributed runs, a clear error for an empty dataset).
+custom_imports = dict(
+    imports=['mmefficientmod', 'mmefficientmod.apply_stack_fixes'],
+    allow_failed_imports=False)
 
 # model settings
 model = dict(

@@ -8,7 +8,10 @@ _base_ = './efficientmod-xxs_8xb256_in1k.py'
 # The distillation classifier lives apart from the backbone, so that
 # `import mmefficientmod` does not load mmpretrain.
 custom_imports = dict(
-    imports=['mmefficientmod', 'mmefficientmod.models.classifiers'],
+    imports=[
+        'mmefficientmod', 'mmefficientmod.apply_stack_fixes',
+        'mmefficientmod.models.classifiers'
+    ],
     allow_failed_imports=False)
 
 model = dict(

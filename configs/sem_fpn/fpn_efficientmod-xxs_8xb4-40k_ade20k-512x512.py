@@ -12,7 +12,12 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_40k.py',
 ]
 
-custom_imports = dict(imports=['mmefficientmod'], allow_failed_imports=False)
+# Registers EfficientMod; the second import applies the fixes this stack needs
+# (mmefficientmod/stack_fixes.py: safe checkpoint loading, CPU-only
+# distributed runs, a clear error for an empty dataset).
+custom_imports = dict(
+    imports=['mmefficientmod', 'mmefficientmod.apply_stack_fixes'],
+    allow_failed_imports=False)
 # Clear errors for mismatched widths or class counts, in every tool.
 custom_hooks = [dict(type='EfficientModConfigCheckHook')]
 
