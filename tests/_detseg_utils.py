@@ -21,8 +21,7 @@ def make_tiny_data(root):
     """Small embedded COCO and ADE20K datasets under ``root``."""
     coco = osp.join(root, 'coco')
     ade = osp.join(root, 'ade20k')
-    synthetic_data.make_coco(
-        coco, num_train=8, num_val=4, img_size=(160, 160))
+    synthetic_data.make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
     synthetic_data.make_ade20k(
         ade, num_train=8, num_val=4, img_size=(128, 128))
     return coco, ade
@@ -187,4 +186,3 @@ def files(pattern):
 def state_dict_of(path):
     ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)
-

@@ -7,7 +7,9 @@ import torch
 from parity import ARCHS, REPO, load_parity_fixture, upstream_shapes
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
-                                       convert_checkpoint, infer_arch)
+                                       convert_checkpoint, infer_arch,
+                                       is_upstream_checkpoint)
+from mmefficientmod.checkpoint.keys import strip_prefix
 from mmefficientmod.models import build_model_from_config
 
 CONVERTER = REPO + '/tools/model_converters/efficientmod_to_mm.py'
@@ -174,3 +176,17 @@ def test_cli_refuses_missing_and_non_checkpoint_files(tmp_path):
             text=True)
         assert result.returncode != 0 and message in result.stderr
         assert not (tmp_path / 'o.pth').exists()
+
+
+def test_strip_prefix_keeps_or_drops_the_other_keys():
+    sd = {'module.a': 1, 'module.b.module.c': 2, 'steps': 3}
+    assert strip_prefix(sd) == {'a': 1, 'b.module.c': 2, 'steps': 3}
+    assert strip_prefix(sd, drop_others=True) == {'a': 1, 'b.module.c': 2}
+    assert strip_prefix(sd, 'backbone.', drop_others=True) == {}
+    assert strip_prefix(sd, '') == sd
+    # A DDP-wrapped released checkpoint is recognised through the helper.
+    released = released_imagenet_checkpoint('xxs')['model']
+    wrapped = {'model': {'module.' + k: v for k, v in released.items()}}
+    assert is_upstream_checkpoint(wrapped)
+    assert convert_checkpoint(wrapped)['state_dict'].keys() == \
+        convert_checkpoint({'model': released})['state_dict'].keys()

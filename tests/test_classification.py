@@ -20,6 +20,7 @@ from parity import load_parity_fixture
 import mmefficientmod  # noqa: F401
 from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint.keys import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -225,10 +226,7 @@ def test_e2e_training_distills_and_checkpoints_without_teacher(trained):
     plain.load_state_dict(state, strict=True)
     # EMAHook saved the averaged weights as `state_dict`, the online ones
     # under `ema_state_dict`; they differ after training.
-    online = {
-        k[7:]: v
-        for k, v in ckpt['ema_state_dict'].items() if k.startswith('module.')
-    }
+    online = strip_prefix(ckpt['ema_state_dict'], drop_others=True)
     assert set(online) == set(state)
     assert any(not torch.equal(online[k], state[k]) for k in state)
 
@@ -284,10 +282,7 @@ def test_e2e_test_tool_evaluates_the_ema_weights(trained, imagenet, tmp_path):
     assert top5 == pytest.approx(
         top5_hits.float().mean().item() * 100, abs=1e-3)
     online = dict(ckpt['state_dict'])
-    online.update({
-        k[7:]: v
-        for k, v in ckpt['ema_state_dict'].items() if k.startswith('module.')
-    })
+    online.update(strip_prefix(ckpt['ema_state_dict'], drop_others=True))
     online_scores = predict_scores(cfg, online)
     assert (online_scores - tested).abs().max() > 1e-4
 
@@ -319,9 +314,8 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
         add_hash=False)
     online = torch.load(online_path, weights_only=True)
     assert online['meta']['weights'] == 'online'
-    for k, v in ckpt['ema_state_dict'].items():
-        if k.startswith('module.'):
-            assert torch.equal(online['state_dict'][k[7:]], v), k
+    for k, v in strip_prefix(ckpt['ema_state_dict'], drop_others=True).items():
+        assert torch.equal(online['state_dict'][k], v), k
 
 
 # ---------------------------------------------------------------------------

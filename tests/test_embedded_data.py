@@ -159,7 +159,8 @@ def test_ade20k_shapes_labels_are_the_coco_masks(data, tmp_path):
     from mmseg.datasets.transforms import LoadAnnotations
 
     coco_root = data['coco']['root']
-    summary = synthetic_data.make_ade20k_shapes(str(tmp_path / 'shapes'), coco_root)
+    summary = synthetic_data.make_ade20k_shapes(
+        str(tmp_path / 'shapes'), coco_root)
     assert summary['classes'] == list(COCO_CLASSES)
     root = summary['root']
     for split, folder in (('train', 'training'), ('val', 'validation')):

@@ -6,19 +6,18 @@ skipped elsewhere; the rest check the configs and the tool's decisions on
 any machine.
 """
 import glob
-import importlib.util
 import math
 import os.path as osp
 
 import pytest
 import torch
-from _detseg_utils import (REPO, free_port, load_tool, make_tiny_data, run,
-                           tiny_det_config, tiny_seg_config)
+from _detseg_utils import (REPO, free_port, load_tool, run, tiny_det_config,
+                           tiny_seg_config)
 from mmengine.config import Config
 from parity import load_parity_fixture
 
-GPU = torch.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason='needs a CUDA GPU')
+from mmefficientmod.config_tree import walk_config
+
 DET_CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs/mask_rcnn/*_coco.py')))
 SEG_CONFIGS = sorted(
@@ -27,17 +26,10 @@ SEG_CONFIGS = sorted(
 
 def norm_types(node):
     """Every ``norm_cfg`` type in a model config."""
-    found = []
-    if isinstance(node, dict):
-        norm = node.get('norm_cfg')
-        if isinstance(norm, dict):
-            found.append(norm.get('type'))
-        for value in node.values():
-            found += norm_types(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            found += norm_types(value)
-    return found
+    return [
+        part['norm_cfg'].get('type') for _, part in walk_config(node)
+        if isinstance(part.get('norm_cfg'), dict)
+    ]
 
 
 @pytest.mark.parametrize('path', SEG_CONFIGS, ids=osp.basename)
@@ -64,9 +56,9 @@ def test_syncbn_to_bn_switch_named_in_readme():
         assert 'model.decode_head.norm_cfg.type=BN' in f.read()
 
 
-@pytest.mark.skipif(GPU, reason='checks the message shown without a GPU')
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
-def test_amp_without_gpu_names_the_fix(dtype):
+def test_amp_without_gpu_names_the_fix(dtype, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     train = load_tool('train')
     args = train.parse_args([DET_CONFIGS[0], '--amp', dtype])
     with pytest.raises(SystemExit, match='drop --amp'):
@@ -103,7 +95,6 @@ def no_tf32():
 
 
 @pytest.mark.cuda
-@needs_gpu
 @pytest.mark.parametrize('arch', ['xxs', 's'])
 def test_parity_on_cuda(arch, no_tf32):
     from mmengine.registry import MODELS, init_default_scope
@@ -135,13 +126,6 @@ def test_parity_on_cuda(arch, no_tf32):
             for out, ref in zip(dense(x), features):
                 torch.testing.assert_close(
                     out.cpu(), ref.float(), rtol=0, atol=1e-4)
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('gpu_data')
-    coco, ade = make_tiny_data(str(root))
-    return root, coco, ade
 
 
 def amp_train(cfg_path, work_dir, dtype, options):
@@ -178,11 +162,10 @@ def amp_train(cfg_path, work_dir, dtype, options):
 
 @pytest.mark.cuda
 @pytest.mark.e2e
-@needs_gpu
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
 def test_mask_rcnn_amp_training_step(tiny_data, tmp_path, dtype):
     from mmengine.optim import AmpOptimWrapper
-    root, coco, _ = tiny_data
+    coco, _ = tiny_data
     cfg = tiny_det_config(str(tmp_path), coco)
     runner, seen = amp_train(
         cfg, tmp_path / 'work', dtype,
@@ -193,10 +176,9 @@ def test_mask_rcnn_amp_training_step(tiny_data, tmp_path, dtype):
 
 @pytest.mark.cuda
 @pytest.mark.e2e
-@needs_gpu
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
 def test_semantic_fpn_amp_training_step(tiny_data, tmp_path, dtype):
-    root, _, ade = tiny_data
+    _, ade = tiny_data
     cfg = tiny_seg_config(str(tmp_path), ade)
     # The published head's SyncBN: on one GPU it runs as plain BN.
     runner, seen = amp_train(cfg, tmp_path / 'work', dtype, [
@@ -206,12 +188,10 @@ def test_semantic_fpn_amp_training_step(tiny_data, tmp_path, dtype):
     assert set(seen) == {getattr(torch, dtype)}
 
 
-@pytest.mark.cuda
+@pytest.mark.cuda(gpus=2)
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
 def test_dist_train_nccl_syncbn_amp(tiny_data, tmp_path):
-    root, _, ade = tiny_data
+    _, ade = tiny_data
     cfg = tiny_seg_config(str(tmp_path), ade)
     log = run([
         osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir',
@@ -225,7 +205,6 @@ def test_dist_train_nccl_syncbn_amp(tiny_data, tmp_path):
 
 
 @pytest.mark.cuda
-@needs_gpu
 def test_onnx_export_runs_on_cuda(tmp_path):
     ort = pytest.importorskip('onnxruntime')
     if 'CUDAExecutionProvider' not in ort.get_available_providers():
@@ -236,10 +215,7 @@ def test_onnx_export_runs_on_cuda(tmp_path):
     ckpt = tmp_path / 'xxs.pth'
     torch.save(convert_checkpoint(fixture['checkpoint']), ckpt)
     out = str(tmp_path / 'xxs.onnx')
-    spec = importlib.util.spec_from_file_location(
-        'pytorch2onnx', osp.join(REPO, 'tools/deployment/pytorch2onnx.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('deployment/pytorch2onnx')
     config = osp.join(REPO,
                       'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
     assert tool.main([config, str(ckpt), '--out', out, '--deploy']) == 0

@@ -23,12 +23,13 @@ def run_script(tmp_path, script, *args, **env):
         PATH=f'{srun.parent}{os.pathsep}{os.environ["PATH"]}',
         SRUN_LOG=str(log),
         **env)
-    proc = subprocess.run(['bash', osp.join(REPO, 'tools', script), *args],
-                          env=full_env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', script), *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60)
     return proc, (log.read_text().splitlines() if log.exists() else None)
 
 

@@ -18,6 +18,8 @@ from _runner_utils import (add_runner_arguments, build_runner,
                            check_annotation_files, library_of, load_config,
                            set_local_rank)
 
+from mmefficientmod.config_tree import walk_config
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -62,15 +64,10 @@ def roi_align_through_torchvision(node) -> int:
     same aligned average and runs bfloat16 inputs in float32 under autocast.
     """
     switched = 0
-    if isinstance(node, dict):
-        if node.get('type') == 'RoIAlign':
-            node['use_torchvision'] = True
+    for _, layer in walk_config(node):
+        if layer.get('type') == 'RoIAlign':
+            layer['use_torchvision'] = True
             switched += 1
-        for value in node.values():
-            switched += roi_align_through_torchvision(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            switched += roi_align_through_torchvision(value)
     return switched
 
 

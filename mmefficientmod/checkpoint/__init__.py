@@ -1,6 +1,7 @@
+from .convert_released import (NotEfficientModCheckpoint,
+                               convert_backbone_keys, convert_checkpoint,
+                               infer_arch, is_upstream_checkpoint)
 from .loading import load_backbone_weights
-from .convert_released import (NotEfficientModCheckpoint, convert_backbone_keys,
-                       convert_checkpoint, infer_arch, is_upstream_checkpoint)
 
 __all__ = [
     'NotEfficientModCheckpoint', 'convert_backbone_keys', 'convert_checkpoint',

@@ -20,6 +20,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ..arch import ARCH_ZOO
+from .keys import strip_prefix
 
 # Block-local upstream names -> ours, for each of the two block types.
 MODULATION_KEYS = {
@@ -153,12 +154,6 @@ def arch_signature_of_settings(settings: Dict) -> Tuple:
     return tuple(settings['widths']), tuple(blocks)
 
 
-def _strip_module_prefix(sd: Dict) -> Dict:
-    if sd and all(k.startswith('module.') for k in sd):
-        return OrderedDict((k[len('module.'):], v) for k, v in sd.items())
-    return sd
-
-
 def _describe(checkpoint) -> str:
     if not isinstance(checkpoint, dict):
         return f'a {type(checkpoint).__name__}'
@@ -187,7 +182,7 @@ def convert_checkpoint(checkpoint: Dict, use_ema: bool = False) -> Dict:
             raise NotEfficientModCheckpoint(
                 'use_ema was asked for, but the checkpoint has no '
                 f"'state_dict_ema' ({_describe(checkpoint)}).")
-        source = _strip_module_prefix(
+        source = strip_prefix(
             checkpoint['state_dict_ema' if use_ema else 'model'])
         if STEM_WEIGHT not in source:
             raise NotEfficientModCheckpoint(
@@ -251,7 +246,6 @@ def is_upstream_checkpoint(checkpoint) -> bool:
         return False
     model = checkpoint.get('model')
     state_dict = checkpoint.get('state_dict')
-    return ((isinstance(model, dict)
-             and STEM_WEIGHT in _strip_module_prefix(model))
+    return ((isinstance(model, dict) and STEM_WEIGHT in strip_prefix(model))
             or (isinstance(state_dict, dict)
                 and 'backbone.' + STEM_WEIGHT in state_dict))

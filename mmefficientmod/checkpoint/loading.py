@@ -1,10 +1,10 @@
 """Loading backbone weights for ``init_cfg=dict(type='Pretrained', ...)``."""
-from collections import OrderedDict
 from typing import Dict, Optional
 
-from .safe_load import open_checkpoint
 from .convert_released import (NotEfficientModCheckpoint, _describe,
-                       convert_checkpoint, is_upstream_checkpoint)
+                               convert_checkpoint, is_upstream_checkpoint)
+from .keys import strip_prefix
+from .safe_load import open_checkpoint
 
 
 def open_in_our_layout(filename: str, use_ema: bool = False):
@@ -42,8 +42,7 @@ def load_backbone_weights(filename: str,
     if prefix is None:
         prefix = 'backbone.' if any(
             k.startswith('backbone.') for k in state_dict) else ''
-    selected = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                           if k.startswith(prefix))
+    selected = strip_prefix(state_dict, prefix, drop_others=True)
     if 'stem.conv.weight' not in selected:
         raise NotEfficientModCheckpoint(
             f'{filename} holds no EfficientMod backbone under prefix {prefix!r}: '

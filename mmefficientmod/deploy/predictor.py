@@ -40,9 +40,9 @@ import torch
 import torch.nn as nn
 
 from ..models.from_config import TensorMode
-from .prepare_model import find_backbone
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
 from .precision import cpu_has_bf16
+from .prepare_model import find_backbone
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
 ENGINES = {

@@ -20,6 +20,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ..arch import parse_arch, parse_out_indices
+from ..config_tree import walk_config
 
 BACKBONE_TYPES = ('EfficientMod', 'mmefficientmod.EfficientMod')
 
@@ -104,17 +105,10 @@ def _class_counts(node, path: str) -> List[Tuple[str, int]]:
     """``(path, num_classes)`` of every head, leaving out region-proposal
     heads (one objectness class by design) and distillation teachers (their
     own label space)."""
-    found = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'num_classes' and isinstance(value, int):
-                found.append((f'{path}.num_classes', value))
-            elif key not in ('rpn_head', 'teacher'):
-                found.extend(_class_counts(value, f'{path}.{key}'))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            found.extend(_class_counts(value, f'{path}[{i}]'))
-    return found
+    return [(f'{where}.num_classes', part['num_classes'])
+            for where, part in walk_config(
+                node, path, skip=('rpn_head', 'teacher'))
+            if isinstance(part.get('num_classes'), int)]
 
 
 def config_class_counts(cfg: Dict) -> List[Tuple[str, int]]:

@@ -80,8 +80,8 @@ from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    load_weights, onnxruntime_session,
                                    top1_agreement)
 from mmefficientmod.deploy.authors_model import (build_upstream,
-                                            copy_weights_to_upstream,
-                                            load_upstream_module)
+                                                 copy_weights_to_upstream,
+                                                 load_upstream_module)
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 CONFIG_DIR = osp.join(

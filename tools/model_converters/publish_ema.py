@@ -29,6 +29,7 @@ from collections import OrderedDict
 
 import torch
 
+from mmefficientmod.checkpoint.keys import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 
@@ -66,16 +67,13 @@ def extract_weights(checkpoint: dict, online: bool = False):
         # EMAHook.before_save_checkpoint swapped the EMA weights into
         # `state_dict`; every EMA-tracked key must be there.
         missing = [
-            k[7:] for k in ema
-            if k.startswith('module.') and k[7:] not in state
+            k for k in strip_prefix(ema, drop_others=True) if k not in state
         ]
         if missing:
             raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
         return OrderedDict(state), 'ema'
     online_state = OrderedDict(state)
-    for k, v in ema.items():
-        if k.startswith('module.'):
-            online_state[k[7:]] = v
+    online_state.update(strip_prefix(ema, drop_others=True))
     return online_state, 'online'
 
 

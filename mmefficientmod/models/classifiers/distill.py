@@ -49,6 +49,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
+from ...checkpoint.keys import strip_prefix
 from ...checkpoint.safe_load import open_checkpoint
 
 
@@ -260,10 +261,7 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
         ckpt = open_checkpoint(filename)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
             else ckpt
-        state = {
-            (k[7:] if k.startswith('module.') else k): v
-            for k, v in state.items()
-        }
+        state = strip_prefix(state)
         result = self.teacher.load_state_dict(state, strict=False)
         if result.missing_keys:
             raise KeyError(
