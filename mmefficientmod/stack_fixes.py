@@ -1,11 +1,13 @@
 """Fixes for gaps of the OpenMMLab 2.0 stack on today's PyTorch.
 
-This is the one place where :mod:`mmefficientmod` changes another library.
-``import mmefficientmod`` runs :func:`apply_all`, which applies each fix of
-:data:`FIXES` only where the installed versions have its gap; with other
-versions it changes nothing, and mmengine otherwise behaves as stock (a test
-compares mmengine's functions and classes before and after the import). Each
-fix has a test that fails without it.
+This is the one place where :mod:`mmefficientmod` changes another library,
+and only on request: ``import mmefficientmod`` applies nothing. Importing
+:mod:`mmefficientmod.apply_stack_fixes` (which this project's configs list in
+``custom_imports`` and its tools import) runs :func:`apply_all`, which applies
+each fix of :data:`FIXES` only where the installed versions have its gap;
+with other versions it changes nothing, and mmengine otherwise behaves as
+stock (a test compares every attribute of mmengine's modules before and
+after the import and the opt-in). Each fix has a test that fails without it.
 
 * ``safe_checkpoints`` (torch >= 2.6, mmengine < 0.11). torch now loads with
   ``weights_only=True`` by default, which refuses mmengine's own training
