@@ -7,7 +7,12 @@ import socket
 import subprocess
 import sys
 
-from mmefficientmod import synthetic_data
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+from mmefficientmod import EfficientMod, synthetic_data
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -110,6 +115,30 @@ def tiny_seg_config(directory, ade_root):
         seg_overrides(ade_root))
 
 
+def det_sample(h, w):
+    """The DetDataSample of an (h, w) image, neither scaled nor padded."""
+    from mmdet.structures import DetDataSample
+    return DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            batch_input_shape=(h, w)))
+
+
+def seg_sample(h, w):
+    """The SegDataSample of an (h, w) image, neither scaled nor padded."""
+    from mmseg.structures import SegDataSample
+    return SegDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            batch_input_shape=(h, w),
+            padding_size=[0, 0, 0, 0]))
+
+
 def write_config(path, base, body=''):
     """Write a config at ``path`` that inherits ``base`` (absolute path or
     ``pkg::`` name) and adds ``body``."""
@@ -186,3 +215,62 @@ def files(pattern):
 def state_dict_of(path):
     ckpt = load_checkpoint(path)
     return ckpt.get('state_dict', ckpt)
+
+
+# A four-stage arch with both block types, small enough for any test.
+TINY_ARCH = dict(
+    widths=[8, 16, 24, 32],
+    depths=[1, 1, 1, 1],
+    attention_depths=[0, 0, 1, 1],
+    ratios=[2],
+    attention_mlp_ratios=[2] * 4)
+
+
+class TinyClassifier(BaseModel):
+    """A TINY_ARCH backbone and a 2-class linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = EfficientMod(
+            TINY_ARCH, out_indices=(3, ), out_type='avg_featmap')
+        self.head = torch.nn.Linear(32, 2)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        logits = self.head(self.backbone(inputs)[0])
+        if mode == 'loss':
+            return dict(loss=F.cross_entropy(logits, labels))
+        return logits
+
+
+class ToyData(torch.utils.data.Dataset):
+    """Eight seeded 32 px images of two classes."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        generator = torch.Generator().manual_seed(index)
+        return dict(
+            inputs=torch.randn(3, 32, 32, generator=generator),
+            labels=index % 2)
+
+
+def make_runner(work_dir, max_iters, **kwargs):
+    """An iteration-based runner of TinyClassifier on ToyData that saves
+    every 2 iterations."""
+    return Runner(
+        model=TinyClassifier(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0),
+        **kwargs)

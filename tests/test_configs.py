@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from _detseg_utils import REPO
+from _detseg_utils import REPO, det_sample, seg_sample
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
@@ -27,30 +27,12 @@ def _build(cfg):
     return MODELS.build(model_cfg).eval()
 
 
-def _det_batch(model, size=(128, 160)):
-    from mmdet.structures import DetDataSample
-    h, w = size
-    sample = DetDataSample(
-        metainfo=dict(
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            pad_shape=(h, w),
-            scale_factor=(1.0, 1.0),
-            batch_input_shape=(h, w)))
-    return torch.rand(1, 3, h, w), [sample]
+def _det_batch(size=(128, 160)):
+    return torch.rand(1, 3, *size), [det_sample(*size)]
 
 
 def _seg_batch(size=(128, 160)):
-    from mmseg.structures import SegDataSample
-    h, w = size
-    sample = SegDataSample(
-        metainfo=dict(
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            pad_shape=(h, w),
-            batch_input_shape=(h, w),
-            padding_size=[0, 0, 0, 0]))
-    return torch.rand(1, 3, h, w), [sample]
+    return torch.rand(1, 3, *size), [seg_sample(*size)]
 
 
 def test_every_arch_has_its_dense_configs():
@@ -70,7 +52,7 @@ def test_config_builds_and_runs_forward(config):
     model = _build(cfg)
     with torch.no_grad():
         if cfg.default_scope == 'mmdet':
-            inputs, samples = _det_batch(model)
+            inputs, samples = _det_batch()
             results = model(inputs, samples, mode='predict')
             pred = results[0].pred_instances
             assert pred.bboxes.shape[1] == 4

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from _detseg_utils import TINY_ARCH
 from parity import load_parity_fixture
 from reference_twin import ReferenceEfficientMod
 
@@ -179,18 +180,12 @@ def test_compiles_as_one_graph(deploy):
 
 def test_deploy_flag_builds_the_folded_form_for_folded_checkpoints():
     """A folded checkpoint rebuilds from a config with ``deploy=True``."""
-    arch = dict(
-        widths=[8, 16, 24, 32],
-        depths=[1, 1, 1, 1],
-        attention_depths=[0, 0, 1, 1],
-        ratios=[2],
-        attention_mlp_ratios=[2] * 4)
-    folded = EfficientMod(arch).eval()
+    folded = EfficientMod(TINY_ARCH).eval()
     with torch.no_grad():  # non-trivial affine parts and layer scales
         for name, param in folded.named_parameters():
             param.add_(torch.randn_like(param) * 0.1)
     folded.switch_to_deploy()
-    rebuilt = EfficientMod(arch, deploy=True).eval()
+    rebuilt = EfficientMod(TINY_ARCH, deploy=True).eval()
     assert rebuilt.deploy and all(block.deploy for stage in rebuilt.stages
                                   for block in stage.blocks)
     rebuilt.load_state_dict(folded.state_dict(), strict=True)
@@ -202,4 +197,5 @@ def test_deploy_flag_builds_the_folded_form_for_folded_checkpoints():
             torch.testing.assert_close(ours, theirs)
     # The unfolded form's checkpoint does not fit the folded model.
     with pytest.raises(RuntimeError, match='layer_scale'):
-        rebuilt.load_state_dict(EfficientMod(arch).state_dict(), strict=True)
+        rebuilt.load_state_dict(
+            EfficientMod(TINY_ARCH).state_dict(), strict=True)

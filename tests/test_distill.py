@@ -79,6 +79,21 @@ def params_of(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def plain_student():
+    """The plain ImageClassifier with the distillation student's layout."""
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='EfficientMod',
+                arch='xxs',
+                out_indices=(3, ),
+                out_type='avg_featmap'),
+            head=dict(
+                type='LinearClsHead', num_classes=NUM_CLASSES,
+                in_channels=256)))
+
+
 def test_teacher_is_outside_the_module_tree():
     model = build_student()
     teacher = model.teacher
@@ -91,17 +106,7 @@ def test_teacher_is_outside_the_module_tree():
     assert not any(
         k.startswith('teacher') or '_teacher' in k for k in model.state_dict())
     # the student's state_dict is exactly a plain ImageClassifier's
-    plain = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='EfficientMod',
-                arch='xxs',
-                out_indices=(3, ),
-                out_type='avg_featmap'),
-            head=dict(
-                type='LinearClsHead', num_classes=NUM_CLASSES,
-                in_channels=256)))
+    plain = plain_student()
     assert set(model.state_dict()) == set(plain.state_dict())
     plain.load_state_dict(model.state_dict(), strict=True)
     # frozen and in eval mode, whatever the student's mode
@@ -184,17 +189,7 @@ def test_no_teacher_weight_in_the_saved_checkpoint(tmp_path):
     teacher_shapes = sorted(tuple(p.shape) for p in model.teacher.parameters())
     assert not any('teacher' in k for k in state)
     # exactly the keys of the plain classifier with the same student
-    plain = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='EfficientMod',
-                arch='xxs',
-                out_indices=(3, ),
-                out_type='avg_featmap'),
-            head=dict(
-                type='LinearClsHead', num_classes=NUM_CLASSES,
-                in_channels=256)))
+    plain = plain_student()
     assert sorted(state) == sorted(plain.state_dict())
     # no tensor of the teacher hides under another name either
     teacher_ptrs = {p.data_ptr() for p in model.teacher.state_dict().values()}

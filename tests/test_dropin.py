@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from _detseg_utils import det_sample, seg_sample
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
@@ -75,15 +76,8 @@ def _config(tmp_path, base, out_indices, overrides):
 
 
 def _det_batch(h=128, w=160):
-    from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
-    sample = DetDataSample(
-        metainfo=dict(
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            pad_shape=(h, w),
-            scale_factor=(1.0, 1.0),
-            batch_input_shape=(h, w)))
+    sample = det_sample(h, w)
     gt = InstanceData()
     gt.bboxes = torch.tensor([[10., 20., 70., 90.], [80., 30., 150., 110.]])
     gt.labels = torch.tensor([1, 5])
@@ -101,12 +95,9 @@ def _det_batch(h=128, w=160):
 def _seg_batch(h=128, w=128, n=2):
     # Two images: BN layers after global pooling need more than one value.
     from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     samples = []
     for _ in range(n):
-        sample = SegDataSample(
-            metainfo=dict(
-                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        sample = seg_sample(h, w)
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w)))
         samples.append(sample)
     return dict(

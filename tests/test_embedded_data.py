@@ -8,6 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from _detseg_utils import REPO
 from pycocotools.coco import COCO
 
 from mmefficientmod import synthetic_data
@@ -187,9 +188,8 @@ def test_ade20k_shapes_labels_are_the_coco_masks(data, tmp_path):
     # Read as the main job's segmentation config reads it: background is
     # class 0, not ignored.
     cfg = Config.fromfile(
-        osp.join(
-            osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
-            'sem_fpn', 'fpn_efficientmod-xxs_embedded-shapes.py'))
+        osp.join(REPO, 'configs', 'sem_fpn',
+                 'fpn_efficientmod-xxs_embedded-shapes.py'))
     dataset = BaseSegDataset(
         metainfo=cfg.metainfo,
         data_root=root,

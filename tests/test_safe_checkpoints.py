@@ -116,7 +116,7 @@ def test_payload_refused_through_mmengine_load_checkpoint(evil):
 
 @pytest.mark.e2e
 def test_payload_refused_through_resume(evil, tmp_path):
-    from test_stack_fixes import make_runner
+    from _detseg_utils import make_runner
     path, marker = evil
     runner = make_runner(
         tmp_path / 'work', max_iters=2, resume=True, load_from=str(path))
@@ -201,7 +201,7 @@ def test_converter_and_publish_take_released_and_own_checkpoints(
     assert proc.returncode == 0, proc.stdout
     # A training checkpoint of mmengine (message hub, history buffers,
     # numpy scalars, optimizer and scheduler state) publishes without opt-in.
-    from test_stack_fixes import make_runner
+    from _detseg_utils import make_runner
     make_runner(tmp_path / 'work', max_iters=2).train()
     proc = run_tool('tools/model_converters/publish_ema.py',
                     str(tmp_path / 'work' / 'iter_2.pth'),

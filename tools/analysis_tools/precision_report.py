@@ -91,19 +91,31 @@ def val_report(args) -> List[Dict]:
     labels = torch.tensor(labels)
     with torch.no_grad():
         reference = torch.cat([model(x, mode='tensor') for x in inputs])
+    return precision_rows(args, model, inputs, reference,
+                          f'val split ({len(labels)} images)', labels)
+
+
+def _top1(logits, labels):
+    return '' if labels is None else \
+        (logits.argmax(1) == labels).float().mean().item()
+
+
+def precision_rows(args, model, inputs, reference, data, labels=None):
+    """A row per precision of ``args.precisions``: the predictor's logits on
+    ``inputs`` against the float32 ``reference`` logits, and both top-1
+    accuracies where ``labels`` are known."""
     rows = []
     for precision in args.precisions:
         predictor = cpu_predictor(model, precision, threads=args.threads)
         logits = torch.cat([predictor(x) for x in inputs])
         rows.append(
             dict(
-                data=f'val split ({len(labels)} images)',
+                data=data,
                 precision=precision,
                 engine=predictor.engine,
                 **compare(logits, reference),
-                top1_acc=(logits.argmax(1) == labels).float().mean().item(),
-                top1_acc_fp32=(
-                    reference.argmax(1) == labels).float().mean().item()))
+                top1_acc=_top1(logits, labels),
+                top1_acc_fp32=_top1(reference, labels)))
     return rows
 
 
@@ -122,17 +134,9 @@ def fixture_report(args) -> List[Dict]:
             convert_checkpoint(fixture['checkpoint'])['state_dict'])
         inputs = [x.float() for x in fixture['inputs']]
         reference = torch.cat([y.float() for y in fixture['logits']])
-        for precision in args.precisions:
-            predictor = cpu_predictor(model, precision, threads=args.threads)
-            logits = torch.cat([predictor(x) for x in inputs])
-            rows.append(
-                dict(
-                    data=f'parity fixture {arch} ({len(reference)} images)',
-                    precision=precision,
-                    engine=predictor.engine,
-                    **compare(logits, reference),
-                    top1_acc='',
-                    top1_acc_fp32=''))
+        rows += precision_rows(
+            args, model, inputs, reference,
+            f'parity fixture {arch} ({len(reference)} images)')
     if not rows:
         raise FileNotFoundError(
             f'No efficientmod_<arch>.pt in {args.fixtures}.')
