@@ -9,5 +9,5 @@ say "lint: pre-commit run --all-files (flake8, isort, yapf)"
 # The hooks run the linters installed beside this python.
 PATH="$(dirname "$MMEFFICIENTMOD_PYTHON"):$PATH" \
   "$MMEFFICIENTMOD_PYTHON" -m pre_commit run --all-files --show-diff-on-failure \
-  || fail "lint failed (see above); fix with: isort . && yapf -i -r mmefficientmod tools tests configs demo"
+  || fail "lint failed (see above); fix with: isort . && yapf -i -r mmefficientmod tools tests configs"
 "$MMEFFICIENTMOD_PYTHON" -m pytest tests -q --durations=15 "$@"
