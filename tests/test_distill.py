@@ -22,6 +22,8 @@ RGB = dict(
 BGR = dict(
     mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395], to_rgb=False)
 NUM_CLASSES = 10
+STUDENT_BACKBONE = dict(
+    type='EfficientMod', arch='xxs', out_indices=(3, ), out_type='avg_featmap')
 
 
 def tiny_teacher_cfg(preprocessor=BGR):
@@ -39,11 +41,7 @@ def build_student(teacher=None, mixup=False, **kwargs):
     init_default_scope('mmpretrain')
     cfg = dict(
         type='KnowledgeDistillationImageClassifier',
-        backbone=dict(
-            type='EfficientMod',
-            arch='xxs',
-            out_indices=(3, ),
-            out_type='avg_featmap'),
+        backbone=STUDENT_BACKBONE,
         head=dict(
             type='LinearClsHead',
             num_classes=NUM_CLASSES,
@@ -84,11 +82,7 @@ def plain_student():
     return MODELS.build(
         dict(
             type='ImageClassifier',
-            backbone=dict(
-                type='EfficientMod',
-                arch='xxs',
-                out_indices=(3, ),
-                out_type='avg_featmap'),
+            backbone=STUDENT_BACKBONE,
             head=dict(
                 type='LinearClsHead', num_classes=NUM_CLASSES,
                 in_channels=256)))
