@@ -57,18 +57,15 @@ def export_onnx(module: nn.Module,
             axes[name] = {0: 'batch'}
             if out.dim() == 4:
                 axes[name].update({2: f'height{i}', 3: f'width{i}'})
-    # Traced with autograd on, so that the blocks take their out-of-place
-    # paths (the in-place ones are an eager inference optimisation).
-    with torch.enable_grad():
-        torch.onnx.export(
-            module, (example, ),
-            path,
-            input_names=['input'],
-            output_names=names,
-            dynamic_axes=axes,
-            opset_version=opset,
-            do_constant_folding=constant_folding,
-            dynamo=False)
+    torch.onnx.export(
+        module, (example, ),
+        path,
+        input_names=['input'],
+        output_names=names,
+        dynamic_axes=axes,
+        opset_version=opset,
+        do_constant_folding=constant_folding,
+        dynamo=False)
     return names
 
 

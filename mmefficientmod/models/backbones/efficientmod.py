@@ -124,8 +124,10 @@ class EfficientMod(BaseModule):
             blocks. Defaults to 1e-4.
         kernel_size (int): Depthwise kernel of the context branch.
             Defaults to 7.
-        with_cp (bool): Use activation checkpointing to save memory.
-            Defaults to False.
+        with_cp (bool): Activation checkpointing: in training, each block
+            keeps only its input and recomputes its activations in the
+            backward pass, which saves memory for a second forward pass of
+            every block. The gradients are the same. Defaults to False.
         deploy (bool): Build the inference form that
             :meth:`switch_to_deploy` makes (folded norms and layer scales),
             so that a folded checkpoint rebuilds from a config, as mmpretrain's
@@ -241,8 +243,7 @@ class EfficientMod(BaseModule):
         return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if not torch.jit.is_tracing() and (x.dim() != 4
-                                           or x.shape[1] != self.in_channels):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
@@ -273,9 +274,7 @@ class EfficientMod(BaseModule):
         unchanged up to float rounding (the parity fixtures are reproduced to
         1e-4); the state dict changes (no ``layer_scale``, no block norm
         weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
-        backbone built with ``deploy=True``. Meant for inference, typically
-        with ``torch.no_grad()`` or ``torch.inference_mode()``, which also
-        enables in-place activations.
+        backbone built with ``deploy=True``. Meant for inference.
         """
         if self.deploy:
             return
