@@ -15,8 +15,7 @@ from parity import REPO
 
 MODEL_FILES = sorted(
     glob.glob(osp.join(REPO, 'mmefficientmod', 'models', 'layers', '*.py')) +
-    glob.glob(osp.join(REPO, 'mmefficientmod', 'models', 'backbones',
-                       '*.py')))
+    glob.glob(osp.join(REPO, 'mmefficientmod', 'models', 'backbones', '*.py')))
 # Names that only a second, state-dependent path would need.
 FORBIDDEN_NAMES = {
     'is_tracing', 'is_scripting', 'is_compiling', 'is_grad_enabled',

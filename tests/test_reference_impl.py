@@ -99,10 +99,7 @@ def test_outputs_match_the_authors_model(upstream_file, arch):
             # outputs: they are of order one.
             assert 0.1 < logits.abs().max() < 100
             torch.testing.assert_close(
-                classifier(x, mode='tensor'),
-                logits,
-                rtol=0,
-                atol=1e-4)
+                classifier(x, mode='tensor'), logits, rtol=0, atol=1e-4)
             outs = dense(x)
             assert len(outs) == len(features) == 4
             for out, ref in zip(outs, features):
