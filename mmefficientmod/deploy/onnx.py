@@ -1,4 +1,5 @@
 """ONNX export of EfficientMod models and ONNX Runtime sessions."""
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -57,15 +58,23 @@ def export_onnx(module: nn.Module,
             axes[name] = {0: 'batch'}
             if out.dim() == 4:
                 axes[name].update({2: f'height{i}', 3: f'width{i}'})
-    torch.onnx.export(
-        module, (example, ),
-        path,
-        input_names=['input'],
-        output_names=names,
-        dynamic_axes=axes,
-        opset_version=opset,
-        do_constant_folding=constant_folding,
-        dynamo=False)
+    with warnings.catch_warnings():
+        # The backbone's input check (4 dimensions, its channel count) reads
+        # the input's shape, which the tracer warns about; the channel count
+        # is fixed in the exported graph anyway.
+        warnings.filterwarnings(
+            'ignore',
+            category=torch.jit.TracerWarning,
+            module=r'mmefficientmod\.models\.backbones\.efficientmod')
+        torch.onnx.export(
+            module, (example, ),
+            path,
+            input_names=['input'],
+            output_names=names,
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=constant_folding,
+            dynamo=False)
     return names
 
 
