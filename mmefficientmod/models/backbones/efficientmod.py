@@ -219,8 +219,6 @@ class EfficientMod(BaseModule):
             self.stages.append(Stage(downsample, blocks, with_cp))
         if out_type == 'avg_featmap':
             self.norm = nn.LayerNorm(widths[-1])
-        if deploy:
-            self._convs_to_channels_last()
         self._freeze_stages()
 
     @staticmethod
@@ -269,9 +267,7 @@ class EfficientMod(BaseModule):
         affine parts into the linear layers that read them, and the layer
         scale into the block's last linear layer. The stem's and the
         downsamples' LayerNorms stay (their output is the residual stream).
-        The convolutions keep their weights in channels-last order, as their
-        inputs are, so that they are not reordered at every call. Outputs are
-        unchanged up to float rounding (the parity fixtures are reproduced to
+        Outputs are unchanged up to float rounding (the parity fixtures are reproduced to
         1e-4); the state dict changes (no ``layer_scale``, no block norm
         weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
         backbone built with ``deploy=True``. Meant for inference.
@@ -281,17 +277,7 @@ class EfficientMod(BaseModule):
         for stage in self.stages:
             for block in stage.blocks:
                 block.switch_to_deploy()
-        self._convs_to_channels_last()
         self.deploy = True
-
-    def _convs_to_channels_last(self) -> None:
-        """Keep the stem's and downsamples' conv weights in channels-last
-        order, as their inputs are, so they are not reordered at every call
-        (``load_state_dict`` keeps this layout)."""
-        for module in [self.stem] + [s.downsample for s in self.stages]:
-            if module is not None:
-                module.conv.weight.data = module.conv.weight.data.contiguous(
-                    memory_format=torch.channels_last)
 
     def _freeze_stages(self):
         frozen = [self.stem] if self.frozen_stages >= 0 else []
