@@ -126,8 +126,8 @@ class EfficientMod(BaseModule):
             Defaults to 7.
         with_cp (bool): Activation checkpointing: in training, each block
             keeps only its input and recomputes its activations in the
-            backward pass, which saves memory for a second forward pass of
-            every block. The gradients are the same. Defaults to False.
+            backward pass: less memory, for a second forward pass of every
+            block. The gradients are the same. Defaults to False.
         deploy (bool): Build the inference form that
             :meth:`switch_to_deploy` makes (folded norms and layer scales),
             so that a folded checkpoint rebuilds from a config, as mmpretrain's
@@ -267,10 +267,11 @@ class EfficientMod(BaseModule):
         affine parts into the linear layers that read them, and the layer
         scale into the block's last linear layer. The stem's and the
         downsamples' LayerNorms stay (their output is the residual stream).
-        Outputs are unchanged up to float rounding (the parity fixtures are reproduced to
-        1e-4); the state dict changes (no ``layer_scale``, no block norm
-        weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
-        backbone built with ``deploy=True``. Meant for inference.
+        Outputs are unchanged up to float rounding (the parity fixtures are
+        reproduced to 1e-4); the state dict changes (no ``layer_scale``, no
+        block norm weights, a bias for ``attn.qkv``): a folded checkpoint
+        loads into a backbone built with ``deploy=True``. Meant for
+        inference.
         """
         if self.deploy:
             return
