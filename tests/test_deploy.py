@@ -1,12 +1,11 @@
-"""The inference form (``switch_to_deploy``), the in-place inference paths,
-training-path gradients, bfloat16 agreement and torch.compile friendliness."""
+"""The inference form (``switch_to_deploy``), one forward pass with and without
+autograd, bfloat16 agreement and torch.compile friendliness."""
 import copy
 
 import pytest
 import torch
 from _detseg_utils import TINY_ARCH
 from parity import load_parity_fixture
-from reference_twin import ReferenceEfficientMod
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint import convert_checkpoint
@@ -49,20 +48,16 @@ def test_deploy_form_reproduces_parity_fixture(arch):
     cls, dense, head_w, head_b = backbones_from_fixture(fixture, arch)
     cls.switch_to_deploy()
     dense.switch_to_deploy()
-    for grad in (False, True):  # in-place and out-of-place paths
-        with torch.set_grad_enabled(grad):
-            for x, logits, features in zip(fixture['inputs'],
-                                           fixture['logits'],
-                                           fixture['features']):
-                x = x.float()
-                out = torch.nn.functional.linear(cls(x)[0], head_w, head_b)
-                torch.testing.assert_close(
-                    out.detach(), logits.float(), rtol=0, atol=1e-4)
-                outs = dense(x)
-                assert len(outs) == 4
-                for out, ref in zip(outs, features):
-                    torch.testing.assert_close(
-                        out.detach(), ref.float(), rtol=0, atol=1e-4)
+    with torch.no_grad():
+        for x, logits, features in zip(fixture['inputs'], fixture['logits'],
+                                       fixture['features']):
+            x = x.float()
+            out = torch.nn.functional.linear(cls(x)[0], head_w, head_b)
+            torch.testing.assert_close(out, logits.float(), rtol=0, atol=1e-4)
+            outs = dense(x)
+            assert len(outs) == 4
+            for out, ref in zip(outs, features):
+                torch.testing.assert_close(out, ref.float(), rtol=0, atol=1e-4)
 
 
 def test_deploy_folds_parameters_and_is_idempotent():
@@ -82,8 +77,6 @@ def test_deploy_folds_parameters_and_is_idempotent():
         for k in deployed if k.endswith('attn.qkv.bias')
     }
     assert len(deployed - keys) == 3  # xxs: 1 + 2 attention blocks
-    assert model.stages[1].downsample.conv.weight.is_contiguous(
-        memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's', 's_conv'])
@@ -100,7 +93,9 @@ def test_deploy_matches_eager_with_random_affine_parameters(arch):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * max(scale, 1.0))
 
 
-def test_inplace_inference_paths_do_not_change_results_or_inputs():
+def test_same_outputs_with_and_without_autograd():
+    """One forward pass: autograd, ``no_grad`` and ``inference_mode`` give
+    the same outputs, and the input is left as it was."""
     model = randomised(EfficientMod('xxs')).eval()
     x = torch.randn(1, 3, 64, 64)
     x_copy = x.clone()
@@ -110,31 +105,9 @@ def test_inplace_inference_paths_do_not_change_results_or_inputs():
         inference_out = model(x)
     grad_out = model(x)
     assert torch.equal(x, x_copy)
-    # Without autograd the fused oneDNN kernels round differently: agreement
-    # to 1e-5 of the output's scale.
     for a, b, c in zip(no_grad_out, inference_out, grad_out):
-        atol = 1e-5 * max(c.abs().max().item(), 1.0)
-        torch.testing.assert_close(a, c.detach(), rtol=0, atol=atol)
-        torch.testing.assert_close(b, c.detach(), rtol=0, atol=atol)
-
-
-def test_training_gradients_match_the_reference_implementation():
-    ours = randomised(
-        EfficientMod('xxs', out_indices=(3, ),
-                     out_type='avg_featmap')).train()
-    ref = ReferenceEfficientMod('xxs', out_type='avg_featmap').train()
-    ref.load_state_dict(ours.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    ours(x)[0].square().sum().backward()
-    ref(x)[0].square().sum().backward()
-    ref_grads = dict(ref.named_parameters())
-    for name, param in ours.named_parameters():
-        expected = ref_grads[name].grad
-        torch.testing.assert_close(
-            param.grad,
-            expected,
-            rtol=1e-3,
-            atol=1e-5 * max(expected.abs().max().item(), 1.0))
+        torch.testing.assert_close(a, c.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(b, c.detach(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's'])
@@ -170,7 +143,7 @@ def test_compiles_as_one_graph(deploy):
     with torch.no_grad():
         expected = model(x)
         got = compiled(x)
-    # The compiled graph takes the public ops, eager the fused kernels.
+    # The compiled graph may order float operations differently.
     for a, b in zip(got, expected):
         atol = 1e-5 * max(b.abs().max().item(), 1.0)
         torch.testing.assert_close(a, b, rtol=0, atol=atol)
@@ -189,8 +162,6 @@ def test_deploy_flag_builds_the_folded_form_for_folded_checkpoints():
     assert rebuilt.deploy and all(block.deploy for stage in rebuilt.stages
                                   for block in stage.blocks)
     rebuilt.load_state_dict(folded.state_dict(), strict=True)
-    assert rebuilt.stem.conv.weight.is_contiguous(
-        memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         for ours, theirs in zip(rebuilt(x), folded(x)):

@@ -103,3 +103,33 @@ def test_int8_export_refuses_static_shapes(capsys, load_tool):
         load_tool('deployment/pytorch2onnx').parse_args(
             [CONFIG, '--out', 'x.onnx', '--int8', '--static'])
     assert '--int8 exports dynamic shapes only' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_export_computes_every_block(deploy, tmp_path):
+    """The exported graph computes what the model does, with random weights
+    and layer scales large enough that a block left out of the graph would
+    show (the default 1e-4 would hide it)."""
+    from mmefficientmod import EfficientMod
+    from mmefficientmod.deploy import export_onnx, onnxruntime_session
+    model = EfficientMod('xxs').eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(
+                torch.randn(param.shape, generator=gen) * 0.2 +
+                (0.5 if param.dim() == 1 else 0.0))
+    if deploy:
+        model.switch_to_deploy()
+    path = str(tmp_path / 'xxs.onnx')
+    export_onnx(model, path, (1, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 80, generator=gen)
+    got = onnxruntime_session(path).run(None, {'input': x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(
+            torch.from_numpy(a),
+            b,
+            rtol=0,
+            atol=1e-5 * max(b.abs().max().item(), 1.0))

@@ -1,4 +1,5 @@
 """ONNX export of EfficientMod models and ONNX Runtime sessions."""
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -57,9 +58,14 @@ def export_onnx(module: nn.Module,
             axes[name] = {0: 'batch'}
             if out.dim() == 4:
                 axes[name].update({2: f'height{i}', 3: f'width{i}'})
-    # Traced with autograd on, so that the blocks take their out-of-place
-    # paths (the in-place ones are an eager inference optimisation).
-    with torch.enable_grad():
+    with warnings.catch_warnings():
+        # The backbone's input check (4 dimensions, its channel count) reads
+        # the input's shape, which the tracer warns about; the channel count
+        # is fixed in the exported graph anyway.
+        warnings.filterwarnings(
+            'ignore',
+            category=torch.jit.TracerWarning,
+            module=r'mmefficientmod\.models\.backbones\.efficientmod')
         torch.onnx.export(
             module, (example, ),
             path,

@@ -124,8 +124,10 @@ class EfficientMod(BaseModule):
             blocks. Defaults to 1e-4.
         kernel_size (int): Depthwise kernel of the context branch.
             Defaults to 7.
-        with_cp (bool): Use activation checkpointing to save memory.
-            Defaults to False.
+        with_cp (bool): Activation checkpointing: in training, each block
+            keeps only its input and recomputes its activations in the
+            backward pass: less memory, for a second forward pass of every
+            block. The gradients are the same. Defaults to False.
         deploy (bool): Build the inference form that
             :meth:`switch_to_deploy` makes (folded norms and layer scales),
             so that a folded checkpoint rebuilds from a config, as mmpretrain's
@@ -217,8 +219,6 @@ class EfficientMod(BaseModule):
             self.stages.append(Stage(downsample, blocks, with_cp))
         if out_type == 'avg_featmap':
             self.norm = nn.LayerNorm(widths[-1])
-        if deploy:
-            self._convs_to_channels_last()
         self._freeze_stages()
 
     @staticmethod
@@ -241,8 +241,7 @@ class EfficientMod(BaseModule):
         return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if not torch.jit.is_tracing() and (x.dim() != 4
-                                           or x.shape[1] != self.in_channels):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
@@ -268,31 +267,18 @@ class EfficientMod(BaseModule):
         affine parts into the linear layers that read them, and the layer
         scale into the block's last linear layer. The stem's and the
         downsamples' LayerNorms stay (their output is the residual stream).
-        The convolutions keep their weights in channels-last order, as their
-        inputs are, so that they are not reordered at every call. Outputs are
-        unchanged up to float rounding (the parity fixtures are reproduced to
-        1e-4); the state dict changes (no ``layer_scale``, no block norm
-        weights, a bias for ``attn.qkv``): a folded checkpoint loads into a
-        backbone built with ``deploy=True``. Meant for inference, typically
-        with ``torch.no_grad()`` or ``torch.inference_mode()``, which also
-        enables in-place activations.
+        Outputs are unchanged up to float rounding (the parity fixtures are
+        reproduced to 1e-4); the state dict changes (no ``layer_scale``, no
+        block norm weights, a bias for ``attn.qkv``): a folded checkpoint
+        loads into a backbone built with ``deploy=True``. Meant for
+        inference.
         """
         if self.deploy:
             return
         for stage in self.stages:
             for block in stage.blocks:
                 block.switch_to_deploy()
-        self._convs_to_channels_last()
         self.deploy = True
-
-    def _convs_to_channels_last(self) -> None:
-        """Keep the stem's and downsamples' conv weights in channels-last
-        order, as their inputs are, so they are not reordered at every call
-        (``load_state_dict`` keeps this layout)."""
-        for module in [self.stem] + [s.downsample for s in self.stages]:
-            if module is not None:
-                module.conv.weight.data = module.conv.weight.data.contiguous(
-                    memory_format=torch.channels_last)
 
     def _freeze_stages(self):
         frozen = [self.stem] if self.frozen_stages >= 0 else []

@@ -1,14 +1,11 @@
 """The plain pre-norm transformer block of EfficientMod's last stages."""
-from typing import Optional
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
 
 from .deploy_utils import (fold_affine_into_linear, layer_norm_affine,
                            strip_layer_norm_affine)
-from .fused_ops import linear, linear_then, map_row_chunks
-from .residual import DropPath, scaled_residual
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -38,21 +35,13 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(channels, 3 * inner, bias=qkv_bias)
         self.proj = nn.Linear(inner, channels)
 
-    def forward(self,
-                x: torch.Tensor,
-                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The attention output, plus ``residual`` when given (fused into
-        the output projection where possible)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, _ = x.shape
-        # qkv output is laid out as (3, heads, head_dims) along channels.
-        qkv = linear(x, self.qkv).view(n, h * w, 3, self.num_heads,
-                                       self.head_dims)
+        # qkv's output channels are laid out as (3, heads, head_dims).
+        qkv = self.qkv(x).reshape(n, h * w, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(n, h, w, -1)
-        if residual is None:
-            return linear(out, self.proj)
-        return linear_then(out, self.proj, residual, 'add')
+        return self.proj(out.transpose(1, 2).reshape(n, h, w, -1))
 
 
 class FeedForward(nn.Module):
@@ -68,21 +57,8 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(channels, hidden_channels)
         self.fc2 = nn.Linear(hidden_channels, channels)
 
-    def forward(self,
-                x: torch.Tensor,
-                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The feed-forward output, plus ``residual`` when given (fused
-        into ``fc2`` where possible)."""
-        if residual is None:
-            return linear(linear(x, self.fc1, activation=True), self.fc2)
-        return map_row_chunks(self.with_residual, self.fc1.out_features, x,
-                              residual)
-
-    def with_residual(self, x: torch.Tensor,
-                      residual: torch.Tensor) -> torch.Tensor:
-        """``residual + forward(x)``, the sum fused into ``fc2``."""
-        hidden = linear(x, self.fc1, activation=True)
-        return linear_then(hidden, self.fc2, residual, 'add')
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class AttentionBlock(nn.Module):
@@ -111,15 +87,8 @@ class AttentionBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = self.drop_path.keep_scale(x)
-        if keep is None and not torch.is_grad_enabled():
-            # Without autograd, the residual sums are fused into the
-            # branches' last layers, or go into their fresh outputs.
-            x = self.attn(self.norm1(x), residual=x)
-            return self.ffn(self.norm2(x), residual=x)
-        x = scaled_residual(x, self.attn(self.norm1(x)), keep=keep)
-        return scaled_residual(
-            x, self.ffn(self.norm2(x)), keep=self.drop_path.keep_scale(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
