@@ -18,6 +18,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ...argument_checks import backbone_input, check_backbone_arguments
 from ...arch import ARCH_SETTINGS, NUM_STAGES, parse_arch, parse_out_indices
 from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
 from ..layers import AttentionBlock, ModulationBlock
@@ -161,6 +162,7 @@ class EfficientMod(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None,
                  pretrained: Optional[str] = None):
+        check_backbone_arguments(locals())
         if pretrained is not None:
             init_cfg = self._pretrained_init_cfg(pretrained, init_cfg)
         if init_cfg is None:
@@ -247,6 +249,7 @@ class EfficientMod(BaseModule):
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
                 f'{self.in_channels} channels or set in_channels to match it.')
+        x = backbone_input(x, self.stem.conv.weight)
         x = self.stem(x.permute(0, 2, 3, 1))
         outs = []
         for i, stage in enumerate(self.stages):
