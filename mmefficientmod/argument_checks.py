@@ -45,8 +45,9 @@ def _fail(owner: str, name: str, expected: str, value: Any) -> None:
 def _check_int(owner, name, value, low, high=None, what=''):
     if _is_int(value) and value >= low and (high is None or value <= high):
         return
-    span = f'[{low}, {high}]' if high is not None else f'>= {low}'
-    _fail(owner, name, f'an integer {span}{what}', value)
+    if high is None:
+        _fail(owner, name, f'an integer >= {low}{what}', value)
+    _fail(owner, name, f'in [{low}, {high}] (an integer{what})', value)
 
 
 def check_arch_dict(arch: Mapping, owner: str = 'EfficientMod') -> None:
@@ -66,7 +67,8 @@ def check_arch_dict(arch: Mapping, owner: str = 'EfficientMod') -> None:
                 or len(values) != NUM_STAGES
                 or not all(_is_int(v) and v >= low for v in values)):
             _fail(owner, f'arch[{key!r}]',
-                  f'{NUM_STAGES} integers >= {low} ({meaning})', values)
+                  f'{NUM_STAGES} integers >= {low}, one per stage '
+                  f'({meaning})', values)
     ratios = arch['ratios']
     if (not isinstance(ratios, Sequence) or isinstance(ratios, str)
             or not ratios or not all(_is_int(v) and v >= 1 for v in ratios)):
@@ -85,8 +87,8 @@ def _check_out_indices(owner: str, value: Any) -> None:
             not all(_is_int(i) and -NUM_STAGES <= i < NUM_STAGES
                     for i in indices)):
         _fail(owner, 'out_indices',
-              f'an integer or a non-empty sequence of integers in {span} '
-              '(0-based stage numbers; negative ones count from the end)',
+              f'in {span} (0-based stage numbers, negative ones counting '
+              'from the end): an integer or a non-empty sequence of them',
               value)
 
 
@@ -127,7 +129,7 @@ def check_backbone_arguments(arguments: Dict[str, Any]) -> None:
         get('frozen_stages', -1),
         -1,
         NUM_STAGES,
-        what=' (-1 freezes nothing, 0 the stem, k the stem and k stages)')
+        what=': -1 freezes nothing, 0 the stem, k the stem and k stages')
     rate = get('drop_path_rate', 0.)
     if not _is_real(rate) or not 0 <= rate < 1:
         _fail(

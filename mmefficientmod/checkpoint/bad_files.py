@@ -9,6 +9,7 @@ size, and names the file, what it holds and what to do.
 """
 import os.path as osp
 import pickle
+import struct
 import zipfile
 from typing import Optional
 
@@ -87,6 +88,17 @@ def describe_bad_file(path: str) -> Optional[str]:
             'archive or a pickle) nor a known format')
 
 
+def _breaks_off(error: BaseException) -> bool:
+    """Whether ``error`` is how torch reports content that stops or is
+    damaged (rather than, say, a device that is missing)."""
+    if isinstance(error, (EOFError, pickle.UnpicklingError, IndexError,
+                          struct.error, zipfile.BadZipFile)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        sign in text for sign in ('PytorchStreamReader', 'corrupt', 'EOF'))
+
+
 def unreadable_checkpoint_error(
         path: str, source: str,
         error: BaseException) -> Optional[UnreadableCheckpointError]:
@@ -102,8 +114,7 @@ def unreadable_checkpoint_error(
     if not osp.isfile(path):
         return None
     found = describe_bad_file(path)
-    if found is None and isinstance(
-            error, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)):
+    if found is None and _breaks_off(error):
         found = (f'a file of {osp.getsize(path)} bytes whose content stops '
                  f'or breaks off ({type(error).__name__}: '
                  f'{str(error).strip() or "no detail"}): it is truncated or '
