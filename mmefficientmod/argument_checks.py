@@ -66,9 +66,10 @@ def check_arch_dict(arch: Mapping, owner: str = 'EfficientMod') -> None:
         if (not isinstance(values, Sequence) or isinstance(values, str)
                 or len(values) != NUM_STAGES
                 or not all(_is_int(v) and v >= low for v in values)):
-            _fail(owner, f'arch[{key!r}]',
-                  f'{NUM_STAGES} integers >= {low}, one per stage '
-                  f'({meaning})', values)
+            _fail(
+                owner, f'arch[{key!r}]',
+                f'{NUM_STAGES} integers >= {low}, one per stage '
+                f'({meaning})', values)
     ratios = arch['ratios']
     if (not isinstance(ratios, Sequence) or isinstance(ratios, str)
             or not ratios or not all(_is_int(v) and v >= 1 for v in ratios)):
@@ -83,13 +84,13 @@ def _check_out_indices(owner: str, value: Any) -> None:
     indices = [value] if _is_int(value) else value
     span = f'[-{NUM_STAGES}, {NUM_STAGES - 1}]'
     if (isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable)
-            or not list(indices) or
-            not all(_is_int(i) and -NUM_STAGES <= i < NUM_STAGES
-                    for i in indices)):
-        _fail(owner, 'out_indices',
-              f'in {span} (0-based stage numbers, negative ones counting '
-              'from the end): an integer or a non-empty sequence of them',
-              value)
+            or not list(indices) or not all(
+                _is_int(i) and -NUM_STAGES <= i < NUM_STAGES
+                for i in indices)):
+        _fail(
+            owner, 'out_indices',
+            f'in {span} (0-based stage numbers, negative ones counting '
+            'from the end): an integer or a non-empty sequence of them', value)
 
 
 def _check_init_cfg(owner: str, value: Any) -> None:
@@ -118,8 +119,12 @@ def check_backbone_arguments(arguments: Dict[str, Any]) -> None:
     elif not isinstance(arch, str):
         _fail(owner, 'arch', "one of 'xxs', 'xs', 's', 's_conv' or a dict",
               arch)
-    _check_int(owner, 'in_channels', get('in_channels', 3), 1,
-               what=' (channels of the input images)')
+    _check_int(
+        owner,
+        'in_channels',
+        get('in_channels', 3),
+        1,
+        what=' (channels of the input images)')
     _check_out_indices(owner, get('out_indices', (0, 1, 2, 3)))
     if get('out_type', 'featmap') not in OUT_TYPES:
         _fail(owner, 'out_type', f'one of {OUT_TYPES}', get('out_type'))
@@ -192,8 +197,7 @@ def check_predictor_arguments(arguments: Dict[str, Any],
     if (not isinstance(shape, Sequence) or len(shape) != 4
             or not all(_is_int(s) and s >= 1 for s in shape)):
         _fail(owner, 'example_shape',
-              '4 positive integers (N, C, H, W), e.g. (1, 3, 224, 224)',
-              shape)
+              '4 positive integers (N, C, H, W), e.g. (1, 3, 224, 224)', shape)
     data = get('calibration_data')
     if data is not None and not isinstance(data, Iterable):
         _fail(owner, 'calibration_data',

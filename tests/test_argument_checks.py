@@ -21,26 +21,35 @@ def arch_with(**changes):
     return dict(ARCH, **changes)
 
 
-BAD_BACKBONE_ARGUMENTS = [
-    ('drop_path_rate', 1.0), ('drop_path_rate', 1.5),
-    ('drop_path_rate', -0.1), ('drop_path_rate', math.nan),
-    ('drop_path_rate', '0.1'), ('layer_scale_init_value', -1e-4),
-    ('layer_scale_init_value', 0), ('layer_scale_init_value', math.inf),
-    ('kernel_size', 4), ('kernel_size', 0), ('kernel_size', -3),
-    ('kernel_size', 3.0), ('in_channels', 0), ('in_channels', 2.5),
-    ('in_channels', True), ('out_indices', ()), ('out_indices', (0, 4)),
-    ('out_indices', -5), ('out_indices', '0'), ('out_indices', (1.0, )),
-    ('frozen_stages', -2), ('frozen_stages', 5), ('frozen_stages', 1.5),
-    ('out_type', 'cls_token'), ('with_cp', 'yes'), ('deploy', 1),
-    ('init_cfg', 'Pretrained'), ('init_cfg', dict(checkpoint='a.pth')),
-    ('pretrained', 3), ('arch', 3), ('arch', arch_with(widths=[8, 16, 24])),
-    ('arch', arch_with(widths=[8, 16, 0, 32])),
-    ('arch', arch_with(depths=[1, -1, 1, 1])),
-    ('arch', arch_with(ratios=[])), ('arch', arch_with(ratios=[0])),
-    ('arch', arch_with(attention_mlp_ratios=[2, 2, 2])),
-    ('arch', arch_with(depths=[0] * 4, attention_depths=[0] * 4)),
-    ('arch', arch_with(width=[8] * 4))
-]
+BAD_BACKBONE_ARGUMENTS = [('drop_path_rate', 1.0), ('drop_path_rate', 1.5),
+                          ('drop_path_rate', -0.1),
+                          ('drop_path_rate', math.nan),
+                          ('drop_path_rate', '0.1'),
+                          ('layer_scale_init_value', -1e-4),
+                          ('layer_scale_init_value', 0),
+                          ('layer_scale_init_value', math.inf),
+                          ('kernel_size', 4), ('kernel_size', 0),
+                          ('kernel_size', -3), ('kernel_size', 3.0),
+                          ('in_channels', 0), ('in_channels', 2.5),
+                          ('in_channels', True), ('out_indices', ()),
+                          ('out_indices', (0, 4)), ('out_indices', -5),
+                          ('out_indices', '0'), ('out_indices', (1.0, )),
+                          ('frozen_stages', -2), ('frozen_stages', 5),
+                          ('frozen_stages', 1.5), ('out_type', 'cls_token'),
+                          ('with_cp', 'yes'), ('deploy', 1),
+                          ('init_cfg', 'Pretrained'),
+                          ('init_cfg', dict(checkpoint='a.pth')),
+                          ('pretrained', 3), ('arch', 3),
+                          ('arch', arch_with(widths=[8, 16, 24])),
+                          ('arch', arch_with(widths=[8, 16, 0, 32])),
+                          ('arch', arch_with(depths=[1, -1, 1, 1])),
+                          ('arch', arch_with(ratios=[])),
+                          ('arch', arch_with(ratios=[0])),
+                          ('arch', arch_with(attention_mlp_ratios=[2, 2, 2])),
+                          ('arch',
+                           arch_with(depths=[0] * 4,
+                                     attention_depths=[0] * 4)),
+                          ('arch', arch_with(width=[8] * 4))]
 
 
 @pytest.mark.parametrize('name, value', BAD_BACKBONE_ARGUMENTS)
@@ -81,13 +90,14 @@ def backbone():
     return EfficientMod(ARCH).eval()
 
 
-BAD_PREDICTOR_ARGUMENTS = [
-    ('precision', 'fp16'), ('precision', None), ('engine', 'tensorrt'),
-    ('engine', 3), ('threads', 0), ('threads', 1.5),
-    ('num_calibration_batches', 0), ('example_shape', (1, 3, 224)),
-    ('example_shape', (1, 3, 0, 224)), ('calibration_data', 5),
-    ('model', 'efficientmod-xxs')
-]
+BAD_PREDICTOR_ARGUMENTS = [('precision', 'fp16'), ('precision', None),
+                           ('engine', 'tensorrt'), ('engine', 3),
+                           ('threads', 0), ('threads', 1.5),
+                           ('num_calibration_batches', 0),
+                           ('example_shape', (1, 3, 224)),
+                           ('example_shape', (1, 3, 0, 224)),
+                           ('calibration_data', 5),
+                           ('model', 'efficientmod-xxs')]
 
 
 @pytest.mark.parametrize('name, value', BAD_PREDICTOR_ARGUMENTS)

@@ -42,8 +42,8 @@ BAD_FILES = {
     'truncated': (lambda: _checkpoint_bytes()[:5000], 'truncated'),
     'truncated_legacy':
     (lambda: _checkpoint_bytes(legacy=True)[:5000], 'truncated'),
-    'html': (lambda: b'<!DOCTYPE html><html><body>Sign in</body></html>',
-             'HTML page'),
+    'html':
+    (lambda: b'<!DOCTYPE html><html><body>Sign in</body></html>', 'HTML page'),
     'text': (lambda: b'model weights will be uploaded soon\n', 'text file'),
     'lfs': (_lfs_pointer, 'Git LFS pointer'),
     'zip': (_zip_without_weights, 'not a PyTorch checkpoint'),

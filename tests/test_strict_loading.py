@@ -14,7 +14,7 @@ import re
 
 import pytest
 import torch
-from _detseg_utils import REPO, DET_EMBEDDED, SEG_EMBEDDED
+from _detseg_utils import DET_EMBEDDED, REPO, SEG_EMBEDDED
 from mmengine.runner import load_checkpoint
 
 from mmefficientmod import EfficientMod

@@ -103,8 +103,9 @@ def load_config(args) -> Config:
         # A dict value replaces the entry (``_delete_``), as assigning it
         # means; the other values merge as in mmengine.
         cfg.merge_from_dict({
-            key: ConfigDict(_delete_=True, **value) if isinstance(
-                value, ConfigDict) and _has_entry(cfg, key) else value
+            key:
+            ConfigDict(_delete_=True, **value) if
+            isinstance(value, ConfigDict) and _has_entry(cfg, key) else value
             for key, value in args.cfg_options.items()
         })
     if args.work_dir is not None:

@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Dict, List, NamedTuple, Optional
 
 from ..arch import ARCH_SETTINGS
-from .upstream import (STEM_WEIGHT, NotEfficientModCheckpoint,
-                       arch_signature, infer_arch)
+from .upstream import (STEM_WEIGHT, NotEfficientModCheckpoint, arch_signature,
+                       infer_arch)
 
 STEM = 'stem.conv.weight'
 #: Command that converts the authors' released files.

@@ -84,8 +84,7 @@ def compare(expected: Dict, given: Dict) -> LoadFit:
 
 def _archs_differ(model: WeightsSummary, weights: WeightsSummary) -> bool:
     return (weights.network == 'efficientmod'
-            and model.network == 'efficientmod'
-            and weights.arch != model.arch)
+            and model.network == 'efficientmod' and weights.arch != model.arch)
 
 
 def advice(model: WeightsSummary, weights: WeightsSummary,
@@ -142,8 +141,10 @@ def report(expected: Dict,
     weights = summarize(state_dict)
     subject = f'the checkpoint {source} holds' if source \
         else 'the weights are'
-    parts = [f'{len(fit.missing)} of the model\'s {fit.total} tensors are '
-             'missing from it']
+    parts = [
+        f'{len(fit.missing)} of the model\'s {fit.total} tensors are '
+        'missing from it'
+    ]
     if fit.mismatched:
         key, theirs, ours = fit.mismatched[0]
         parts.append(f'{len(fit.mismatched)} have other shapes (e.g. {key}: '
@@ -167,8 +168,8 @@ def note_read(source: str) -> None:
 def _partial_load_allowed() -> bool:
     if getattr(_state, 'allow_partial', 0):
         return True
-    return os.environ.get(PARTIAL_LOAD_ENV, '').strip().lower() in ('1', 'true',
-                                                                   'yes')
+    value = os.environ.get(PARTIAL_LOAD_ENV, '').strip().lower()
+    return value in ('1', 'true', 'yes')
 
 
 @contextlib.contextmanager

@@ -20,8 +20,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..checkpoint.bad_files import (UnreadableCheckpointError,
-                                    describe_bad_file)
+from ..checkpoint.bad_files import UnreadableCheckpointError, describe_bad_file
 from ..checkpoint.strict_loading import (compare, note_read, report,
                                          set_training_load)
 
@@ -101,8 +100,8 @@ def after_load_checkpoint(runner, checkpoint: dict) -> None:
     set_training_load(True)
     state = checkpoint.get('state_dict', checkpoint)
     # As the runner loads it: without DistributedDataParallel's prefix.
-    state = OrderedDict((re.sub(r'^module\.', '', k), v)
-                        for k, v in state.items())
+    state = OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in state.items())
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
     expected = model.state_dict()

@@ -18,8 +18,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ...argument_checks import backbone_input, check_backbone_arguments
 from ...arch import ARCH_SETTINGS, NUM_STAGES, parse_arch, parse_out_indices
+from ...argument_checks import backbone_input, check_backbone_arguments
 from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
 from ..layers import AttentionBlock, ModulationBlock
 
