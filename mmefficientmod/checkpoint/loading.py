@@ -3,6 +3,7 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 from .safe_load import open_checkpoint
+from .strict_loading import tag_source
 from .upstream import (NotEfficientModCheckpoint, _describe,
                        convert_checkpoint, is_upstream_checkpoint)
 
@@ -44,6 +45,7 @@ def load_backbone_weights(filename: str,
             k.startswith('backbone.') for k in state_dict) else ''
     selected = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
                            if k.startswith(prefix))
+    tag_source(selected, filename)  # names the file if it does not fit
     if 'stem.conv.weight' not in selected:
         raise NotEfficientModCheckpoint(
             f'{filename} holds no EfficientMod backbone under prefix {prefix!r}: '

@@ -27,7 +27,7 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, MMLogger
 
 from .bad_files import unreadable_checkpoint_error
-from .strict_loading import note_read
+from .strict_loading import tag_source
 
 TRUSTED_CHECKPOINTS_ENV = 'MMEFFICIENTMOD_TRUSTED_CHECKPOINTS'
 
@@ -138,7 +138,10 @@ def load_checkpoint(filename: str,
             checkpoint (an HTML page, text...); the message says which.
     """
     source = source or filename
-    note_read(source)
+    return tag_source(_load(filename, map_location, trusted, source), source)
+
+
+def _load(filename: str, map_location, trusted: bool, source: str):
     try:
         if trusted or _trusted(source):
             MMLogger.get_current_instance().warning(

@@ -29,6 +29,7 @@ Training with ``load_from`` keeps mmengine's behaviour (see
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -43,6 +44,8 @@ OPT_OUT = (f'To load only the part that fits on purpose, set '
            f'--allow-partial-checkpoint).')
 #: Attribute set on every module that holds an EfficientMod.
 MARK = '_mmefficientmod_checks_loading'
+#: Where a state dict's root metadata names the file it was read from.
+SOURCE_KEY = 'mmefficientmod_source'
 
 _state = threading.local()
 
@@ -143,26 +146,43 @@ def report(expected: Dict,
         else 'the weights are'
     parts = [
         f'{len(fit.missing)} of the model\'s {fit.total} tensors are '
-        'missing from it'
+        'missing from it' +
+        (f' (e.g. {fit.missing[0]})' if fit.missing else '')
     ]
     if fit.mismatched:
         key, theirs, ours = fit.mismatched[0]
         parts.append(f'{len(fit.mismatched)} have other shapes (e.g. {key}: '
                      f'{list(theirs)} in the file, {list(ours)} in the '
                      'model)')
+    if fit.unexpected:
+        parts.append(f'{len(fit.unexpected)} of its tensors have no place in '
+                     f'the model (e.g. {fit.unexpected[0]})')
     what = (f'{subject} {weights.text}; the model is {model.text}; '
             f'{", and ".join(parts)}')
     return what, advice(model, weights, fit)
 
 
-def last_file_read() -> Optional[str]:
-    """The checkpoint file this thread read last (see :func:`note_read`)."""
-    return getattr(_state, 'last_read', None)
-
-
-def note_read(source: str) -> None:
-    """Remember the checkpoint just read, to name it in messages."""
-    _state.last_read = source
+def tag_source(checkpoint, source: str):
+    """Record where ``checkpoint`` was read from in its state dict's
+    ``_metadata`` (the per-module metadata that torch's and mmengine's
+    loaders hand to load_state_dict hooks), so that a refusal names the
+    file. Returns the checkpoint, whose state dict may now be an
+    OrderedDict."""
+    if not isinstance(checkpoint, dict):
+        return checkpoint
+    nested = isinstance(checkpoint.get('state_dict'), dict)
+    state = checkpoint['state_dict'] if nested else checkpoint
+    if not isinstance(state, OrderedDict):
+        state = OrderedDict(state)
+        if nested:
+            checkpoint['state_dict'] = state
+        else:
+            checkpoint = state
+    metadata = getattr(state, '_metadata', None)
+    if metadata is None:
+        metadata = state._metadata = OrderedDict()
+    metadata.setdefault('', {})[SOURCE_KEY] = source
+    return checkpoint
 
 
 def _partial_load_allowed() -> bool:
@@ -198,7 +218,8 @@ def _check_before_loading(module, state_dict, prefix, local_metadata, strict,
     fit = compare(expected, state_dict)
     if fit.complete:
         return
-    what, fix = report(expected, state_dict, fit, last_file_read())
+    what, fix = report(expected, state_dict, fit,
+                       local_metadata.get(SOURCE_KEY))
     if _partial_load_allowed():
         MMLogger.get_current_instance().warning(
             f'Loading the part that fits ({PARTIAL_LOAD_ENV}): {what}. '
@@ -209,10 +230,16 @@ def _check_before_loading(module, state_dict, prefix, local_metadata, strict,
         f'{OPT_OUT}')
 
 
+def _marked(module) -> bool:
+    # From the instance dict: a module may be mid-construction (torch's
+    # compiled wrapper has no attributes until its first child is set).
+    return bool(vars(module).get(MARK, False))
+
+
 def _hook(module: nn.Module) -> None:
-    if not getattr(module, MARK, False):
+    if not _marked(module):
         module.register_load_state_dict_pre_hook(_check_before_loading)
-        setattr(module, MARK, True)
+        vars(module)[MARK] = True
 
 
 _watched_types: tuple = ()
@@ -221,7 +248,8 @@ _watched_types: tuple = ()
 def _on_registration(module, name, submodule):
     """Torch's module registration hook: hook every module that is, or
     has a child that is, a watched type (see :func:`watch`)."""
-    if isinstance(module, _watched_types) or getattr(submodule, MARK, False):
+    if isinstance(module, _watched_types) or (isinstance(submodule, nn.Module)
+                                              and _marked(submodule)):
         _hook(module)
     return None
 

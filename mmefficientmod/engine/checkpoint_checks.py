@@ -21,7 +21,7 @@ from mmengine.runner import BaseLoop
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..checkpoint.bad_files import UnreadableCheckpointError, describe_bad_file
-from ..checkpoint.strict_loading import (compare, note_read, report,
+from ..checkpoint.strict_loading import (SOURCE_KEY, compare, report,
                                          set_training_load)
 
 
@@ -93,12 +93,13 @@ def _is_training(runner) -> bool:
 
 def after_load_checkpoint(runner, checkpoint: dict) -> None:
     """Between the runner's read of a checkpoint and its load."""
-    note_read(str(runner._load_from))
     if not _is_training(runner):
         set_training_load(False)  # the model refuses weights that misfit
         return
     set_training_load(True)
     state = checkpoint.get('state_dict', checkpoint)
+    metadata = getattr(state, '_metadata', None) or {}
+    source = metadata.get('', {}).get(SOURCE_KEY) or runner._load_from
     # As the runner loads it: without DistributedDataParallel's prefix.
     state = OrderedDict(
         (re.sub(r'^module\.', '', k), v) for k, v in state.items())
@@ -107,7 +108,7 @@ def after_load_checkpoint(runner, checkpoint: dict) -> None:
     expected = model.state_dict()
     fit = compare(expected, state)
     if not fit.complete:
-        what, fix = report(expected, state, fit, str(runner._load_from))
+        what, fix = report(expected, state, fit, source)
         runner.logger.warning(
             f'Training from weights that do not fit the model: {what}; '
             f'those keep their initial values. {fix}')
