@@ -5,6 +5,7 @@ known arch, or another library's model such as a torchvision ResNet), which
 task its heads serve (classifier, detector, segmentor, or a backbone alone),
 and whether it is in the authors' layout or the folded inference form.
 """
+import re
 from collections import Counter
 from typing import Dict, List, NamedTuple, Optional
 
@@ -54,14 +55,26 @@ def with_article(noun: str) -> str:
     return ('an ' if noun[:1] in 'aeiou' else 'a ') + noun
 
 
+#: Keys only an EfficientMod in this project's naming has.
+EFFICIENTMOD_KEY = re.compile(
+    r'^(.*?)(stem\.(conv|norm)\.|stages\.\d+\.blocks\.\d+\.'
+    r'(fc_value|context|attn|ffn)\.)')
+
+
 def _efficientmod_prefix(state_dict: Dict) -> Optional[str]:
     for key in state_dict:
         if key.endswith(STEM):
             return key[:-len(STEM)]
+    for key in state_dict:  # the stem itself is missing
+        found = EFFICIENTMOD_KEY.match(key)
+        if found:
+            return found.group(1)
     return None
 
 
 def _arch_name(backbone: Dict) -> str:
+    if STEM not in backbone:
+        return 'of unknown arch (no stem weights)'
     try:
         return infer_arch(backbone)
     except NotEfficientModCheckpoint:
@@ -109,13 +122,15 @@ def summarize(state_dict: Dict) -> WeightsSummary:
         for k, v in state_dict.items() if k.startswith(prefix)
     }
     arch = _arch_name(backbone)
+    label = f'EfficientMod-{arch}' if arch in ARCH_SETTINGS \
+        else f'EfficientMod {arch}'
     has_modulation = any(k.endswith('fc_value.weight') for k in backbone)
     deploy = has_modulation and not any(
         k.endswith('layer_scale') for k in backbone)
     if prefix not in ('', 'backbone.'):
-        text = f'EfficientMod-{arch} weights under {prefix!r}'
+        text = f'{label} weights under {prefix!r}'
     else:
-        text = f'an EfficientMod-{arch} {TASK_NAMES[task]}'
+        text = f'an {label} {TASK_NAMES[task]}'
     if deploy:
         text += ' in the folded inference form (switch_to_deploy)'
     return WeightsSummary('efficientmod', arch, task, deploy, text)

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 
+from ..arch import ARCH_SETTINGS
 from .describe import CONVERTER, WeightsSummary, summarize, with_article
 
 PARTIAL_LOAD_ENV = 'MMEFFICIENTMOD_ALLOW_PARTIAL_LOAD'
@@ -105,6 +106,10 @@ def advice(model: WeightsSummary, weights: WeightsSummary,
                 'config the file was trained with, or a checkpoint trained '
                 'with this config.')
     if _archs_differ(model, weights):
+        if weights.arch not in ARCH_SETTINGS:
+            return (f'The file\'s backbone (EfficientMod {weights.arch}) is '
+                    f'not the model\'s: use the config the file was trained '
+                    'with, or a checkpoint of this model.')
         return (f'The file is EfficientMod-{weights.arch}, the model '
                 f'EfficientMod-{model.arch}: use the EfficientMod-'
                 f'{weights.arch} config of the same model (or '
