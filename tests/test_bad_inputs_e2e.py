@@ -219,6 +219,19 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(setup, load_tool):
     assert 'resuming from' in log and 'epoch_1.pth, the newest complete' \
         in log, log[-3000:]
     assert osp.isfile(osp.join(work, 'epoch_3.pth'))
+    # mmpretrain's own tools/train.py --resume, with the same config.
+    tool = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
+    if not osp.isfile(tool):
+        return
+    _truncate(osp.join(work, 'epoch_3.pth'))
+    proc = run([
+        sys.executable, tool, CLASSIFIER, '--work-dir', work, '--resume',
+        *_classifier_options(setup, 'train_cfg.max_epochs=4', *keep)
+    ])
+    assert 'epoch_1.pth, the newest complete one' in proc.stdout, \
+        proc.stdout[-3000:]
+    assert osp.isfile(osp.join(work, 'epoch_4.pth'))
 
 
 def test_converter_names_bad_files(tmp_path):
