@@ -9,7 +9,8 @@ problem (or the documented skip).
   (stack fix);
 * class count in the config different from the dataset's: error naming the
   heads and the fix (tools' check);
-* missing checkpoint for tools/test.py: error naming it.
+* missing checkpoint for tools/test.py: error naming it (other bad
+  checkpoints: test_bad_checkpoint_files.py, test_bad_inputs_e2e.py).
 
 The tools run in this process (``main(argv)``) to keep the test fast.
 """
@@ -18,6 +19,7 @@ import os
 import shutil
 
 import pytest
+import torch
 from _detseg_utils import tiny_det_config, tiny_seg_config, write_config
 
 # Trains models or starts tools in subprocesses.
@@ -164,7 +166,7 @@ def test_missing_annotation_file_for_test_tool(setup):
     os.remove(os.path.join(coco, 'annotations', 'instances_val2017.json'))
     cfg = _det_cfg(setup, coco, 'no_val')
     ckpt = setup['root'] / 'dummy.pth'
-    ckpt.write_bytes(b'0')
+    torch.save({'state_dict': {}}, ckpt)  # read only after the data check
     with pytest.raises(
             FileNotFoundError,
             match=r'test annotation file .*instances_val2017'):

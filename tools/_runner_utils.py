@@ -5,9 +5,10 @@ library a config belongs to is read from its ``default_scope``.
 """
 import os
 import os.path as osp
+import re
 from typing import Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 
 from mmefficientmod.config_tree import walk_config
 
@@ -20,12 +21,66 @@ def library_of(cfg: Config) -> Optional[str]:
     return scope if scope in LIBRARIES else None
 
 
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``--cfg-options`` parser, plus ``KEY=dict(a=1,b=x)``
+    values, which replace the entry ``KEY`` with that dict.
+
+    mmengine 0.10's parser has no dict syntax (its list parser recurses
+    without end on ``dict(...)``); the libraries' own tools keep that
+    limit, where the dotted form ``KEY.a=1 KEY.b=x`` is the way.
+    """
+    DICT_VALUE = re.compile(r'^\s*dict\((.*)\)\s*$', re.S)
+
+    @staticmethod
+    def _split_top_level(text: str):
+        items, depth, start = [], 0, 0
+        for i, char in enumerate(text):
+            depth += char in '([{'
+            depth -= char in ')]}'
+            if char == ',' and depth == 0:
+                items.append(text[start:i])
+                start = i + 1
+        items.append(text[start:])
+        return [item.strip() for item in items if item.strip()]
+
+    @classmethod
+    def _parse_dict(cls, text: str) -> ConfigDict:
+        parsed = ConfigDict()
+        for item in cls._split_top_level(text):
+            key, sep, value = item.partition('=')
+            if not sep or not key.strip().isidentifier():
+                raise ValueError(
+                    f'--cfg-options: cannot read {item!r} inside dict(...); '
+                    'write dict(key=value, ...).')
+            parsed[key.strip()] = cls._parse_value(value)
+        return parsed
+
+    @classmethod
+    def _parse_value(cls, value: str):
+        match = cls.DICT_VALUE.match(value.strip().strip('\'"'))
+        if match:
+            return cls._parse_dict(match.group(1))
+        return DictAction._parse_iterable(value)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            key, sep, value = item.partition('=')
+            if not sep:
+                parser.error(f'--cfg-options takes KEY=VALUE, got {item!r}.')
+            try:
+                options[key] = self._parse_value(value)
+            except ValueError as error:
+                parser.error(str(error))
+        setattr(namespace, self.dest, options)
+
+
 def add_runner_arguments(parser, cfg_options_example: str) -> None:
     """``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=ConfigOptionsAction,
         help=f'override config entries, e.g. {cfg_options_example}')
     parser.add_argument(
         '--launcher',
@@ -47,13 +102,29 @@ def load_config(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        # A dict value replaces the entry (``_delete_``), as assigning it
+        # means; the other values merge as in mmengine.
+        cfg.merge_from_dict({
+            key:
+            ConfigDict(_delete_=True, **value) if
+            isinstance(value, ConfigDict) and _has_entry(cfg, key) else value
+            for key, value in args.cfg_options.items()
+        })
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def _has_entry(cfg: Config, dotted_key: str) -> bool:
+    node = cfg
+    for part in dotted_key.split('.'):
+        if not isinstance(node, (dict, Config)) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def build_runner(cfg: Config):

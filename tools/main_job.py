@@ -292,7 +292,7 @@ def run_task(bar, key, args, logs, published):
     pictures = osp.join(args.work_dir, 'pictures', key)
     os.makedirs(pictures, exist_ok=True)
     opts = dict(data_options(key, args.data_root), **task['schedule'])
-    # _delete_: the embedded configs set init_cfg=None (from scratch).
+    # _delete_: replaces the embedded configs' from-scratch init_cfg.
     init = {
         'model.backbone.init_cfg':
         dict(

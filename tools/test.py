@@ -5,7 +5,8 @@ Usage::
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
         [--show-dir DIR] [--show] [--wait-time S] [--metrics-file FILE]
-        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--allow-partial-checkpoint] [--cfg-options KEY=VALUE ...]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out``: detection and classification dump the predictions to a ``.pkl``
 file (mmdet's ``DumpDetResults`` / mmengine's ``DumpResults``), as their own
@@ -13,6 +14,12 @@ tools do; segmentation writes the predicted masks as PNG files into the
 directory ``OUT``, as mmseg's tool does (or a pickle if ``OUT`` ends with
 ``.pkl``). ``--show-dir``: pictures of the predictions, one per test image.
 Multi-process testing: ``tools/dist_test.sh CONFIG CHECKPOINT N [ARGS]``.
+
+A checkpoint that leaves weights of the model unloaded, or whose tensors
+have other shapes, is refused (it would be scored as a partly random model),
+with what the file holds and the fix; ``--allow-partial-checkpoint`` loads
+the part that fits on purpose. An empty, truncated or non-checkpoint file
+is reported before anything is built.
 """
 import argparse
 import json
@@ -22,6 +29,9 @@ import os.path as osp
 from _runner_utils import (add_runner_arguments, build_runner,
                            check_annotation_files, library_of, load_config,
                            set_local_rank)
+
+from mmefficientmod.checkpoint.bad_files import check_readable
+from mmefficientmod.checkpoint.strict_loading import PARTIAL_LOAD_ENV
 
 
 def parse_args(argv=None):
@@ -46,6 +56,12 @@ def parse_args(argv=None):
         '--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument(
         '--metrics-file', help='also write the metrics to this JSON file')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load the part of the checkpoint that fits the model and test '
+        'it, instead of refusing a checkpoint that leaves weights unloaded '
+        f'(sets {PARTIAL_LOAD_ENV}=1)')
     add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     args = parser.parse_args(argv)
     set_local_rank(args)
@@ -107,8 +123,12 @@ def _add_dump(cfg, args, library):
 
 def build_config(args):
     cfg = load_config(args)
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise SystemExit(f'Checkpoint not found: {args.checkpoint}')
+    if '://' not in args.checkpoint:
+        if not osp.isfile(args.checkpoint):
+            raise SystemExit(f'Checkpoint not found: {args.checkpoint}')
+        check_readable(args.checkpoint)
+    if args.allow_partial_checkpoint:
+        os.environ[PARTIAL_LOAD_ENV] = '1'
     cfg.load_from = args.checkpoint
     # Testing never resumes; the checkpoint is only loaded.
     cfg.resume = False

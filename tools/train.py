@@ -7,8 +7,12 @@ Usage::
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
-``--resume`` alone resumes from the latest checkpoint in the work dir;
-``--resume CKPT`` resumes from that checkpoint. Multi-process training:
+``--resume`` alone resumes from the latest checkpoint in the work dir (when
+that one is unreadable, e.g. cut short as the job was killed, from the newest
+complete one, saying so in one line); ``--resume CKPT`` resumes from that
+checkpoint (an unreadable one stops the run, naming the complete checkpoint
+to pass). ``load_from`` weights that do not fit the model are loaded as
+mmengine does (what fits), with one warning line saying what they are. Multi-process training:
 ``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
 """
 import argparse

@@ -3,9 +3,10 @@
 #
 # Inherits the real COCO config and changes only what the small CPU run
 # needs: data, class count, image size, proposal counts, schedule. The
-# backbone starts from scratch (no download); pass
-# ``--cfg-options model.backbone.init_cfg.type=Pretrained`` and a checkpoint
-# to start from ImageNet weights instead. Make the data with
+# backbone starts from scratch (no download); to start from ImageNet weights
+# instead, pass ``--cfg-options model.backbone.init_cfg.type=Pretrained
+# model.backbone.init_cfg.checkpoint=CHECKPOINT`` (a converted or released
+# EfficientMod checkpoint). Make the data with
 # ``python tools/dataset_converters/make_embedded_data.py``.
 _base_ = './mask-rcnn_efficientmod-xxs_fpn_1x_coco.py'
 
@@ -17,7 +18,16 @@ num_classes = len(classes)
 img_scale = (192, 192)
 
 model = dict(
-    backbone=dict(drop_path_rate=0.0, init_cfg=None),
+    # From scratch, with the backbone's own initialisation. A dict (not None)
+    # so that --cfg-options can switch it to a checkpoint, see above.
+    backbone=dict(
+        drop_path_rate=0.0,
+        init_cfg=dict(
+            _delete_=True,
+            type='TruncNormal',
+            layer=['Conv2d', 'Linear'],
+            std=0.02,
+            bias=0.0)),
     roi_head=dict(
         bbox_head=dict(num_classes=num_classes),
         mask_head=dict(num_classes=num_classes)),

@@ -5,7 +5,9 @@
 # Inherits the real ADE20K config and changes only what the small CPU run
 # needs: data, class count, crop size, schedule, and BN instead of SyncBN in
 # the head (SyncBN has no CPU implementation, so 2-process CPU training needs
-# plain BN). The backbone starts from scratch. Make the data with
+# plain BN). The backbone starts from scratch; to start from ImageNet weights
+# instead, pass ``--cfg-options model.backbone.init_cfg.type=Pretrained
+# model.backbone.init_cfg.checkpoint=CHECKPOINT``. Make the data with
 # ``python tools/dataset_converters/make_embedded_data.py``.
 _base_ = './fpn_efficientmod-xxs_8xb4-40k_ade20k-512x512.py'
 
@@ -19,7 +21,16 @@ crop_size = (192, 192)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(drop_path_rate=0.0, init_cfg=None),
+    # From scratch, with the backbone's own initialisation. A dict (not None)
+    # so that --cfg-options can switch it to a checkpoint, see above.
+    backbone=dict(
+        drop_path_rate=0.0,
+        init_cfg=dict(
+            _delete_=True,
+            type='TruncNormal',
+            layer=['Conv2d', 'Linear'],
+            std=0.02,
+            bias=0.0)),
     decode_head=dict(
         num_classes=num_classes, norm_cfg=dict(type='BN', requires_grad=True)))
 

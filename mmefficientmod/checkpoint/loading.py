@@ -5,6 +5,7 @@ from .convert_released import (NotEfficientModCheckpoint, _describe,
                                convert_checkpoint, is_upstream_checkpoint)
 from .keys import strip_prefix
 from .safe_load import open_checkpoint
+from .strict_loading import tag_source
 
 
 def open_in_our_layout(filename: str, use_ema: bool = False):
@@ -43,6 +44,7 @@ def load_backbone_weights(filename: str,
         prefix = 'backbone.' if any(
             k.startswith('backbone.') for k in state_dict) else ''
     selected = strip_prefix(state_dict, prefix, drop_others=True)
+    tag_source(selected, filename)  # names the file if it does not fit
     if 'stem.conv.weight' not in selected:
         raise NotEfficientModCheckpoint(
             f'{filename} holds no EfficientMod backbone under prefix {prefix!r}: '

@@ -26,6 +26,9 @@ import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, MMLogger
 
+from .bad_files import unreadable_checkpoint_error
+from .strict_loading import tag_source
+
 TRUSTED_CHECKPOINTS_ENV = 'MMEFFICIENTMOD_TRUSTED_CHECKPOINTS'
 
 
@@ -131,22 +134,35 @@ def load_checkpoint(filename: str,
     Raises:
         UnsafeCheckpointError: The file names a function or class that is not
             allowed; nothing from it was run.
+        UnreadableCheckpointError: The file is empty, cut short or not a
+            checkpoint (an HTML page, text...); the message says which.
     """
     source = source or filename
-    if trusted or _trusted(source):
-        MMLogger.get_current_instance().warning(
-            f'Loading {source} with full unpickling (trusted by the user): '
-            'any code it carries runs.')
-        return torch.load(
-            filename, map_location=map_location, weights_only=False)
+    return tag_source(_load(filename, map_location, trusted, source), source)
+
+
+def _load(filename: str, map_location, trusted: bool, source: str):
     try:
+        if trusted or _trusted(source):
+            MMLogger.get_current_instance().warning(
+                f'Loading {source} with full unpickling (trusted by the '
+                'user): any code it carries runs.')
+            return torch.load(
+                filename, map_location=map_location, weights_only=False)
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        refused = _refused_globals(filename, error)
+    except Exception as error:
+        refused = _refused_globals(filename, error) if isinstance(
+            error, pickle.UnpicklingError) else []
         if not refused:
-            raise  # not a refused type: a corrupt file or not a checkpoint
+            # An empty, truncated or non-checkpoint file gets one error
+            # naming it; other failures (a missing device...) stay as they
+            # are.
+            unreadable = unreadable_checkpoint_error(filename, source, error)
+            if unreadable is None:
+                raise
+            raise unreadable from None
         refused = ', '.join(refused)
         raise UnsafeCheckpointError(
             f'Refused to load the checkpoint {source}: it names {refused}, '

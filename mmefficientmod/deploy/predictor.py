@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..argument_checks import check_predictor_arguments
 from ..models.from_config import TensorMode
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
 from .precision import cpu_has_bf16
@@ -269,6 +270,7 @@ def cpu_predictor(model: nn.Module,
         CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W
         tensor returns float32 logits, or a tuple of float32 feature maps.
     """
+    check_predictor_arguments(locals(), ENGINES)
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got '
                          f'{precision!r}.')

@@ -13,6 +13,11 @@ Left unchecked, both fail deep inside other code:
 :class:`EfficientModConfigCheckHook` runs the checks from the runner, so the
 libraries' own ``tools/train.py`` and ``tools/test.py`` report them too; this
 project's configs register it in ``custom_hooks``.
+
+The hook also handles checkpoints in those tools (see
+:mod:`.checkpoint_checks`): resuming falls back from an unreadable latest
+checkpoint, and training from a ``load_from`` that does not fit the model
+warns in one line.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -21,6 +26,7 @@ from mmengine.registry import HOOKS
 
 from ..arch import parse_arch, parse_out_indices
 from ..config_tree import walk_config
+from . import checkpoint_checks
 
 BACKBONE_TYPES = ('EfficientMod', 'mmefficientmod.EfficientMod')
 
@@ -176,12 +182,19 @@ class EfficientModConfigCheckHook(Hook):
     Before the run (model weights not yet loaded), checks the EfficientMod
     backbone's output widths against the neck's or heads' ``in_channels``,
     and the class counts of the heads and ``data_preprocessor`` against each
-    other; before training and testing, against the dataset's classes.
+    other; before training and testing, against the dataset's classes. It
+    also picks a readable checkpoint to resume from, and warns when training
+    starts from weights that do not fit (see :mod:`.checkpoint_checks`).
     """
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
         check_config(runner.cfg)
+        if runner._resume:
+            checkpoint_checks.choose_resume_checkpoint(runner)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint_checks.after_load_checkpoint(runner, checkpoint)
 
     def _check_dataset(self, runner, loader, split: str) -> None:
         dataset = getattr(loader, 'dataset', None)
@@ -194,6 +207,7 @@ class EfficientModConfigCheckHook(Hook):
             raise ConfigError(message)
 
     def before_train(self, runner) -> None:
+        checkpoint_checks.before_train(runner)
         self._check_dataset(runner, runner.train_dataloader, 'training')
 
     def before_test(self, runner) -> None:

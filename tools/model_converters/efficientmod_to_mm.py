@@ -17,6 +17,7 @@ import torch
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
                                        convert_checkpoint)
+from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint.safe_load import (UnsafeCheckpointError,
                                                  load_checkpoint)
 
@@ -44,11 +45,8 @@ def main():
     # Only the types released checkpoints hold are unpickled.
     try:
         checkpoint = load_checkpoint(args.src)
-    except UnsafeCheckpointError as error:
+    except (UnsafeCheckpointError, UnreadableCheckpointError) as error:
         sys.exit(f'error: {error}')
-    except Exception as error:  # a corrupt or non-PyTorch file
-        sys.exit(f'error: {args.src} is not a plain PyTorch weights file '
-                 f'({type(error).__name__}: {str(error).splitlines()[0]}).')
     try:
         converted = convert_checkpoint(checkpoint, use_ema=args.ema)
     except NotEfficientModCheckpoint as error:

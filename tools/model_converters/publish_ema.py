@@ -29,6 +29,7 @@ from collections import OrderedDict
 
 import torch
 
+from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint.keys import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
@@ -54,8 +55,13 @@ def parse_args(argv=None):
 def extract_weights(checkpoint: dict, online: bool = False):
     """Return ``(state_dict, kind)`` with kind ``'ema'``, ``'online'`` or
     ``'plain'`` (a checkpoint saved without EMA)."""
-    if 'state_dict' not in checkpoint:
-        raise KeyError('not an mmengine checkpoint: no `state_dict` key')
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
+        found = sorted(checkpoint)[:8] if isinstance(
+            checkpoint, dict) else type(checkpoint).__name__
+        raise KeyError(
+            f'not a training checkpoint of mmengine (no `state_dict`; found '
+            f'{found}): pass a checkpoint that tools/train.py saved '
+            '(work_dirs/<config>/epoch_N.pth or iter_N.pth)')
     state = checkpoint['state_dict']
     ema = checkpoint.get('ema_state_dict')
     if ema is None:
@@ -113,8 +119,11 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         path = publish(args.src, args.dst, args.online, not args.no_hash)
-    except pickle.UnpicklingError as error:
+    except (pickle.UnpicklingError, UnreadableCheckpointError,
+            FileNotFoundError) as error:
         sys.exit(f'error: {error}')
+    except KeyError as error:
+        sys.exit(f'error: {args.src}: {error.args[0]}')
     print(path)
 
 

@@ -19,6 +19,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ...arch import ARCH_ZOO, NUM_STAGES, parse_arch, parse_out_indices
+from ...argument_checks import backbone_input, check_backbone_arguments
 from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
 from ..layers import AttentionBlock, ModulationBlock
 
@@ -163,6 +164,7 @@ class EfficientMod(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None,
                  pretrained: Optional[str] = None):
+        check_backbone_arguments(locals())
         if pretrained is not None:
             init_cfg = self._pretrained_init_cfg(pretrained, init_cfg)
         if init_cfg is None:
@@ -246,6 +248,7 @@ class EfficientMod(BaseModule):
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
                 f'{self.in_channels} channels or set in_channels to match it.')
+        x = backbone_input(x, self.stem.conv.weight)
         x = self.stem(x.permute(0, 2, 3, 1))
         outs = []
         for i, stage in enumerate(self.stages):
