@@ -254,3 +254,121 @@ def test_onnx_export_runs_on_cuda(tmp_path):
         got = session.run(None, {'input': x.float().numpy()})[0]
         torch.testing.assert_close(
             torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
+
+
+# The GPU benchmark (tools/analysis_tools/benchmark_gpu.py): its arguments,
+# and the same code on the CPU (its CUDA figures come from the GPU check).
+def benchmark_gpu():
+    return load_tool('analysis_tools/benchmark_gpu')
+
+
+@pytest.fixture
+def no_reference(monkeypatch):
+    monkeypatch.delenv('MMEFFICIENTMOD_REFERENCE', raising=False)
+
+
+def parse_error(argv, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_gpu().parse_args(argv)
+    return capsys.readouterr().err
+
+
+@pytest.mark.skipif(GPU, reason='checks the message shown without a GPU')
+def test_benchmark_gpu_without_gpu_names_the_cpu_flag(no_reference, capsys):
+    assert '--device cpu' in parse_error([], capsys)
+
+
+def test_benchmark_gpu_defaults(no_reference):
+    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+    # Without the authors' file, their form is left out rather than failed.
+    assert args.forms == ['eager', 'compiled']
+    assert args.dtypes == ['float32', 'float16', 'bfloat16']
+    assert args.batch_sizes == [1, 64, 256]
+    assert args.precision == 'autocast' and not args.train
+    train = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    assert train.forms == ['eager']
+
+
+def test_benchmark_gpu_reads_the_reference_setting(monkeypatch, tmp_path,
+                                                   capsys):
+    authors = tmp_path / 'upstream' / 'EfficientMod.py'
+    authors.parent.mkdir()
+    authors.write_text('')
+    monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path))
+    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+    assert args.upstream == str(authors)
+    assert args.forms == ['authors-eager', 'eager', 'compiled']
+    monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path / 'none'))
+    assert 'MMEFFICIENTMOD_REFERENCE' in parse_error(['--device', 'cpu'],
+                                                     capsys)
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--forms', 'authors-eager'], "needs the authors' model file"),
+    (['--train', '--precision', 'cast'], 'drop --precision cast'),
+    (['--batch-sizes', '0'], 'must be positive'),
+    (['--dtypes', 'float8'], 'invalid choice'),
+])
+def test_benchmark_gpu_bad_arguments(no_reference, capsys, argv, message):
+    assert message in parse_error(['--device', 'cpu', *argv], capsys)
+
+
+def test_benchmark_gpu_cpu_inference(tmp_path):
+    from parity import upstream_model_file
+    out = tmp_path / 'bench.csv'
+    rows = benchmark_gpu().main([
+        '--device', 'cpu', '--archs', 'xxs', '--upstream',
+        upstream_model_file(), '--dtypes', 'float32', 'bfloat16',
+        '--batch-sizes', '1', '2', '--input-size', '64', '64', '--warmup',
+        '1', '--iters', '2', '--compile-backend', 'eager', '--csv',
+        str(out)
+    ])
+    assert [(r['dtype'], r['batch'], r['form']) for r in rows] == [
+        (dtype, batch, form) for dtype in ('float32', 'bfloat16')
+        for batch in (1, 2) for form in ('authors-eager', 'eager', 'compiled')
+    ]
+    for r in rows:
+        assert r['images_per_s'] == pytest.approx(r['batch'] * 1e3 /
+                                                  r['median_ms'])
+        assert r['rounds'] == 2 and r['mode'] == 'inference'
+        # The same weights: float32 agrees with the authors' float32
+        # logits; bfloat16 autocast stays close.
+        floor = 0.99999 if r['dtype'] == 'float32' else 0.99
+        assert r['cos_vs_authors_fp32'] > floor, r
+        if r['form'] == 'authors-eager':
+            assert r['x_authors_eager'] == pytest.approx(1.0)
+    with open(out) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1 + len(rows)
+    assert lines[0].startswith('model,mode,dtype,precision,batch,form')
+    assert ',device,' in lines[0] and 'logical cores' in lines[1]
+
+
+def test_benchmark_gpu_cpu_training_rows(no_reference):
+    rows = benchmark_gpu().main([
+        '--device', 'cpu', '--archs', 'xxs', '--train', '--dtypes',
+        'bfloat16', '--batch-sizes', '2', '--input-size', '64', '64',
+        '--warmup', '1', '--iters', '2'
+    ])
+    assert [(r['mode'], r['form'], r['batch'], r['dtype']) for r in rows] \
+        == [('train step', 'eager', 2, 'bfloat16')]
+    assert rows[0]['peak_mem_mb'] == ''  # device memory: CUDA only
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float16', 'bfloat16'])
+def test_benchmark_gpu_train_step_updates_weights(dtype):
+    """The timed step trains: weights move and stay finite (float16 goes
+    through the gradient scaler)."""
+    args = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    before = [p.detach().clone() for p in net.parameters()]
+    step = benchmark_gpu().train_step(net, args, dtype)
+    x, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    for _ in range(2):
+        step(x, labels)
+    after = list(net.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.isfinite(p).all() for p in after)
