@@ -26,7 +26,6 @@ def _load_tool():
 
 tc = _load_tool()
 
-
 # What ptxas 13.0 said to the PTX of nvvm 13.5's cicc (the registry's
 # unpinned toolkit, November 2026).
 PTXAS_SKEW = ("ptxas /tmp/x.ptx, line 9; fatal   : Unsupported .version 9.5; "
@@ -39,8 +38,8 @@ def fake_toolkit(home, release, cudart=False, compile_error=None):
     ``compile_error`` and fails."""
     os.makedirs(osp.join(home, 'bin'), exist_ok=True)
     nvcc = osp.join(home, 'bin', 'nvcc')
-    compile_step = (f'echo "{compile_error}" >&2; exit 1' if compile_error
-                    else 'while [ $# -gt 0 ]; do [ "$1" = -o ] && : > "$2"; '
+    compile_step = (f'echo "{compile_error}" >&2; exit 1' if compile_error else
+                    'while [ $# -gt 0 ]; do [ "$1" = -o ] && : > "$2"; '
                     'shift; done')
     with open(nvcc, 'w') as f:
         f.write('#!/bin/sh\nif [ "$1" = --version ]; then\n'
@@ -327,7 +326,9 @@ def test_compile_failure_shows_compiler_message_and_fix(tmp_path):
 
 def test_compile_failure_of_system_toolkit_names_cuda_home(tmp_path):
     home = fake_toolkit(
-        str(tmp_path / 'cuda'), '13.0', compile_error='nvcc fatal : '
+        str(tmp_path / 'cuda'),
+        '13.0',
+        compile_error='nvcc fatal : '
         "Unsupported gpu architecture 'compute_100'")
     with pytest.raises(tc.ToolchainError) as err:
         tc.setup(

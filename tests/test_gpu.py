@@ -102,16 +102,12 @@ def no_tf32():
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-@pytest.mark.cuda
-@needs_gpu
-@pytest.mark.parametrize('arch', ['xxs', 's'])
-def test_parity_on_cuda(arch, no_tf32):
+def parity_classifier(arch, fixture):
+    """Our classifier of ``arch`` with the fixture's converted weights."""
     from mmengine.registry import MODELS, init_default_scope
 
     import mmefficientmod  # noqa: F401
-    from mmefficientmod import EfficientMod
     from mmefficientmod.checkpoint import convert_checkpoint
-    fixture = load_parity_fixture(arch)
     cfg = Config.fromfile(
         osp.join(REPO, 'configs/efficientmod',
                  f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
@@ -119,6 +115,16 @@ def test_parity_on_cuda(arch, no_tf32):
     classifier = MODELS.build(cfg.model).eval()
     classifier.load_state_dict(
         convert_checkpoint(fixture['checkpoint'])['state_dict'])
+    return classifier
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize('arch', ['xxs', 's'])
+def test_parity_on_cuda(arch, no_tf32):
+    from mmefficientmod import EfficientMod
+    fixture = load_parity_fixture(arch)
+    classifier = parity_classifier(arch, fixture)
     dense = EfficientMod(arch).eval()
     dense.load_state_dict(classifier.backbone.state_dict(), strict=False)
     classifier.cuda()
@@ -135,6 +141,40 @@ def test_parity_on_cuda(arch, no_tf32):
             for out, ref in zip(dense(x), features):
                 torch.testing.assert_close(
                     out.cpu(), ref.float(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_onnx_export_traced_on_cuda(tmp_path, no_tf32):
+    """A model on the GPU (as after training) exports to ONNX traced with
+    CUDA tensors, and the CPU ONNX Runtime (no onnxruntime-gpu needed)
+    gives the reference logits."""
+    ort = pytest.importorskip('onnxruntime')
+    from mmefficientmod.models import TensorMode
+    fixture = load_parity_fixture('xxs')
+    model = TensorMode(parity_classifier('xxs', fixture)).cuda()
+    path = str(tmp_path / 'xxs_cuda.onnx')
+    with torch.enable_grad():  # the out-of-place paths, as export_onnx does
+        torch.onnx.export(
+            model, (fixture['inputs'][0].float().cuda(), ),
+            path,
+            input_names=['input'],
+            output_names=['output0'],
+            dynamic_axes={
+                'input': {
+                    0: 'batch'
+                },
+                'output0': {
+                    0: 'batch'
+                }
+            },
+            opset_version=17,
+            dynamo=False)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for x, logits in zip(fixture['inputs'], fixture['logits']):
+        got = session.run(None, {'input': x.float().numpy()})[0]
+        torch.testing.assert_close(
+            torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
 
 
 @pytest.fixture(scope='module')
@@ -313,14 +353,25 @@ def test_benchmark_gpu_bad_arguments(no_reference, capsys, argv, message):
     assert message in parse_error(['--device', 'cpu', *argv], capsys)
 
 
-def test_benchmark_gpu_cpu_inference(tmp_path):
+@pytest.fixture
+def restore_threads():
+    """The CPU tests run the benchmark with ``--threads 1`` (on a shared
+    2-core machine two threads wait on each other); later tests get the
+    setting back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_benchmark_gpu_cpu_inference(tmp_path, restore_threads):
     from parity import upstream_model_file
     out = tmp_path / 'bench.csv'
     rows = benchmark_gpu().main([
         '--device', 'cpu', '--archs', 'xxs', '--upstream',
         upstream_model_file(), '--dtypes', 'float32', 'bfloat16',
-        '--batch-sizes', '1', '2', '--input-size', '64', '64', '--warmup',
-        '1', '--iters', '2', '--compile-backend', 'eager', '--csv',
+        '--batch-sizes', '1', '2', '--input-size', '64', '64', '--warmup', '1',
+        '--iters', '2', '--compile-backend', 'eager', '--threads', '1',
+        '--csv',
         str(out)
     ])
     assert [(r['dtype'], r['batch'], r['form']) for r in rows] == [
@@ -342,13 +393,14 @@ def test_benchmark_gpu_cpu_inference(tmp_path):
     assert len(lines) == 1 + len(rows)
     assert lines[0].startswith('model,mode,dtype,precision,batch,form')
     assert ',device,' in lines[0] and 'logical cores' in lines[1]
+    assert lines[0].endswith(',threads,input_size') and ',1,64x64' in lines[1]
 
 
-def test_benchmark_gpu_cpu_training_rows(no_reference):
+def test_benchmark_gpu_cpu_training_rows(no_reference, restore_threads):
     rows = benchmark_gpu().main([
-        '--device', 'cpu', '--archs', 'xxs', '--train', '--dtypes',
-        'bfloat16', '--batch-sizes', '2', '--input-size', '64', '64',
-        '--warmup', '1', '--iters', '2'
+        '--device', 'cpu', '--archs', 'xxs', '--train', '--dtypes', 'bfloat16',
+        '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '1',
+        '--iters', '2', '--threads', '1'
     ])
     assert [(r['mode'], r['form'], r['batch'], r['dtype']) for r in rows] \
         == [('train step', 'eager', 2, 'bfloat16')]
@@ -372,3 +424,21 @@ def test_benchmark_gpu_train_step_updates_weights(dtype):
     after = list(net.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     assert all(torch.isfinite(p).all() for p in after)
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_benchmark_gpu_cuda_path(tmp_path):
+    """The benchmark's CUDA path, small: every precision, inference and an
+    AMP training step, the card named and its peak memory read."""
+    args = [
+        '--archs', 'xxs', '--batch-sizes', '2', '--input-size', '64', '64',
+        '--warmup', '1', '--iters', '2', '--compile-backend', 'eager'
+    ]
+    rows = benchmark_gpu().main(args + ['--csv', str(tmp_path / 'b.csv')])
+    assert {r['dtype'] for r in rows} == {'float32', 'float16', 'bfloat16'}
+    assert all(r['cos_vs_authors_fp32'] > 0.99 for r in rows), rows
+    with open(tmp_path / 'b.csv') as f:
+        assert torch.cuda.get_device_name(0) in f.read()
+    train = benchmark_gpu().main(args + ['--train', '--forms', 'eager'])
+    assert len(train) == 3 and all(r['peak_mem_mb'] > 0 for r in train)

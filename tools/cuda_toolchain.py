@@ -25,10 +25,10 @@ drive every decision with fake ``nvcc`` scripts and fake device lists.
 """
 import argparse
 import glob
+import json
 import os
 import os.path as osp
 import re
-import json
 import shlex
 import subprocess
 import sys
@@ -133,9 +133,8 @@ def candidate_homes(
     return unique
 
 
-def registry_requirement(torch_cuda: str,
-                         toolkit_version: Optional[str],
-                         extras: Sequence[str] = ()) -> str:
+def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
+                         *extras: str) -> str:
     """The pip requirement for the registry's nvcc matching torch's CUDA.
 
     Args:
@@ -151,8 +150,9 @@ def registry_requirement(torch_cuda: str,
             f'CUDA {torch_cuda} in several folders that cannot serve as one '
             f'CUDA_HOME. Install the CUDA {torch_cuda} toolkit from NVIDIA '
             f'(or load it as a module on a cluster) and set CUDA_HOME to it.')
-    names = ','.join(REGISTRY_EXTRAS.split(',') +
-                     sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
+    names = ','.join(
+        REGISTRY_EXTRAS.split(',') +
+        sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
     if toolkit_version and toolkit_version.startswith(torch_cuda + '.'):
         # The same release as torch's libraries: its headers match them.
         return f'cuda-toolkit[{names}]=={toolkit_version}'
@@ -202,18 +202,18 @@ def drifting_extras(resolved: Dict[str, str],
     return sorted(set(extras))
 
 
-def pip_resolve(requirement: str,
-                target: Optional[str] = None) -> Tuple[Dict[str, str],
-                                                       List[str]]:
+def pip_resolve(
+        requirement: str,
+        target: Optional[str] = None) -> Tuple[Dict[str, str], List[str]]:
     """What pip would install for ``requirement`` from scratch (a dry run,
     ignoring what is installed): ``{distribution: version}`` and the
     ``Requires-Dist`` of the ``cuda-toolkit`` it picked."""
     with tempfile.TemporaryDirectory() as tmp:
         report = osp.join(tmp, 'report.json')
         cmd = [
-            sys.executable, '-m', 'pip', 'install', '--disable-pip-version-check',
-            '--quiet', '--dry-run', '--ignore-installed', '--report', report,
-            requirement
+            sys.executable, '-m', 'pip', 'install',
+            '--disable-pip-version-check', '--quiet', '--dry-run',
+            '--ignore-installed', '--report', report, requirement
         ] + (['--target', target] if target else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -222,7 +222,10 @@ def pip_resolve(requirement: str,
                 f'{_index_hint()}')
         with open(report) as f:
             installs = json.load(f)['install']
-    resolved = {i['metadata']['name']: i['metadata']['version'] for i in installs}
+    resolved = {
+        i['metadata']['name']: i['metadata']['version']
+        for i in installs
+    }
     toolkit = [
         i['metadata'].get('requires_dist') or [] for i in installs
         if i['metadata']['name'].lower() == 'cuda-toolkit'
@@ -231,9 +234,9 @@ def pip_resolve(requirement: str,
 
 
 def toolkit_requirement(
-        torch_cuda: str,
-        toolkit_version: Optional[str],
-        resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
+    torch_cuda: str,
+    toolkit_version: Optional[str],
+    resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
 ) -> str:
     """:func:`registry_requirement` with the extras that pin every component
     which would otherwise drift to another CUDA release
@@ -243,7 +246,7 @@ def toolkit_requirement(
     if extras:
         log(f'pinning {", ".join(extras)} to the toolkit\'s own release '
             f'(pip would take another release of them)')
-    return registry_requirement(torch_cuda, toolkit_version, extras)
+    return registry_requirement(torch_cuda, toolkit_version, *extras)
 
 
 def parse_arches(arch_list_value: str) -> List[str]:
@@ -258,7 +261,8 @@ def parse_arches(arch_list_value: str) -> List[str]:
                 f'capability; write them as "8.0;9.0" (optionally "9.0+PTX" '
                 f'or "9.0a").')
         arch = match.group(1) + match.group(2) + match.group(3)
-        codes = [f'sm_{arch}'] + ([f'compute_{arch}'] if match.group(4) else [])
+        codes = [f'sm_{arch}'
+                 ] + ([f'compute_{arch}'] if match.group(4) else [])
         flags.append(f'-gencode=arch=compute_{arch},code=[{",".join(codes)}]')
     return flags
 
@@ -274,11 +278,12 @@ def compile_probe(home: str, arches: str, fix: str) -> None:
         source, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
         with open(source, 'w') as f:
             f.write(PROBE_KERNEL)
-        cmd = [nvcc, '-std=c++17', '-c', source, '-o', obj,
-               *parse_arches(arches)]
+        cmd = [
+            nvcc, '-std=c++17', '-c', source, '-o', obj, *parse_arches(arches)
+        ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=600)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=600)
             output, ok = (proc.stdout + proc.stderr).strip(), \
                 proc.returncode == 0 and osp.isfile(obj)
         except (OSError, subprocess.SubprocessError) as err:
@@ -473,7 +478,7 @@ def setup(torch_cuda: Optional[str],
             for site in site_dirs):
         ensure_cudart_link(home)
         pinned = registry_requirement(torch_cuda, toolkit_version,
-                                      NVCC_COMPONENT_EXTRAS)
+                                      *NVCC_COMPONENT_EXTRAS)
         fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
                f'one release: pip install --force-reinstall "{pinned}"')
     else:

@@ -124,6 +124,11 @@ def parse_args(argv=None):
         '--compile-backend',
         default='inductor',
         help='torch.compile backend of the compiled form')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help="torch's CPU threads (default: its own setting); on a shared "
+        'machine one thread avoids waiting on busy cores')
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument(
         '--iters',
@@ -262,8 +267,15 @@ def rounds_for(batch: int, iters: int) -> int:
     return iters if batch <= 8 else max(5, iters * 8 // batch)
 
 
-def row(model: str, mode: str, dtype: str, precision: str, batch: int,
-        form: Form, medians: Dict[str, float], cos='', peak='') -> Dict:
+def row(model: str,
+        mode: str,
+        dtype: str,
+        precision: str,
+        batch: int,
+        form: Form,
+        medians: Dict[str, float],
+        cos='',
+        peak='') -> Dict:
     median = medians[form.name]
     return dict(
         model=model,
@@ -289,19 +301,18 @@ def benchmark_inference(name: str, ours: nn.Module,
     gen = torch.Generator().manual_seed(0)
     # At the first batch size (up to 8): the compiled form's first compile
     # then serves the first timed batch too.
-    check_x = torch.randn(
-        min(args.batch_sizes[0], 8), 3, h, w, generator=gen)
+    check_x = torch.randn(min(args.batch_sizes[0], 8), 3, h, w, generator=gen)
     reference_model = upstream if upstream is not None else TensorMode(ours)
     with torch.no_grad():
         reference = flatten_outputs(
-            prepare(reference_model, args, 'float32')(check_x.to(
-                args.device)))[0].float().cpu()
+            prepare(reference_model, args,
+                    'float32')(check_x.to(args.device)))[0].float().cpu()
     for dtype in args.dtypes:
         forms = make_forms(ours, upstream, args, dtype)
         cos = {}
         for form in forms:
-            out = flatten_outputs(form.run(prepare_input(check_x, args,
-                                                         dtype)))[0]
+            out = flatten_outputs(
+                form.run(prepare_input(check_x, args, dtype)))[0]
             cos[form.name] = cosine_similarity(out.float().cpu(),
                                                reference).item()
         for batch in args.batch_sizes:
@@ -372,7 +383,12 @@ def benchmark_training(name: str, ours: nn.Module,
             medians = {f.name: float(np.median(f.times)) for f in forms}
             for form in forms:
                 report(
-                    row(name, 'train step', dtype, 'autocast', batch, form,
+                    row(name,
+                        'train step',
+                        dtype,
+                        'autocast',
+                        batch,
+                        form,
                         medians,
                         peak=peak_memory_mb(form.run, (x, labels),
                                             args.device)))
@@ -390,6 +406,7 @@ def metadata(args) -> Dict[str, str]:
         channels_last=str(args.channels_last),
         tf32=str(args.tf32),
         compile_backend=args.compile_backend,
+        threads=str(torch.get_num_threads()),
         input_size=f'{args.input_size[0]}x{args.input_size[1]}')
 
 
@@ -398,17 +415,20 @@ def print_row(r: Dict) -> None:
     def fmt(value, spec):
         return format(value, spec) if isinstance(value, float) else str(value)
 
-    print(f"{r['model']:<7} {r['mode']:<10} {r['dtype']:<9} {r['batch']:>5} "
-          f"{r['form']:<14} {fmt(r['median_ms'], '.3f'):>9} ms "
-          f"{fmt(r['images_per_s'], '.1f'):>9} img/s  "
-          f"x{fmt(r['x_authors_eager'], '.2f'):<6} "
-          f"cos {fmt(r['cos_vs_authors_fp32'], '.6f'):<9} "
-          f"peak {fmt(r['peak_mem_mb'], '.0f')} MB",
-          flush=True)
+    print(
+        f"{r['model']:<7} {r['mode']:<10} {r['dtype']:<9} {r['batch']:>5} "
+        f"{r['form']:<14} {fmt(r['median_ms'], '.3f'):>9} ms "
+        f"{fmt(r['images_per_s'], '.1f'):>9} img/s  "
+        f"x{fmt(r['x_authors_eager'], '.2f'):<6} "
+        f"cos {fmt(r['cos_vs_authors_fp32'], '.6f'):<9} "
+        f"peak {fmt(r['peak_mem_mb'], '.0f')} MB",
+        flush=True)
 
 
 def main(argv=None) -> List[Dict]:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True
