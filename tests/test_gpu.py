@@ -442,3 +442,15 @@ def test_benchmark_gpu_cuda_path(tmp_path):
         assert torch.cuda.get_device_name(0) in f.read()
     train = benchmark_gpu().main(args + ['--train', '--forms', 'eager'])
     assert len(train) == 3 and all(r['peak_mem_mb'] > 0 for r in train)
+
+
+@pytest.mark.parametrize('argv,message', [
+    ([], 'usage: tools/gpu_check.sh DIR'),
+    (['no-such-folder'], 'gpu_check.sh --prepare no-such-folder'),
+    (['--prepare', 'wheels'], 'needs --mmcv-wheel FILE'),
+])
+def test_gpu_check_names_what_is_missing(argv, message):
+    proc = run(['bash', osp.join(REPO, 'tools', 'gpu_check.sh'), *argv],
+               check=False,
+               timeout=60)
+    assert proc.returncode != 0 and message in proc.stdout, proc.stdout

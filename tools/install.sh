@@ -69,6 +69,8 @@ RUNTIME_SPECS=(
   "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "timm" "setuptools>=77.0.3,<81"
 )
 
+[[ -z "$FILL_WHEELHOUSE" && -n "$FILL_LIKE$MMCV_WHEEL" ]] \
+  && fail "--like and --mmcv-wheel go with --fill-wheelhouse DIR"
 if [[ -n "$FILL_WHEELHOUSE" && -n "$FILL_LIKE" ]]; then
   [[ -x "$FILL_LIKE" ]] || fail "--like $FILL_LIKE is not an executable python"
   [[ -f "$MMCV_WHEEL" ]] || fail "--like needs --mmcv-wheel FILE, an mmcv 2.1.0 wheel built for that environment's torch (pip wheel --no-build-isolation --no-deps mmcv==2.1.0 on a machine like it)"
