@@ -1,7 +1,10 @@
 """tools/cuda_toolchain.py: the installer's CUDA branch, driven with fake
-nvcc scripts and fake device lists (no GPU, no network)."""
+nvcc scripts and fake device lists (no GPU, no network), and once with the
+registry's real toolkit (marker ``cuda_toolkit``: needs the package index)."""
+import functools
 import os
 import os.path as osp
+import re
 import stat
 import subprocess
 import sys
@@ -13,16 +16,26 @@ from _detseg_utils import REPO, load_tool
 TOOL = osp.join(REPO, 'tools', 'cuda_toolchain.py')
 tc = load_tool('cuda_toolchain')
 
+# What ptxas 13.0 said to the PTX of nvvm 13.5's cicc (the registry's
+# unpinned toolkit, November 2026).
+PTXAS_SKEW = ("ptxas /tmp/x.ptx, line 9; fatal   : Unsupported .version 9.5; "
+              "current version is '9.0'")
 
-def fake_toolkit(home, release, cudart=False):
+
+def fake_toolkit(home, release, cudart=False, compile_error=None):
     """A folder laid out like a CUDA toolkit whose bin/nvcc reports
-    ``release``."""
+    ``release`` and "compiles" by writing the ``-o`` file, or prints
+    ``compile_error`` and fails."""
     os.makedirs(osp.join(home, 'bin'), exist_ok=True)
     nvcc = osp.join(home, 'bin', 'nvcc')
+    compile_step = (f'echo "{compile_error}" >&2; exit 1' if compile_error else
+                    'while [ $# -gt 0 ]; do [ "$1" = -o ] && : > "$2"; '
+                    'shift; done')
     with open(nvcc, 'w') as f:
-        f.write('#!/bin/sh\necho "nvcc: NVIDIA (R) Cuda compiler driver"\n'
+        f.write('#!/bin/sh\nif [ "$1" = --version ]; then\n'
+                'echo "nvcc: NVIDIA (R) Cuda compiler driver"\n'
                 f'echo "Cuda compilation tools, release {release}, '
-                f'V{release}.88"\n')
+                f'V{release}.88"\nexit 0\nfi\n{compile_step}\n')
     os.chmod(nvcc, os.stat(nvcc).st_mode | stat.S_IEXEC)
     os.makedirs(osp.join(home, 'include'), exist_ok=True)
     open(osp.join(home, 'include', 'cuda_runtime.h'), 'w').close()
@@ -51,6 +64,42 @@ class Recorder:
 
 def no_install(requirement):
     raise AssertionError(f'nothing should be installed ({requirement})')
+
+
+# The Requires-Dist lines of cuda-toolkit 13.0.2 that matter here (the
+# metapackage pins each component only under its own extra).
+TOOLKIT_13_0_2 = [
+    "nvidia-cuda-nvcc==13.0.88.*; (sys_platform == 'linux') and "
+    "extra == 'all'",
+    "nvidia-cuda-cccl==13.0.85.*; (sys_platform == 'linux') and "
+    "extra == 'cccl'",
+    "nvidia-cuda-crt==13.0.88.*; (sys_platform == 'linux') and "
+    "extra == 'crt'",
+    "nvidia-cuda-runtime==13.0.96.*; (sys_platform == 'linux') and "
+    "extra == 'cudart'",
+    "nvidia-cuda-nvcc==13.0.88.*; (sys_platform == 'linux') and "
+    "extra == 'nvcc'",
+    "nvidia-nvvm==13.0.88.*; (sys_platform == 'linux' or sys_platform == "
+    "'win32') and extra == 'nvvm'",
+]
+
+
+def resolver(**versions):
+    """Stands in for pip's dry run: ``cuda-toolkit[nvcc,cccl]`` resolved
+    to nvcc 13.0.88 and the given component versions."""
+    resolved = {
+        'cuda-toolkit': '13.0.2',
+        'nvidia-cuda-nvcc': '13.0.88',
+        'nvidia-cuda-cccl': '13.0.85',
+        'nvidia-nvvm': '13.0.88',
+        'nvidia-cuda-crt': '13.0.88',
+        'nvidia-cuda-runtime': '13.0.96'
+    }
+    resolved.update({k.replace('_', '-'): v for k, v in versions.items()})
+    return lambda requirement: (resolved, TOOLKIT_13_0_2)
+
+
+no_drift = resolver()
 
 
 def test_nvcc_release_parses_version(tmp_path):
@@ -95,7 +144,8 @@ def test_no_nvcc_installs_registry_toolkit(tmp_path):
         '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
         '13.0.3',
         install=pip,
-        system_homes=())
+        system_homes=(),
+        resolve=no_drift)
     assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.3']
     assert out['CUDA_HOME'] == osp.join(site, 'nvidia', 'cu13')
     assert osp.islink(osp.join(out['CUDA_HOME'], 'lib', 'libcudart.so'))
@@ -109,7 +159,8 @@ def test_mismatched_nvcc_on_path_is_skipped_for_registry(tmp_path):
         '13.0', [(9, 0)], ['sm_90'], {'PATH': osp.join(old, 'bin')}, [site],
         None,
         install=pip,
-        system_homes=())
+        system_homes=(),
+        resolve=no_drift)
     # Without torch's cuda-toolkit version, any 13.0 release is asked for.
     assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.*']
     assert out['CUDA_HOME'] != old
@@ -182,7 +233,8 @@ def test_failed_install_names_fix(tmp_path):
             '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=failing,
-            system_homes=())
+            system_homes=(),
+            resolve=no_drift)
 
 
 def test_install_without_nvcc_appearing_is_an_error(tmp_path):
@@ -191,7 +243,8 @@ def test_install_without_nvcc_appearing_is_an_error(tmp_path):
             '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=lambda r: None,
-            system_homes=())
+            system_homes=(),
+            resolve=no_drift)
 
 
 def test_cuda12_torch_needs_system_toolkit(tmp_path):
@@ -200,7 +253,8 @@ def test_cuda12_torch_needs_system_toolkit(tmp_path):
             '12.8', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=no_install,
-            system_homes=())
+            system_homes=(),
+            resolve=no_drift)
 
 
 def test_cpu_only_torch_is_an_error(tmp_path):
@@ -210,6 +264,91 @@ def test_cpu_only_torch_is_an_error(tmp_path):
             None,
             install=no_install,
             system_homes=())
+
+
+def test_drifting_components_are_pinned(tmp_path):
+    """nvcc 13.0.88 with pip's newest nvvm/crt (13.5.37): the installer asks
+    for their extras, which cuda-toolkit pins to 13.0.88."""
+    site = str(tmp_path / 'site-packages')
+    pip = Recorder(site, '13.0')
+    tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
+        '13.0.2',
+        install=pip,
+        system_homes=(),
+        resolve=resolver(nvidia_nvvm='13.5.37', nvidia_cuda_crt='13.5.37'))
+    assert pip.calls == ['cuda-toolkit[nvcc,cccl,crt,nvvm]==13.0.2']
+
+
+def test_component_pins_read_from_toolkit_metadata():
+    pins = tc.component_pins(TOOLKIT_13_0_2)
+    assert pins['nvidia-nvvm'] == ('13.0.88', 'nvvm')
+    assert pins['nvidia-cuda-runtime'] == ('13.0.96', 'cudart')
+    assert tc.drifting_extras({'nvidia_cuda_runtime': '13.5.37'},
+                              TOOLKIT_13_0_2) == ['cudart']
+    # A patch release of the pinned version is the same release.
+    assert tc.drifting_extras({'nvidia-nvvm': '13.0.88.1'},
+                              TOOLKIT_13_0_2) == []
+    assert tc.drifting_extras({'nvidia-nvvm': '13.0.880'},
+                              TOOLKIT_13_0_2) == ['nvvm']
+
+
+def test_compile_failure_shows_compiler_message_and_fix(tmp_path):
+    site = str(tmp_path / 'site-packages')
+    fake_toolkit(
+        osp.join(site, 'nvidia', 'cu13'),
+        '13.0',
+        cudart=True,
+        compile_error=PTXAS_SKEW)
+    with pytest.raises(tc.ToolchainError) as err:
+        tc.setup(
+            '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
+            '13.0.2',
+            install=no_install,
+            system_homes=())
+    message = str(err.value)
+    assert 'Unsupported .version 9.5' in message  # the compiler's words
+    assert 'compute_90' in message  # the command, with the target arch
+    assert 'different CUDA releases' in message
+    assert ('pip install --force-reinstall '
+            '"cuda-toolkit[nvcc,cccl,crt,cudart,nvvm]==13.0.2"') in message
+
+
+def test_compile_failure_of_system_toolkit_names_cuda_home(tmp_path):
+    home = fake_toolkit(
+        str(tmp_path / 'cuda'),
+        '13.0',
+        compile_error='nvcc fatal : '
+        "Unsupported gpu architecture 'compute_100'")
+    with pytest.raises(tc.ToolchainError) as err:
+        tc.setup(
+            '13.0', [(10, 0)], ['sm_100'], {'PATH': osp.join(home, 'bin')},
+            [str(tmp_path / 'sp')],
+            None,
+            install=no_install,
+            system_homes=())
+    assert "Unsupported gpu architecture 'compute_100'" in str(err.value)
+    assert 'set CUDA_HOME' in str(err.value)
+
+
+@pytest.mark.parametrize('value,flags', [
+    ('9.0', ['-gencode=arch=compute_90,code=[sm_90]']),
+    ('8.0;9.0+PTX', [
+        '-gencode=arch=compute_80,code=[sm_80]',
+        '-gencode=arch=compute_90,code=[sm_90,compute_90]'
+    ]),
+    ('9.0a 12.0', [
+        '-gencode=arch=compute_90a,code=[sm_90a]',
+        '-gencode=arch=compute_120,code=[sm_120]'
+    ]),
+])
+def test_parse_arches(value, flags):
+    assert tc.parse_arches(value) == flags
+
+
+def test_parse_arches_rejects_names():
+    with pytest.raises(tc.ToolchainError, match="'Hopper'"):
+        tc.parse_arches('8.0;Hopper')
 
 
 @pytest.mark.parametrize(
@@ -263,3 +402,54 @@ def test_setup_command_prints_exports(tmp_path):
 @pytest.mark.cuda
 def test_check_ops_on_gpu():
     tc.check_ops()
+
+
+def package_index_reachable() -> bool:
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'index', 'versions', 'nvidia-cuda-nvcc'],
+        capture_output=True,
+        text=True,
+        timeout=120)
+    return proc.returncode == 0 and '13.0.88' in proc.stdout
+
+
+def dist_versions(site):
+    """``{distribution: version}`` of the wheels installed in ``site``."""
+    found = {}
+    for name in os.listdir(site):
+        match = re.fullmatch(r'(.+)-([^-]+)\.dist-info', name)
+        if match:
+            found[match.group(1).lower().replace('_', '-')] = match.group(2)
+    return found
+
+
+@pytest.mark.cuda_toolkit
+@pytest.mark.parametrize(
+    'toolkit_version',
+    # 13.0.2: torch 2.11's release (the device machines' torch), whose nvcc
+    # extra leaves nvvm and crt unpinned. Then this environment's own.
+    sorted({'13.0.2', tc._toolkit_version() or '13.0.2'}))
+def test_registry_toolkit_compiles_a_kernel(tmp_path, toolkit_version):
+    """The real registry toolkit, installed by the tool into a temporary
+    folder, compiles the probe kernel for sm_90 (no GPU needed): the check
+    that would have caught nvvm 13.5 beside nvcc 13.0."""
+    if not package_index_reachable():
+        pytest.skip('the package index is not reachable (this test installs '
+                    "the registry's nvcc 13.0, about 270 MB unpacked); run "
+                    'it where pip can reach the index')
+    site = str(tmp_path / 'site-packages')
+    out = tc.setup(
+        '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
+        toolkit_version,
+        install=functools.partial(tc.pip_install, target=site),
+        system_homes=(),
+        resolve=functools.partial(tc.pip_resolve, target=site))
+    assert out == {
+        'CUDA_HOME': osp.join(site, 'nvidia', 'cu13'),
+        'TORCH_CUDA_ARCH_LIST': '9.0'
+    }
+    versions = dist_versions(site)
+    nvcc = versions['nvidia-cuda-nvcc']
+    assert nvcc.startswith('13.0.')
+    for part in ('nvidia-nvvm', 'nvidia-cuda-crt'):
+        assert versions[part] == nvcc, versions

@@ -94,15 +94,12 @@ def no_tf32():
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-@pytest.mark.cuda
-@pytest.mark.parametrize('arch', ['xxs', 's'])
-def test_parity_on_cuda(arch, no_tf32):
+def parity_classifier(arch, fixture):
+    """Our classifier of ``arch`` with the fixture's converted weights."""
     from mmengine.registry import MODELS, init_default_scope
 
     import mmefficientmod  # noqa: F401
-    from mmefficientmod import EfficientMod
     from mmefficientmod.checkpoint import convert_checkpoint
-    fixture = load_parity_fixture(arch)
     cfg = Config.fromfile(
         osp.join(REPO, 'configs/efficientmod',
                  f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
@@ -110,6 +107,15 @@ def test_parity_on_cuda(arch, no_tf32):
     classifier = MODELS.build(cfg.model).eval()
     classifier.load_state_dict(
         convert_checkpoint(fixture['checkpoint'])['state_dict'])
+    return classifier
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('arch', ['xxs', 's'])
+def test_parity_on_cuda(arch, no_tf32):
+    from mmefficientmod import EfficientMod
+    fixture = load_parity_fixture(arch)
+    classifier = parity_classifier(arch, fixture)
     dense = EfficientMod(arch).eval()
     dense.load_state_dict(classifier.backbone.state_dict(), strict=False)
     classifier.cuda()
@@ -126,6 +132,38 @@ def test_parity_on_cuda(arch, no_tf32):
             for out, ref in zip(dense(x), features):
                 torch.testing.assert_close(
                     out.cpu(), ref.float(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.cuda
+def test_onnx_export_traced_on_cuda(tmp_path, no_tf32):
+    """A model on the GPU (as after training) exports to ONNX traced with
+    CUDA tensors, and the CPU ONNX Runtime (no onnxruntime-gpu needed)
+    gives the reference logits."""
+    ort = pytest.importorskip('onnxruntime')
+    from mmefficientmod.models import TensorMode
+    fixture = load_parity_fixture('xxs')
+    model = TensorMode(parity_classifier('xxs', fixture)).cuda()
+    path = str(tmp_path / 'xxs_cuda.onnx')
+    torch.onnx.export(
+        model, (fixture['inputs'][0].float().cuda(), ),
+        path,
+        input_names=['input'],
+        output_names=['output0'],
+        dynamic_axes={
+            'input': {
+                0: 'batch'
+            },
+            'output0': {
+                0: 'batch'
+            }
+        },
+        opset_version=17,
+        dynamo=False)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for x, logits in zip(fixture['inputs'], fixture['logits']):
+        got = session.run(None, {'input': x.float().numpy()})[0]
+        torch.testing.assert_close(
+            torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
 
 
 def amp_train(cfg_path, work_dir, dtype, options):
@@ -230,3 +268,163 @@ def test_onnx_export_runs_on_cuda(tmp_path):
         got = session.run(None, {'input': x.float().numpy()})[0]
         torch.testing.assert_close(
             torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
+
+
+# The GPU benchmark (tools/analysis_tools/benchmark_gpu.py): its arguments,
+# and the same code on the CPU (its CUDA figures come from the GPU check).
+def benchmark_gpu():
+    return load_tool('analysis_tools/benchmark_gpu')
+
+
+@pytest.fixture
+def no_reference(monkeypatch):
+    monkeypatch.delenv('MMEFFICIENTMOD_REFERENCE', raising=False)
+
+
+def parse_error(argv, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_gpu().parse_args(argv)
+    return capsys.readouterr().err
+
+
+def test_benchmark_gpu_without_gpu_names_the_cpu_flag(no_reference, capsys,
+                                                     monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert '--device cpu' in parse_error([], capsys)
+
+
+def test_benchmark_gpu_defaults(no_reference):
+    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+    # Without the authors' file, their form is left out rather than failed.
+    assert args.forms == ['eager', 'compiled']
+    assert args.dtypes == ['float32', 'float16', 'bfloat16']
+    assert args.batch_sizes == [1, 64, 256]
+    assert args.precision == 'autocast' and not args.train
+    train = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    assert train.forms == ['eager']
+
+
+def test_benchmark_gpu_reads_the_reference_setting(monkeypatch, tmp_path,
+                                                   capsys):
+    authors = tmp_path / 'upstream' / 'EfficientMod.py'
+    authors.parent.mkdir()
+    authors.write_text('')
+    monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path))
+    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+    assert args.upstream == str(authors)
+    assert args.forms == ['authors-eager', 'eager', 'compiled']
+    monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path / 'none'))
+    assert 'MMEFFICIENTMOD_REFERENCE' in parse_error(['--device', 'cpu'],
+                                                     capsys)
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--forms', 'authors-eager'], "needs the authors' model file"),
+    (['--train', '--precision', 'cast'], 'drop --precision cast'),
+    (['--batch-sizes', '0'], 'must be positive'),
+    (['--dtypes', 'float8'], 'invalid choice'),
+])
+def test_benchmark_gpu_bad_arguments(no_reference, capsys, argv, message):
+    assert message in parse_error(['--device', 'cpu', *argv], capsys)
+
+
+@pytest.fixture
+def restore_threads():
+    """The CPU tests run the benchmark with ``--threads 1`` (on a shared
+    2-core machine two threads wait on each other); later tests get the
+    setting back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_benchmark_gpu_cpu_inference(tmp_path, restore_threads):
+    from parity import upstream_model_file
+    out = tmp_path / 'bench.csv'
+    rows = benchmark_gpu().main([
+        '--device', 'cpu', '--archs', 'xxs', '--upstream',
+        upstream_model_file(), '--dtypes', 'float32', 'bfloat16',
+        '--batch-sizes', '1', '2', '--input-size', '64', '64', '--warmup', '1',
+        '--iters', '2', '--compile-backend', 'eager', '--threads', '1',
+        '--csv',
+        str(out)
+    ])
+    assert [(r['dtype'], r['batch'], r['form']) for r in rows] == [
+        (dtype, batch, form) for dtype in ('float32', 'bfloat16')
+        for batch in (1, 2) for form in ('authors-eager', 'eager', 'compiled')
+    ]
+    for r in rows:
+        assert r['images_per_s'] == pytest.approx(r['batch'] * 1e3 /
+                                                  r['median_ms'])
+        assert r['rounds'] == 2 and r['mode'] == 'inference'
+        # The same weights: float32 agrees with the authors' float32
+        # logits; bfloat16 autocast stays close.
+        floor = 0.99999 if r['dtype'] == 'float32' else 0.99
+        assert r['cos_vs_authors_fp32'] > floor, r
+        if r['form'] == 'authors-eager':
+            assert r['x_authors_eager'] == pytest.approx(1.0)
+    with open(out) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1 + len(rows)
+    assert lines[0].startswith('model,mode,dtype,precision,batch,form')
+    assert ',device,' in lines[0] and 'logical cores' in lines[1]
+    assert lines[0].endswith(',threads,input_size') and ',1,64x64' in lines[1]
+
+
+def test_benchmark_gpu_cpu_training_rows(no_reference, restore_threads):
+    rows = benchmark_gpu().main([
+        '--device', 'cpu', '--archs', 'xxs', '--train', '--dtypes', 'bfloat16',
+        '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '1',
+        '--iters', '2', '--threads', '1'
+    ])
+    assert [(r['mode'], r['form'], r['batch'], r['dtype']) for r in rows] \
+        == [('train step', 'eager', 2, 'bfloat16')]
+    assert rows[0]['peak_mem_mb'] == ''  # device memory: CUDA only
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float16', 'bfloat16'])
+def test_benchmark_gpu_train_step_updates_weights(dtype):
+    """The timed step trains: weights move and stay finite (float16 goes
+    through the gradient scaler)."""
+    args = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    before = [p.detach().clone() for p in net.parameters()]
+    step = benchmark_gpu().train_step(net, args, dtype)
+    x, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    for _ in range(2):
+        step(x, labels)
+    after = list(net.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.isfinite(p).all() for p in after)
+
+
+@pytest.mark.cuda
+def test_benchmark_gpu_cuda_path(tmp_path):
+    """The benchmark's CUDA path, small: every precision, inference and an
+    AMP training step, the card named and its peak memory read."""
+    args = [
+        '--archs', 'xxs', '--batch-sizes', '2', '--input-size', '64', '64',
+        '--warmup', '1', '--iters', '2', '--compile-backend', 'eager'
+    ]
+    rows = benchmark_gpu().main(args + ['--csv', str(tmp_path / 'b.csv')])
+    assert {r['dtype'] for r in rows} == {'float32', 'float16', 'bfloat16'}
+    assert all(r['cos_vs_authors_fp32'] > 0.99 for r in rows), rows
+    with open(tmp_path / 'b.csv') as f:
+        assert torch.cuda.get_device_name(0) in f.read()
+    train = benchmark_gpu().main(args + ['--train', '--forms', 'eager'])
+    assert len(train) == 3 and all(r['peak_mem_mb'] > 0 for r in train)
+
+
+@pytest.mark.parametrize('argv,message', [
+    ([], 'usage: tools/gpu_check.sh DIR'),
+    (['no-such-folder'], 'gpu_check.sh --prepare no-such-folder'),
+    (['--prepare', 'wheels'], 'needs --mmcv-wheel FILE'),
+])
+def test_gpu_check_names_what_is_missing(argv, message):
+    proc = run(['bash', osp.join(REPO, 'tools', 'gpu_check.sh'), *argv],
+               check=False,
+               timeout=60)
+    assert proc.returncode != 0 and message in proc.stdout, proc.stdout

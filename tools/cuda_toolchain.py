@@ -4,21 +4,28 @@ Usage::
 
     python tools/cuda_toolchain.py setup       # prints `export` lines
     python tools/cuda_toolchain.py check-ops   # RoIAlign and nms on the GPU
+    python tools/cuda_toolchain.py requirement 13.0.3  # pinned pip spec
 
 ``setup`` finds an nvcc whose CUDA major version matches the one torch was
 built with (``$CUDA_HOME``, the registry's toolkit inside this environment,
 ``nvcc`` on ``PATH``, ``/usr/local/cuda``, in that order) and, when none
 matches, installs the registry's nvcc of torch's CUDA version into this
 environment with pip (so it works from a wheelhouse too: pip reads
-``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``). It then prints ``CUDA_HOME`` and
-``TORCH_CUDA_ARCH_LIST`` (the visible GPUs' compute capabilities unless the
-variable is already set) for the shell to ``eval``. Messages go to stderr.
+``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``), with every component that nvcc's
+wheel pulls in pinned to the same CUDA release (see
+:func:`toolkit_requirement`). Before the long mmcv build it compiles a
+one-kernel ``.cu`` file for the target architectures, and stops with the
+compiler's message and the fix when that fails. It then prints
+``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` (the visible GPUs' compute
+capabilities unless the variable is already set) for the shell to ``eval``.
+Messages go to stderr.
 
 Only the standard library is imported at module level, so the tests can
 drive every decision with fake ``nvcc`` scripts and fake device lists.
 """
 import argparse
 import glob
+import json
 import os
 import os.path as osp
 import re
@@ -26,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 # The registry's toolkit wheels put CUDA >= 13 in one folder, nvidia/cu<N>,
@@ -35,6 +43,20 @@ REGISTRY_EXTRAS = 'nvcc,cccl'
 REGISTRY_MIN_MAJOR = 13
 # Where system-wide toolkits live when nvcc is not on PATH.
 SYSTEM_HOMES = ('/usr/local/cuda', )
+# The extras of the components that nvidia-cuda-nvcc's wheel depends on
+# (nvvm's cicc, the crt headers, the runtime): named in the fix when a
+# registry toolkit fails to compile.
+NVCC_COMPONENT_EXTRAS = ('crt', 'cudart', 'nvvm')
+# One kernel that goes through every stage of nvcc (front end, cicc, ptxas,
+# fatbinary, host compiler) with the flags mmcv's build uses.
+PROBE_KERNEL = r"""
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+__global__ void probe_sum(const __half* x, float* out, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) atomicAdd(out, __half2float(x[i]));
+}
+"""
 
 
 class ToolchainError(RuntimeError):
@@ -111,14 +133,16 @@ def candidate_homes(
     return unique
 
 
-def registry_requirement(torch_cuda: str,
-                         toolkit_version: Optional[str]) -> str:
+def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
+                         *extras: str) -> str:
     """The pip requirement for the registry's nvcc matching torch's CUDA.
 
     Args:
         torch_cuda: ``torch.version.cuda``, e.g. ``'13.0'``.
         toolkit_version: the installed ``cuda-toolkit`` distribution's
             version (torch's own CUDA libraries come through it), or None.
+        extras: ``cuda-toolkit`` extras beyond ``nvcc,cccl`` (the
+            components :func:`toolkit_requirement` pins).
     """
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
@@ -126,10 +150,155 @@ def registry_requirement(torch_cuda: str,
             f'CUDA {torch_cuda} in several folders that cannot serve as one '
             f'CUDA_HOME. Install the CUDA {torch_cuda} toolkit from NVIDIA '
             f'(or load it as a module on a cluster) and set CUDA_HOME to it.')
+    names = ','.join(
+        REGISTRY_EXTRAS.split(',') +
+        sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
     if toolkit_version and toolkit_version.startswith(torch_cuda + '.'):
         # The same release as torch's libraries: its headers match them.
-        return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={toolkit_version}'
-    return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*'
+        return f'cuda-toolkit[{names}]=={toolkit_version}'
+    return f'cuda-toolkit[{names}]=={torch_cuda}.*'
+
+
+def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
+    """``{distribution: (version prefix, extra)}`` read from the
+    ``Requires-Dist`` lines of a ``cuda-toolkit`` release, e.g.
+    ``nvidia-nvvm==13.0.88.*; ... extra == 'nvvm'`` gives
+    ``{'nvidia-nvvm': ('13.0.88', 'nvvm')}``. The metapackage pins each
+    component to its own release only when asked for by its extra."""
+    pins = {}
+    for line in toolkit_requires:
+        match = re.match(
+            r"\s*([A-Za-z0-9_.-]+)\s*==\s*([0-9.]+?)(?:\.\*)?\s*;"
+            r".*extra\s*==\s*['\"]([A-Za-z0-9_-]+)['\"]", line)
+        if match and match.group(3) != 'all':
+            name = re.sub(r'[-_.]+', '-', match.group(1)).lower()
+            pins[name] = (match.group(2), match.group(3))
+    return pins
+
+
+def drifting_extras(resolved: Dict[str, str],
+                    toolkit_requires: Sequence[str]) -> List[str]:
+    """The ``cuda-toolkit`` extras whose component pip resolved to another
+    release than the toolkit's own.
+
+    ``nvidia-cuda-nvcc`` depends on ``nvidia-nvvm``, ``nvidia-cuda-crt`` and
+    ``nvidia-cuda-runtime`` without an upper bound, so pip takes their newest
+    release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
+    that ptxas 13.0 rejects (``Unsupported .version 9.5``). Asking for the
+    component's extra pins it to the toolkit's release.
+
+    Args:
+        resolved: ``{distribution: version}`` that pip would install.
+        toolkit_requires: the ``cuda-toolkit`` release's ``Requires-Dist``.
+    """
+    pins = component_pins(toolkit_requires)
+    extras = []
+    for name, version in resolved.items():
+        name = re.sub(r'[-_.]+', '-', name).lower()
+        if name in pins:
+            prefix, extra = pins[name]
+            if version != prefix and not version.startswith(prefix + '.'):
+                extras.append(extra)
+    return sorted(set(extras))
+
+
+def pip_resolve(
+        requirement: str,
+        target: Optional[str] = None) -> Tuple[Dict[str, str], List[str]]:
+    """What pip would install for ``requirement`` from scratch (a dry run,
+    ignoring what is installed): ``{distribution: version}`` and the
+    ``Requires-Dist`` of the ``cuda-toolkit`` it picked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = osp.join(tmp, 'report.json')
+        cmd = [
+            sys.executable, '-m', 'pip', 'install',
+            '--disable-pip-version-check', '--quiet', '--dry-run',
+            '--ignore-installed', '--report', report, requirement
+        ] + (['--target', target] if target else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolchainError(
+                f'pip cannot resolve {requirement}:\n{proc.stderr.strip()}\n'
+                f'{_index_hint()}')
+        with open(report) as f:
+            installs = json.load(f)['install']
+    resolved = {
+        i['metadata']['name']: i['metadata']['version']
+        for i in installs
+    }
+    toolkit = [
+        i['metadata'].get('requires_dist') or [] for i in installs
+        if i['metadata']['name'].lower() == 'cuda-toolkit'
+    ]
+    return resolved, toolkit[0] if toolkit else []
+
+
+def toolkit_requirement(
+    torch_cuda: str,
+    toolkit_version: Optional[str],
+    resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
+) -> str:
+    """:func:`registry_requirement` with the extras that pin every component
+    which would otherwise drift to another CUDA release
+    (:func:`drifting_extras`); ``resolve`` is :func:`pip_resolve`."""
+    requirement = registry_requirement(torch_cuda, toolkit_version)
+    extras = drifting_extras(*resolve(requirement))
+    if extras:
+        log(f'pinning {", ".join(extras)} to the toolkit\'s own release '
+            f'(pip would take another release of them)')
+    return registry_requirement(torch_cuda, toolkit_version, *extras)
+
+
+def parse_arches(arch_list_value: str) -> List[str]:
+    """nvcc ``-gencode`` flags for a ``TORCH_CUDA_ARCH_LIST`` value
+    (``"8.0;9.0+PTX"``, ``"9.0a"``, separated by ``;`` or spaces)."""
+    flags = []
+    for item in re.split(r'[;\s]+', arch_list_value.strip()):
+        match = re.fullmatch(r'(\d+)\.(\d+)([a-z]?)(\+PTX)?', item)
+        if not match:
+            raise ToolchainError(
+                f'TORCH_CUDA_ARCH_LIST entry {item!r} is not a compute '
+                f'capability; write them as "8.0;9.0" (optionally "9.0+PTX" '
+                f'or "9.0a").')
+        arch = match.group(1) + match.group(2) + match.group(3)
+        codes = [f'sm_{arch}'
+                 ] + ([f'compute_{arch}'] if match.group(4) else [])
+        flags.append(f'-gencode=arch=compute_{arch},code=[{",".join(codes)}]')
+    return flags
+
+
+def compile_probe(home: str, arches: str, fix: str) -> None:
+    """Compile :data:`PROBE_KERNEL` with ``home``'s nvcc for ``arches``.
+
+    Raises:
+        ToolchainError: with the compiler's message and ``fix``.
+    """
+    nvcc = osp.join(home, 'bin', 'nvcc')
+    with tempfile.TemporaryDirectory() as tmp:
+        source, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
+        with open(source, 'w') as f:
+            f.write(PROBE_KERNEL)
+        cmd = [
+            nvcc, '-std=c++17', '-c', source, '-o', obj, *parse_arches(arches)
+        ]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=600)
+            output, ok = (proc.stdout + proc.stderr).strip(), \
+                proc.returncode == 0 and osp.isfile(obj)
+        except (OSError, subprocess.SubprocessError) as err:
+            output, ok = str(err), False
+    if not ok:
+        hint = ''
+        if 'Unsupported .version' in output:
+            hint = ('cicc (nvidia-nvvm) writes a newer PTX than this ptxas '
+                    'reads: the toolkit\'s parts are of different CUDA '
+                    'releases. ')
+        raise ToolchainError(
+            f'nvcc in {home} cannot compile a one-kernel test file for '
+            f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd[:1] + cmd[1:])}'
+            f'\n{output or "(no output)"}\n{hint}Fix: {fix}')
+    log(f'nvcc in {home} compiles a test kernel for {arches}')
 
 
 def find_cuda_home(
@@ -234,21 +403,26 @@ def site_packages() -> List[str]:
     return sorted({paths['purelib'], paths['platlib']})
 
 
-def pip_install(requirement: str) -> None:
-    """Install ``requirement`` into this interpreter's environment."""
+def _index_hint() -> str:
+    offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
+    return ('Add it to the wheelhouse (tools/install.sh --fill-wheelhouse) '
+            'or set CUDA_HOME to a CUDA toolkit of the same major version.'
+            if offline else
+            'Check access to the package index, or set CUDA_HOME to a CUDA '
+            'toolkit of the same major version.')
+
+
+def pip_install(requirement: str, target: Optional[str] = None) -> None:
+    """Install ``requirement`` into this interpreter's environment (or into
+    the folder ``target``)."""
     cmd = [
         sys.executable, '-m', 'pip', 'install', '--disable-pip-version-check',
         requirement
-    ]
+    ] + (['--target', target] if target else [])
     log(' '.join(shlex.quote(c) for c in cmd))
-    if subprocess.run(cmd).returncode != 0:
-        offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
-        hint = ('add it to the wheelhouse (tools/install.sh '
-                '--fill-wheelhouse) or set CUDA_HOME to a CUDA toolkit of '
-                'the same major version' if offline else
-                'check access to the package index, or set CUDA_HOME to a '
-                'CUDA toolkit of the same major version')
-        raise ToolchainError(f'could not install {requirement}: {hint}.')
+    if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
+        raise ToolchainError(
+            f'could not install {requirement}. {_index_hint()}')
 
 
 def setup(torch_cuda: Optional[str],
@@ -258,10 +432,12 @@ def setup(torch_cuda: Optional[str],
           site_dirs: Sequence[str],
           toolkit_version: Optional[str],
           install: Callable[[str], None] = pip_install,
-          system_homes: Sequence[str] = SYSTEM_HOMES) -> Dict[str, str]:
+          system_homes: Sequence[str] = SYSTEM_HOMES,
+          resolve: Callable = pip_resolve) -> Dict[str, str]:
     """The variables the mmcv build needs: ``CUDA_HOME`` and
     ``TORCH_CUDA_ARCH_LIST``; installs the registry's nvcc when no
-    matching one is found.
+    matching one is found, and checks that it compiles a kernel for the
+    target architectures.
 
     Args:
         torch_cuda: ``torch.version.cuda`` (None for a CPU-only torch).
@@ -272,6 +448,12 @@ def setup(torch_cuda: Optional[str],
         toolkit_version: the installed ``cuda-toolkit`` version, or None.
         install: installs one pip requirement.
         system_homes: system-wide toolkit folders to try last.
+        resolve: what pip would install for a requirement
+            (:func:`pip_resolve`).
+
+    Raises:
+        ToolchainError: no usable toolkit, or its nvcc cannot compile the
+            test kernel (the message holds the compiler's and the fix).
     """
     if not torch_cuda:
         raise ToolchainError(
@@ -282,7 +464,7 @@ def setup(torch_cuda: Optional[str],
     arches = arch_list(env, capabilities, torch_arches)
     home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
     if home is None:
-        requirement = registry_requirement(torch_cuda, toolkit_version)
+        requirement = toolkit_requirement(torch_cuda, toolkit_version, resolve)
         log(f'no nvcc for CUDA {torch_cuda} found: installing {requirement}')
         install(requirement)
         home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
@@ -295,6 +477,17 @@ def setup(torch_cuda: Optional[str],
             osp.realpath(home).startswith(osp.realpath(site) + os.sep)
             for site in site_dirs):
         ensure_cudart_link(home)
+        pinned = registry_requirement(torch_cuda, toolkit_version,
+                                      *NVCC_COMPONENT_EXTRAS)
+        fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
+               f'one release: pip install --force-reinstall "{pinned}"')
+    else:
+        fix = (f'set CUDA_HOME to a CUDA {torch_cuda} toolkit that compiles '
+               f'for these architectures (or unset it and remove other nvcc '
+               f'from PATH, so that the installer installs the registry\'s '
+               f'pinned toolkit), or set TORCH_CUDA_ARCH_LIST to '
+               f'architectures this nvcc supports')
+    compile_probe(home, arches, fix)
     return {'CUDA_HOME': home, 'TORCH_CUDA_ARCH_LIST': arches}
 
 
@@ -356,12 +549,24 @@ def check_ops() -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('command', choices=['setup', 'check-ops'])
+    parser.add_argument(
+        'command', choices=['setup', 'check-ops', 'requirement'])
+    parser.add_argument(
+        'toolkit_version',
+        nargs='?',
+        help='requirement: the cuda-toolkit release, e.g. 13.0.3 (prints its '
+        'pip requirement with the drifting components pinned)')
     args = parser.parse_args(argv)
+    if (args.command == 'requirement') != bool(args.toolkit_version):
+        parser.error('the cuda-toolkit version goes with "requirement" only, '
+                     'e.g. "requirement 13.0.3"')
     try:
         if args.command == 'setup':
             for key, value in _setup_from_torch().items():
                 print(f'export {key}={shlex.quote(value)}')
+        elif args.command == 'requirement':
+            release = '.'.join(args.toolkit_version.split('.')[:2])
+            print(toolkit_requirement(release, args.toolkit_version))
         else:
             check_ops()
     except ToolchainError as err:

@@ -12,6 +12,11 @@
 #   tools/install.sh --wheelhouse DIR
 #       on the offline machine: installs from DIR only, keeping a working
 #       torch that is already there.
+#   tools/install.sh --fill-wheelhouse DIR --like PYTHON --mmcv-wheel WHL
+#       only the wheels that the interpreter PYTHON (a model of the offline
+#       machine's environment, with its torch) lacks to run and test the
+#       plugin, with a prebuilt mmcv wheel instead of its source; what
+#       tools/gpu_check.sh installs on a GPU machine (docs/gpu.md).
 # On a machine with a GPU (or with FORCE_CUDA=1) mmcv is built with its CUDA
 # ops; tools/cuda_toolchain.py finds or installs the matching nvcc.
 set -euo pipefail
@@ -23,7 +28,7 @@ cd "$ROOT"
 say() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[1;31m[install] FAILED:\033[0m %s\n' "$*" >&2; exit 1; }
 
-WHEELHOUSE="" FILL_WHEELHOUSE="" FILL_PYTHON="" FILL_TORCH=0
+WHEELHOUSE="" FILL_WHEELHOUSE="" FILL_PYTHON="" FILL_TORCH=0 FILL_LIKE="" MMCV_WHEEL=""
 # Options only when run, not when sourced (the sourcing script's own
 # arguments are not meant for this one).
 [[ "${BASH_SOURCE[0]}" == "$0" ]] && while [[ $# -gt 0 ]]; do
@@ -32,7 +37,9 @@ WHEELHOUSE="" FILL_WHEELHOUSE="" FILL_PYTHON="" FILL_TORCH=0
     --fill-wheelhouse) FILL_WHEELHOUSE="${2:?--fill-wheelhouse needs a folder}"; shift 2 ;;
     --python-version) FILL_PYTHON="${2:?--python-version needs X.Y}"; shift 2 ;;
     --with-torch) FILL_TORCH=1; shift ;;
-    *) fail "unknown option $1 (options: --wheelhouse DIR, --fill-wheelhouse DIR [--python-version X.Y] [--with-torch])" ;;
+    --like) FILL_LIKE="${2:?--like needs a python interpreter}"; shift 2 ;;
+    --mmcv-wheel) MMCV_WHEEL="${2:?--mmcv-wheel needs a wheel file}"; shift 2 ;;
+    *) fail "unknown option $1 (options: --wheelhouse DIR, --fill-wheelhouse DIR [--python-version X.Y] [--with-torch] [--like PYTHON --mmcv-wheel WHL])" ;;
   esac
 done
 
@@ -54,9 +61,55 @@ MIM_SPEC="openmim==0.3.9"  # `mim train/test/search mmefficientmod`
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
 # nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
 # cuda-toolkit requirement), for building mmcv's CUDA ops offline.
-CUDA_TOOLCHAIN_SPEC="cuda-toolkit[nvcc,cccl]==13.0.3"
+CUDA_TOOLKIT_VERSION="13.0.3"
+# What a machine that already has torch needs to run and test the plugin
+# (--fill-wheelhouse --like): no lint, mim or build tools.
+RUNTIME_SPECS=(
+  "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0"
+  "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "timm" "setuptools>=77.0.3,<81"
+)
+
+[[ -z "$FILL_WHEELHOUSE" && -n "$FILL_LIKE$MMCV_WHEEL" ]] \
+  && fail "--like and --mmcv-wheel go with --fill-wheelhouse DIR"
+if [[ -n "$FILL_WHEELHOUSE" && -n "$FILL_LIKE" ]]; then
+  [[ -x "$FILL_LIKE" ]] || fail "--like $FILL_LIKE is not an executable python"
+  [[ -f "$MMCV_WHEEL" ]] || fail "--like needs --mmcv-wheel FILE, an mmcv 2.1.0 wheel built for that environment's torch (pip wheel --no-build-isolation --no-deps mmcv==2.1.0 on a machine like it)"
+  mkdir -p "$FILL_WHEELHOUSE"
+  REPORT="$(mktemp)"
+  MMCV_REQ="$(cd "$(dirname "$MMCV_WHEEL")" && pwd)/$(basename "$MMCV_WHEEL")"
+  say "resolving what $FILL_LIKE lacks: ${RUNTIME_SPECS[*]} $MMCV_REQ"
+  "$FILL_LIKE" -m pip install --disable-pip-version-check -q --dry-run --only-binary :all: \
+    --report "$REPORT" "${RUNTIME_SPECS[@]}" "$MMCV_REQ" \
+    || fail "pip could not resolve the stack for $FILL_LIKE (see above)"
+  # mmengine asks for opencv-python by name; opencv-python-headless (what GPU
+  # images tend to hold) provides the same cv2 module, so it is not fetched
+  # when cv2 already imports. The wheels are installed without dependency
+  # resolution (pip install --no-deps), so the name does not matter.
+  SKIP_CV2=$("$FILL_LIKE" -c 'import cv2' 2>/dev/null && echo 1 || echo 0)
+  mapfile -t MISSING < <(python3 - "$REPORT" "$SKIP_CV2" <<'PY'
+import json, sys
+for item in json.load(open(sys.argv[1]))['install']:
+    name, version = item['metadata']['name'], item['metadata']['version']
+    if name.lower() == 'mmcv' or (sys.argv[2] == '1' and name.lower() == 'opencv-python'):
+        continue
+    print(f'{name}=={version}')
+PY
+)
+  rm -f "$REPORT"
+  FILL_PY="$("$FILL_LIKE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  say "wheels for Python $FILL_PY: ${MISSING[*]}"
+  [[ ${#MISSING[@]} -eq 0 ]] || python3 -m pip download --disable-pip-version-check -q --no-deps \
+    --only-binary :all: --python-version "$FILL_PY" --dest "$FILL_WHEELHOUSE" "${MISSING[@]}" \
+    || fail "could not download the wheels (see above)"
+  cp "$MMCV_WHEEL" "$FILL_WHEELHOUSE/"
+  say "wheelhouse ready: $FILL_WHEELHOUSE ($(ls "$FILL_WHEELHOUSE" | wc -l) files, $(du -sh "$FILL_WHEELHOUSE" | cut -f1))"
+  exit 0
+fi
 
 if [[ -n "$FILL_WHEELHOUSE" ]]; then
+  # nvcc with nvvm/crt pinned to its own release (the tool asks pip).
+  CUDA_TOOLCHAIN_SPEC=$(python3 "$ROOT/tools/cuda_toolchain.py" requirement "$CUDA_TOOLKIT_VERSION") \
+    || fail "could not resolve the CUDA toolkit's pip requirement (see above)"
   mkdir -p "$FILL_WHEELHOUSE"
   FILL_PY="${FILL_PYTHON:-$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')}"
   DOWNLOAD=(python3 -m pip download --disable-pip-version-check --dest "$FILL_WHEELHOUSE")
