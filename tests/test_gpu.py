@@ -288,7 +288,7 @@ def parse_error(argv, capsys):
 
 
 def test_benchmark_gpu_without_gpu_names_the_cpu_flag(no_reference, capsys,
-                                                     monkeypatch):
+                                                      monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     assert '--device cpu' in parse_error([], capsys)
 

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 
 from mmefficientmod.deploy import cosine_similarity, flatten_outputs
 from mmefficientmod.deploy.authors_model import (build_upstream,
-                                            copy_weights_to_upstream,
-                                            load_upstream_module)
+                                                 copy_weights_to_upstream,
+                                                 load_upstream_module)
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 CONFIG_DIR = osp.join(
