@@ -203,8 +203,9 @@ def apply_mmdeploy_torchscript_export() -> None:
     (its ``RewriterContext``)."""
     from mmdeploy.core import FUNCTION_REWRITER
     records = FUNCTION_REWRITER._registry._rewrite_records
-    if any(record.get('_object') is _export_with_torchscript
-           for record in records.get('torch.onnx.export', [])):
+    if any(
+            record.get('_object') is _export_with_torchscript
+            for record in records.get('torch.onnx.export', [])):
         return
     FUNCTION_REWRITER.register_rewriter('torch.onnx.export')(
         _export_with_torchscript)

@@ -66,8 +66,7 @@ def test_torchscript_export_fix_only_where_dynamo_is_the_default(
     assert needed('mmdeploy_torchscript_export')
 
 
-def test_roi_align_fix_only_where_cast_long_is_missing(installed,
-                                                       monkeypatch):
+def test_roi_align_fix_only_where_cast_long_is_missing(installed, monkeypatch):
     from torch.onnx import symbolic_opset9
     installed()
     torchs_own = object()
@@ -159,10 +158,7 @@ def test_mmdeploy_roi_align_symbolic_exports_and_matches_mmcv(tmp_path):
         output_names=['output'],
         opset_version=11)
     session = onnxruntime.InferenceSession(str(tmp_path / 'roi.onnx'))
-    (out, ) = session.run(None, {
-        'feats': feats.numpy(),
-        'rois': rois.numpy()
-    })
+    (out, ) = session.run(None, {'feats': feats.numpy(), 'rois': rois.numpy()})
     torch.testing.assert_close(
         torch.from_numpy(out), model(feats, rois), rtol=1e-4, atol=1e-5)
 
@@ -214,8 +210,7 @@ def test_openvino_backend_converts_and_runs_like_pytorch(tiny_onnx, tmp_path):
             torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
 
 
-def test_openvino_backend_refuses_model_optimizer_options(
-        tiny_onnx, tmp_path):
+def test_openvino_backend_refuses_model_optimizer_options(tiny_onnx, tmp_path):
     pytest.importorskip('mmdeploy')
     pytest.importorskip('openvino')
     from mmdeploy.backend.base import get_backend_manager

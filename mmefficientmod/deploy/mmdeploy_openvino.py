@@ -119,9 +119,10 @@ class OpenVINORuntimeWrapper(BaseWrapper):
             name: np.ascontiguousarray(tensor.detach().cpu().numpy())
             for name, tensor in inputs.items()
         }
-        compiled = self._compiled_for(
-            {name: array.shape
-             for name, array in arrays.items()})
+        compiled = self._compiled_for({
+            name: array.shape
+            for name, array in arrays.items()
+        })
         results = self.__openvino_execute(compiled, arrays)
         return {
             name: torch.from_numpy(np.asarray(results[name]))
@@ -133,7 +134,4 @@ class OpenVINORuntimeWrapper(BaseWrapper):
     def __openvino_execute(self, compiled, arrays):
         """One inference (timed by mmdeploy's ``--speed-test``)."""
         results = compiled(arrays)
-        return {
-            out.get_any_name(): value
-            for out, value in results.items()
-        }
+        return {out.get_any_name(): value for out, value in results.items()}

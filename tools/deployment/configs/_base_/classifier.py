@@ -6,9 +6,10 @@ _base_ = ['./onnx.py']
 
 onnx_config = dict(
     output_names=['output'],
-    dynamic_axes=dict(input={
-        0: 'batch',
-        2: 'height',
-        3: 'width'
-    }, output={0: 'batch'}))
+    dynamic_axes=dict(
+        input={
+            0: 'batch',
+            2: 'height',
+            3: 'width'
+        }, output={0: 'batch'}))
 codebase_config = dict(type='mmpretrain', task='Classification')
