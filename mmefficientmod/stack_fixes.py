@@ -31,10 +31,10 @@ fix has a test that fails without it.
   only with the TorchScript exporter. A rewriter of mmdeploy's own
   (active only inside its export) passes ``dynamo=False``.
 * ``mmdeploy_roi_align_symbolic`` (mmdeploy <= 1.3.1, a torch without
-  ``torch.onnx.symbolic_opset9._cast_Long``, removed in torch 2.9's
-  reorganisation of the TorchScript exporter). mmdeploy's RoIAlign symbolic
-  (Mask R-CNN, Faster R-CNN) imports it to cast the box batch indices to
-  int64; the name is given back, an ONNX ``Cast`` to int64 as before.
+  ``torch.onnx.symbolic_opset9._cast_Long``: torch 2.13 has none).
+  mmdeploy's RoIAlign symbolic (Mask R-CNN, Faster R-CNN) imports it to cast
+  the box batch indices to int64; the name is given back, an ONNX ``Cast``
+  to int64 as before.
 * ``mmdeploy_openvino`` (mmdeploy <= 1.3.1, OpenVINO >= 2024.0). mmdeploy
   converts with the Model Optimizer (``mo``, gone from today's OpenVINO) and
   runs with the Inference Engine API (removed in OpenVINO 2024.0): its
@@ -219,7 +219,7 @@ def _mmdeploy_roi_align_symbolic_needed() -> bool:
 
 
 def _cast_long(g, input, non_blocking):
-    """``symbolic_opset9._cast_Long`` of torch < 2.9: ``input`` as int64."""
+    """``symbolic_opset9._cast_Long`` of older torch: ``input`` as int64."""
     return g.op('Cast', input, to_i=torch.onnx.TensorProtoDataType.INT64)
 
 
