@@ -27,8 +27,31 @@ after the import and the opt-in). Each fix has a test that fails without it.
   fails deep in ``BaseDataset``'s serialisation ("need at least one array to
   concatenate"); it now raises a ``ValueError`` naming the dataset, its
   annotation file and folders.
+* ``mmdeploy_torchscript_export`` (mmdeploy <= 1.3.1, torch >= 2.9).
+  ``torch.onnx.export`` uses the dynamo exporter by default since torch 2.9;
+  mmdeploy does not pass ``dynamo``, and its rewriters and symbolics work
+  only with the TorchScript exporter. A rewriter of mmdeploy's own
+  (active only inside its export) passes ``dynamo=False``.
+* ``mmdeploy_roi_align_symbolic`` (mmdeploy <= 1.3.1, a torch without
+  ``torch.onnx.symbolic_opset9._cast_Long``: torch 2.13 has none).
+  mmdeploy's RoIAlign symbolic (Mask R-CNN, Faster R-CNN) imports it to cast
+  the box batch indices to int64; the name is given back, an ONNX ``Cast``
+  to int64 as before.
+* ``mmdeploy_openvino`` (mmdeploy <= 1.3.1, OpenVINO >= 2024.0). mmdeploy
+  converts with the Model Optimizer (``mo``, gone from today's OpenVINO) and
+  runs with the Inference Engine API (removed in OpenVINO 2024.0): its
+  backend's converter and model wrapper are replaced by those of
+  :mod:`mmefficientmod.deploy.mmdeploy_openvino` (``openvino.convert_model``
+  and ``openvino.Core``, float32).
+
+The mmdeploy fixes apply when mmdeploy is installed, and they act in every
+process that imports :mod:`mmefficientmod`: mmdeploy's ``tools/deploy.py``
+and ``tools/test.py`` (and the subprocesses they start) import it through
+the model config's ``custom_imports`` when they load the config, before any
+export or conversion.
 """
-from typing import Callable, List, NamedTuple
+import importlib.metadata
+from typing import Callable, List, NamedTuple, Optional
 
 import mmengine
 import torch
@@ -38,6 +61,8 @@ from .checkpoint.safe_load import load_local_checkpoint, load_url_checkpoint
 
 # The mmengine releases whose gaps the fixes below fill (0.10.7 is the last).
 MMENGINE_FIXED_BELOW = digit_version('0.11.0')
+# mmdeploy's last release (2023-12) has the gaps of the mmdeploy fixes.
+MMDEPLOY_LAST_WITH_GAPS = digit_version('1.3.1')
 
 
 class StackFix(NamedTuple):
@@ -148,6 +173,84 @@ def apply_empty_dataset_error() -> None:
     _replace_once(BaseDataset, '_serialize_data', check_not_empty)
 
 
+def _installed_version(distribution: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _old_mmdeploy() -> bool:
+    version = _installed_version('mmdeploy')
+    return (version is not None
+            and digit_version(version) <= MMDEPLOY_LAST_WITH_GAPS)
+
+
+def _mmdeploy_torchscript_export_needed() -> bool:
+    return (_old_mmdeploy()
+            and digit_version(torch.__version__) >= digit_version('2.9.0'))
+
+
+def _export_with_torchscript(*args, **kwargs):
+    """mmdeploy's rewriter of ``torch.onnx.export``: the TorchScript
+    exporter unless the caller chose."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    kwargs.setdefault('dynamo', False)
+    return FUNCTION_REWRITER.get_context().origin_func(*args, **kwargs)
+
+
+def apply_mmdeploy_torchscript_export() -> None:
+    """Register :func:`_export_with_torchscript` with mmdeploy, for every
+    backend: it replaces ``torch.onnx.export`` only inside mmdeploy's export
+    (its ``RewriterContext``)."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    records = FUNCTION_REWRITER._registry._rewrite_records
+    if any(
+            record.get('_object') is _export_with_torchscript
+            for record in records.get('torch.onnx.export', [])):
+        return
+    FUNCTION_REWRITER.register_rewriter('torch.onnx.export')(
+        _export_with_torchscript)
+
+
+def _mmdeploy_roi_align_symbolic_needed() -> bool:
+    if not _old_mmdeploy():
+        return False
+    from torch.onnx import symbolic_opset9
+    return not hasattr(symbolic_opset9, '_cast_Long')
+
+
+def _cast_long(g, input, non_blocking):
+    """``symbolic_opset9._cast_Long`` of older torch: ``input`` as int64."""
+    return g.op('Cast', input, to_i=torch.onnx.TensorProtoDataType.INT64)
+
+
+def apply_mmdeploy_roi_align_symbolic() -> None:
+    """Give ``torch.onnx.symbolic_opset9`` the ``_cast_Long`` that
+    mmdeploy's RoIAlign symbolic imports."""
+    from torch.onnx import symbolic_opset9
+    if not hasattr(symbolic_opset9, '_cast_Long'):
+        symbolic_opset9._cast_Long = _cast_long
+
+
+def _mmdeploy_openvino_needed() -> bool:
+    openvino = _installed_version('openvino')
+    return (_old_mmdeploy() and openvino is not None
+            and digit_version(openvino) >= digit_version('2024.0.0'))
+
+
+def apply_mmdeploy_openvino() -> None:
+    """Route mmdeploy's OpenVINO conversion and inference through
+    :mod:`mmefficientmod.deploy.mmdeploy_openvino`."""
+    from mmdeploy.backend.openvino import onnx2openvino, wrapper
+
+    from .deploy import mmdeploy_openvino
+    _replace_once(onnx2openvino, 'from_onnx',
+                  lambda stock: mmdeploy_openvino.from_onnx)
+    _replace_once(wrapper, 'OpenVINOWrapper',
+                  lambda stock: mmdeploy_openvino.OpenVINORuntimeWrapper)
+
+
 FIXES = (
     StackFix('safe_checkpoints', _safe_checkpoints_needed,
              apply_safe_checkpoints),
@@ -155,6 +258,14 @@ FIXES = (
              lambda: _old_mmengine() and not _accelerator_present(),
              apply_cpu_distributed),
     StackFix('empty_dataset_error', _old_mmengine, apply_empty_dataset_error),
+    StackFix('mmdeploy_torchscript_export',
+             _mmdeploy_torchscript_export_needed,
+             apply_mmdeploy_torchscript_export),
+    StackFix('mmdeploy_roi_align_symbolic',
+             _mmdeploy_roi_align_symbolic_needed,
+             apply_mmdeploy_roi_align_symbolic),
+    StackFix('mmdeploy_openvino', _mmdeploy_openvino_needed,
+             apply_mmdeploy_openvino),
 )
 
 

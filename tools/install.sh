@@ -57,6 +57,12 @@ STACK_SPECS=(
   "flake8==7.5.0" "isort==9.0.2" "yapf==0.43.0" "pre-commit==4.7.0"
 )
 MIM_SPEC="openmim==0.3.9"  # `mim train/test/search mmefficientmod`
+# MMDeploy (docs/deployment.md) without its dependencies: it pins
+# protobuf<=3.20.2, which today's onnx refuses, and asks for grpcio and
+# multiprocess, which its ONNX Runtime and OpenVINO paths never import. What
+# those paths import: aenum (backend registry), prettytable (--speed-test).
+MMDEPLOY_SPEC="mmdeploy==1.3.1"
+MMDEPLOY_DEPS=("aenum" "prettytable" "openvino")
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
 # nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
@@ -132,13 +138,13 @@ with tarfile.open(sdist) as tar:
             print(line.strip())
 PY
 )
-  SPECS=("${STACK_SPECS[@]}" "${BUILD_SPECS[@]}" "${MMCV_DEPS[@]}" "$CUDA_TOOLCHAIN_SPEC")
+  SPECS=("${STACK_SPECS[@]}" "${MMDEPLOY_DEPS[@]}" "${BUILD_SPECS[@]}" "${MMCV_DEPS[@]}" "$CUDA_TOOLCHAIN_SPEC")
   [[ "$FILL_TORCH" == 1 ]] && SPECS+=("$TORCH_SPEC" "$TORCHVISION_SPEC")
   say "wheels for Python $FILL_PY: ${SPECS[*]} $MIM_SPEC"
   "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" "${SPECS[@]}" \
     || fail "could not download the wheels for Python $FILL_PY (see above)"
-  "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" --no-deps "$MIM_SPEC" \
-    || fail "could not download $MIM_SPEC"
+  "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" --no-deps "$MIM_SPEC" "$MMDEPLOY_SPEC" \
+    || fail "could not download $MIM_SPEC $MMDEPLOY_SPEC"
   say "wheelhouse ready: $FILL_WHEELHOUSE ($(ls "$FILL_WHEELHOUSE" | wc -l) files, $(du -sh "$FILL_WHEELHOUSE" | cut -f1)); install with: tools/install.sh --wheelhouse DIR"
   exit 0
 fi
@@ -233,6 +239,21 @@ else
   "${PIP[@]}" -q "${STACK_SPECS[@]}" "${BUILD_SPECS[0]}" \
     || fail "could not install the OpenMMLab libraries"
   "${PIP[@]}" -q --no-deps "$MIM_SPEC" || fail "could not install $MIM_SPEC"
+fi
+
+mmdeploy_ready() {
+  "$PY" - <<'PY' 2>/dev/null
+import importlib.metadata as md
+import aenum, openvino, prettytable  # noqa
+assert md.version('mmdeploy') == '1.3.1'
+PY
+}
+if mmdeploy_ready; then
+  say "mmdeploy and OpenVINO already installed (reused)"
+else
+  say "mmdeploy (without its protobuf pin: --no-deps) and OpenVINO: $MMDEPLOY_SPEC ${MMDEPLOY_DEPS[*]} (wheels; seconds)"
+  "${PIP[@]}" -q "${MMDEPLOY_DEPS[@]}" || fail "could not install ${MMDEPLOY_DEPS[*]}"
+  "${PIP[@]}" -q --no-deps "$MMDEPLOY_SPEC" || fail "could not install $MMDEPLOY_SPEC"
 fi
 
 plugin_ready() {  # from / so that the checkout itself is not on sys.path

@@ -1,0 +1,44 @@
+# Mask R-CNN as one ONNX graph, from the image batch to the detections:
+#   dets   (batch, num_dets, 5)  boxes x1, y1, x2, y2 in input pixels, score
+#   labels (batch, num_dets)     class indices
+#   masks  (batch, num_dets, 28, 28) mask logits per box; mmdeploy pastes
+#          them into the image (export_postprocess_mask=False) outside it.
+# Batch, height, width and the number of detections are dynamic. The
+# model config's test_cfg (rpn/rcnn nms_pre, max_per_img, score_thr, nms)
+# decides the thresholds; post_processing fills what it leaves unset.
+_base_ = ['./onnx.py']
+
+onnx_config = dict(
+    output_names=['dets', 'labels', 'masks'],
+    dynamic_axes=dict(
+        input={
+            0: 'batch',
+            2: 'height',
+            3: 'width'
+        },
+        dets={
+            0: 'batch',
+            1: 'num_dets'
+        },
+        labels={
+            0: 'batch',
+            1: 'num_dets'
+        },
+        masks={
+            0: 'batch',
+            1: 'num_dets',
+            2: 'height',
+            3: 'width'
+        }))
+codebase_config = dict(
+    type='mmdet',
+    task='ObjectDetection',
+    model_type='end2end',
+    post_processing=dict(
+        score_threshold=0.05,
+        iou_threshold=0.5,
+        max_output_boxes_per_class=200,
+        pre_top_k=5000,
+        keep_top_k=100,
+        background_label_id=-1,
+        export_postprocess_mask=False))
