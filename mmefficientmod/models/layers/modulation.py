@@ -89,8 +89,12 @@ class ModulationBlock(nn.Module):
         y = self.norm(x)
         value = self.value_act(self.fc_value(y))
         context = self.context(y)
-        modulated = value.unflatten(-1, (self.ratio, self.channels)) \
-            * context.unsqueeze(-2)
+        # Channel j of the value is modulated by channel j mod C of the
+        # context: broadcast over the ratio instead of tiling the context.
+        # (reshape rather than unflatten: ONNX opset 11, which MMDeploy's
+        # deploy configs use, has no unflatten.)
+        modulated = value.reshape(*value.shape[:-1], self.ratio,
+                                  self.channels) * context.unsqueeze(-2)
         out = self.fc_out(modulated.flatten(-2))
         if not self.deploy:  # deploy: folded into fc_out
             out = out * self.layer_scale
