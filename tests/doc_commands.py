@@ -47,9 +47,11 @@ class Snippet:
 
 @dataclass
 class Command:
-    """One command of a shell snippet: the script it runs (a repository
-    path, or None for another program) and its ``--flags``."""
+    """One command of a shell snippet (``line``: its first line in the
+    page): the script it runs (a repository path, or None for another
+    program) and its ``--flags``."""
     snippet: Snippet
+    line: int
     words: List[str]
     script: Optional[str] = None
     flags: List[str] = field(default_factory=list)
@@ -115,33 +117,48 @@ def links(text: str) -> List[str]:
     return targets
 
 
-def _split_words(code: str) -> List[str]:
-    lexer = shlex.shlex(
-        code.replace('\\\n', ' '), posix=True, punctuation_chars=';&|')
+def _split_words(line: str) -> List[str]:
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=';&|')
     lexer.whitespace_split = True
     lexer.commenters = '#'
     return list(lexer)
+
+
+def _logical_lines(code: str):
+    """``(offset, line)`` with continuation lines joined; ``offset`` is the
+    index of the line's first physical line."""
+    start, parts = 0, []
+    for i, physical in enumerate(code.splitlines()):
+        if not parts:
+            start = i
+        if physical.endswith('\\'):
+            parts.append(physical[:-1])
+            continue
+        yield start, ' '.join(parts + [physical])
+        parts = []
+    if parts:
+        yield start, ' '.join(parts)
 
 
 def commands(snippet: Snippet) -> List[Command]:
     """The commands of a shell snippet, one per line (after joining
     continuation lines) and separator."""
     result = []
-    for line in snippet.code.replace('\\\n', ' ').splitlines():
+    for offset, line in _logical_lines(snippet.code):
         if line.lstrip().startswith('$ '):  # a console prompt
             line = line.lstrip()[2:]
+        line = re.sub(r'\s\d*>&\d+', ' ', line)  # 2>&1
         current: List[str] = []
         depth = 0
-        for word in _split_words(line):
+        for word in _split_words(line) + [';']:
             if word in SEPARATORS and depth == 0:
                 if current:
-                    result.append(_command(snippet, current))
+                    result.append(
+                        _command(snippet, current, snippet.line + offset))
                 current = []
                 continue
             depth += word.count('[') - word.count(']')
             current.append(word)
-        if current:
-            result.append(_command(snippet, current))
     return result
 
 
@@ -149,7 +166,7 @@ def _is_python(word: str) -> bool:
     return re.fullmatch(r'python[\d.]*', osp.basename(word)) is not None
 
 
-def _command(snippet: Snippet, words: List[str]) -> Command:
+def _command(snippet: Snippet, words: List[str], line: int) -> Command:
     rest = list(words)
     # Leading VAR=value assignments and wrappers with their options.
     while rest:
@@ -162,7 +179,7 @@ def _command(snippet: Snippet, words: List[str]) -> Command:
                 rest.pop(0)
         else:
             break
-    command = Command(snippet, words)
+    command = Command(snippet, line, words)
     if not rest:
         return command
     program, args = rest[0], rest[1:]
@@ -280,12 +297,13 @@ def problems(repo: str, run_help=None, pending=()) -> List[str]:
         for snippet in snippets(page, text):
             where = f'{page}:{snippet.line}'
             if snippet.kind == 'python':
-                found += _python_problems(repo, where, snippet.code,
-                                          top_level, pending)
+                found += _python_problems(repo, where, snippet.code, top_level,
+                                          pending)
                 continue
             for command in commands(snippet):
-                found += _command_problems(repo, where, command, top_level,
-                                           run_help, cache, pending)
+                found += _command_problems(repo, f'{page}:{command.line}',
+                                           command, top_level, run_help, cache,
+                                           pending)
     return found
 
 
@@ -293,11 +311,13 @@ def _python_problems(repo, where, code, top_level, pending=()):
     try:
         compile(code, where, 'exec')
     except SyntaxError as error:
-        return [f'{where}: Python does not compile: {error.msg} '
-                f'(line {error.lineno})']
+        return [
+            f'{where}: Python does not compile: {error.msg} '
+            f'(line {error.lineno})'
+        ]
     return [
-        f'{where}: {path} does not exist' for path in repository_paths(
-            string_constants(code), top_level)
+        f'{where}: {path} does not exist'
+        for path in repository_paths(string_constants(code), top_level)
         if missing(repo, path) and path not in pending
     ]
 
@@ -321,7 +341,7 @@ def _command_problems(repo, where, command, top_level, run_help, cache,
         return found
     accepted = accepted_flags(repo, script, run_help, cache)
     found += [
-        f'{where}: {script} does not accept {flag}'
-        for flag in command.flags if flag not in accepted
+        f'{where}: {script} does not accept {flag}' for flag in command.flags
+        if flag not in accepted
     ]
     return found

@@ -1,9 +1,10 @@
 """Every command in README.md, docs/ and the configs' READMEs names files and
 flags that exist, every link points at a file, and every Python example
-compiles (``doc_commands.py`` says what is read). The commands that need the
-main job's outputs or a dataset are not run here; the tools they call are
-(``--help``), and the main job itself runs in test_main_job-style e2e
-tests of the tools."""
+compiles (``doc_commands.py`` says what is read). The documented commands
+that need neither data nor outputs of another command run as written; those
+that need a dataset or the main job's outputs do not run here (each tool they
+call runs its ``--help``; the e2e tests of the tools run their equivalents on
+small data)."""
 import os
 import os.path as osp
 import subprocess
@@ -12,7 +13,7 @@ import textwrap
 
 import pytest
 from doc_commands import (commands, doc_pages, help_flags, problems,
-                          snippets)
+                          python_code_of, snippets)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Files written on other branches at the same time as the pages that name
@@ -35,6 +36,32 @@ def run_help(path):
     return done.stdout
 
 
+# Tools whose documented commands need nothing but the repository: they run
+# as written (when the command has no placeholder).
+RUN_AS_WRITTEN = ('tools/analysis_tools/get_flops.py', )
+
+
+def self_contained_commands():
+    """``(where, words)`` of the documented commands that run as written:
+    ``python -c`` ones and those of ``RUN_AS_WRITTEN`` without placeholders
+    (``CONFIG``, ``[...]``, ``<...>``)."""
+    found = []
+    for page in doc_pages(REPO):
+        with open(osp.join(REPO, page), encoding='utf-8') as f:
+            text = f.read()
+        for snippet in snippets(page, text):
+            if snippet.kind != 'shell':
+                continue
+            for command in commands(snippet):
+                words = command.words
+                placeholder = any(word.isupper() or '[' in word or '<' in word
+                                  for word in words)
+                if python_code_of(command) is not None or (
+                        command.script in RUN_AS_WRITTEN and not placeholder):
+                    found.append((f'{page}:{command.line}', words))
+    return found
+
+
 def pending_files():
     return [
         page for page in FROM_OTHER_BRANCHES
@@ -51,6 +78,17 @@ def test_documented_paths_links_and_python_examples():
 def test_documented_flags_are_accepted_by_the_tools():
     """Runs ``--help`` of every tool a documented command names."""
     assert problems(REPO, run_help, pending=pending_files()) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    'where, words', self_contained_commands(), ids=lambda x: str(x)[:60])
+def test_self_contained_commands_run_as_written(where, words):
+    python = next(i for i, word in enumerate(words) if word.startswith('py'))
+    argv = [sys.executable] + words[python + 1:]
+    done = subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f'{where}: {words}\n{done.stderr[-3000:]}'
 
 
 def test_files_written_on_other_branches_exist():
@@ -160,10 +198,10 @@ def test_checker_reports_each_broken_command(tmp_path):
         'README.md: link to docs/none.md, which does not exist',
         'README.md:3: tools/fake.py does not accept --nope',
         'README.md:6: tools/gone.py does not exist',
-        'README.md:6: configs/missing.py does not exist',
-        'README.md:6: tools/fake.py does not accept --unknown',
-        'README.md:6: tools/fake.sh does not accept --not-forwarded',
-        'README.md:6: Python does not compile: '
+        'README.md:7: configs/missing.py does not exist',
+        'README.md:7: tools/fake.py does not accept --unknown',
+        'README.md:8: tools/fake.sh does not accept --not-forwarded',
+        'README.md:9: Python does not compile: '
         "'(' was never closed (line 1)",
         'README.md:13: configs/b.py does not exist',
         'README.md:17: Python does not compile: invalid syntax (line 1)',
