@@ -107,14 +107,43 @@ def snippets(page: str, text: str) -> List[Snippet]:
 
 
 def links(text: str) -> List[str]:
-    """Targets of the page's markdown links to local files (no URLs, no
-    anchors within the page), without their ``#anchor``."""
-    targets = []
-    for target in LINK.findall(text):
-        if re.match(r'^[a-z][\w+.-]*:', target) or target.startswith('#'):
-            continue
-        targets.append(target.split('#')[0])
-    return targets
+    """Targets of the page's markdown links within the repository (no
+    URLs), each ``path#anchor``, ``path`` or ``#anchor``."""
+    return [
+        target for target in LINK.findall(text)
+        if not re.match(r'^[a-z][\w+.-]*:', target)
+    ]
+
+
+def anchors(text: str) -> Set[str]:
+    """The anchors of a page's headings, as GitHub makes them: lower case,
+    punctuation dropped, spaces to hyphens."""
+    found = set()
+    in_fence = False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+        heading = re.match(r'#+\s+(.*)', line)
+        if heading and not in_fence:
+            title = heading[1].strip().lower().replace('`', '')
+            found.add(re.sub(r'[^\w\- ]', '', title).replace(' ', '-'))
+    return found
+
+
+def _link_problem(repo: str, page: str, target: str, pending) -> Optional[str]:
+    path, _, anchor = target.partition('#')
+    resolved = osp.normpath(osp.join(osp.dirname(page),
+                                     path)) if path else page
+    if resolved in pending:
+        return None
+    full = osp.join(repo, resolved)
+    if not osp.exists(full):
+        return f'{page}: link to {target}, which does not exist'
+    if anchor and resolved.endswith('.md'):
+        with open(full, encoding='utf-8') as f:
+            if anchor not in anchors(f.read()):
+                return f'{page}: link to {target}: no such heading'
+    return None
 
 
 def _split_words(line: str) -> List[str]:
@@ -287,13 +316,10 @@ def problems(repo: str, run_help=None, pending=()) -> List[str]:
     for page in doc_pages(repo):
         with open(osp.join(repo, page), encoding='utf-8') as f:
             text = f.read()
-        page_dir = osp.dirname(page)
         for target in links(text):
-            resolved = osp.normpath(osp.join(page_dir, target))
-            if resolved in pending:
-                continue
-            if not osp.exists(osp.join(repo, resolved)):
-                found.append(f'{page}: link to {target}, which does not exist')
+            problem = _link_problem(repo, page, target, pending)
+            if problem:
+                found.append(problem)
         for snippet in snippets(page, text):
             where = f'{page}:{snippet.line}'
             if snippet.kind == 'python':

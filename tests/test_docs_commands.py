@@ -150,7 +150,8 @@ def fake_help(path):
 def test_checker_accepts_correct_docs(tmp_path):
     readme = '''\
         # Fake
-        See [the config](configs/a.py) and [docs](docs/usage.md#top).
+        See [the config](configs/a.py), [docs](docs/usage.md#the-fake-tool)
+        and [below](#the-fake-one).
         Run `python tools/fake.py configs/a.py --work-dir work_dirs/x`.
 
         ```bash
@@ -162,19 +163,24 @@ def test_checker_accepts_correct_docs(tmp_path):
         pip install tensorboard --upgrade
         ```
 
+        ## The fake one
+
         ```python
         config = 'configs/a.py'
         checkpoint = 'work_dirs/main_job/epoch_2.pth'
         ```
     '''
-    repo = make_repo(str(tmp_path), readme, {'docs/usage.md': '# Usage\n'})
+    repo = make_repo(
+        str(tmp_path), readme,
+        {'docs/usage.md': '# Usage\n## The `fake` tool\n'})
     assert problems(repo, fake_help) == []
 
 
 def test_checker_reports_each_broken_command(tmp_path):
     readme = '''\
         # Fake
-        A [missing page](docs/none.md) and a [pending one](docs/later.md).
+        A [missing page](docs/none.md) and a [pending one](docs/later.md);
+        [no such heading](#usage), [another](docs/usage.md#no-such-part).
         Inline: `python tools/fake.py configs/a.py --nope`.
 
         ```bash
@@ -192,19 +198,23 @@ def test_checker_reports_each_broken_command(tmp_path):
         def broken(:
         ```
     '''
-    repo = make_repo(str(tmp_path), readme)
+    repo = make_repo(
+        str(tmp_path), readme,
+        {'docs/usage.md': '# Usage\n## The `fake` tool\n'})
     found = problems(repo, fake_help, pending=['docs/later.md'])
     assert found == [
         'README.md: link to docs/none.md, which does not exist',
-        'README.md:3: tools/fake.py does not accept --nope',
-        'README.md:6: tools/gone.py does not exist',
-        'README.md:7: configs/missing.py does not exist',
-        'README.md:7: tools/fake.py does not accept --unknown',
-        'README.md:8: tools/fake.sh does not accept --not-forwarded',
-        'README.md:9: Python does not compile: '
+        'README.md: link to #usage: no such heading',
+        'README.md: link to docs/usage.md#no-such-part: no such heading',
+        'README.md:4: tools/fake.py does not accept --nope',
+        'README.md:7: tools/gone.py does not exist',
+        'README.md:8: configs/missing.py does not exist',
+        'README.md:8: tools/fake.py does not accept --unknown',
+        'README.md:9: tools/fake.sh does not accept --not-forwarded',
+        'README.md:10: Python does not compile: '
         "'(' was never closed (line 1)",
-        'README.md:13: configs/b.py does not exist',
-        'README.md:17: Python does not compile: invalid syntax (line 1)',
+        'README.md:14: configs/b.py does not exist',
+        'README.md:18: Python does not compile: invalid syntax (line 1)',
     ]
 
 
