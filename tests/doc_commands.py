@@ -21,12 +21,13 @@ import os.path as osp
 import re
 import shlex
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 SHELL_LANGS = {'bash', 'shell', 'sh', 'console'}
 PYTHON_LANGS = {'python', 'py'}
-COMMAND_STARTS = ('python', 'bash ', 'sh ', 'pytest', 'tools/', '.venv/')
+COMMAND_STARTS = ('python', 'bash ', 'sh ', 'pytest', '.venv/')
 # Prefixes that run the rest of the command line.
 WRAPPERS = {'time', 'nice', 'env', 'unshare', 'exec', 'sudo'}
 SEPARATORS = {'&&', '||', ';', '|', '&'}
@@ -87,7 +88,10 @@ def snippets(page: str, text: str) -> List[Snippet]:
         match = FENCE.match(lines[i])
         if not match:
             for span in INLINE_CODE.findall(lines[i]):
-                if span.startswith(COMMAND_STARTS):
+                # A bare `tools/x.py` in prose may name another project's
+                # tool; with arguments it is a command line of ours.
+                if span.startswith(COMMAND_STARTS) or (
+                        span.startswith('tools/') and ' ' in span):
                     found.append(Snippet(page, i + 1, 'shell', span))
             i += 1
             continue
@@ -213,7 +217,8 @@ def _command(snippet: Snippet, words: List[str], line: int) -> Command:
         return command
     program, args = rest[0], rest[1:]
     if _is_python(program) or program in ('bash', 'sh'):
-        if args and not args[0].startswith('-'):
+        # `$DIR/tools/x.py` is another checkout's script.
+        if args and not args[0].startswith(('-', '$', '<')):
             command.script, args = args[0], args[1:]
     elif program.startswith('tools/') and program.endswith(('.py', '.sh')):
         command.script = program
@@ -333,10 +338,26 @@ def problems(repo: str, run_help=None, pending=()) -> List[str]:
     return found
 
 
-def _python_problems(repo, where, code, top_level, pending=()):
+def compiles(code: str, where: str) -> Optional[SyntaxError]:
+    """None when ``code`` compiles as a module, or as a function body (an
+    excerpt of a method that ends with ``return``); else the error."""
     try:
         compile(code, where, 'exec')
+        return None
     except SyntaxError as error:
+        if 'outside function' not in str(error.msg):
+            return error
+        try:
+            compile('def excerpt():\n' + textwrap.indent(code, '    '), where,
+                    'exec')
+            return None
+        except SyntaxError:
+            return error
+
+
+def _python_problems(repo, where, code, top_level, pending=()):
+    error = compiles(code, where)
+    if error is not None:
         return [
             f'{where}: Python does not compile: {error.msg} '
             f'(line {error.lineno})'

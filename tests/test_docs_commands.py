@@ -152,7 +152,8 @@ def test_checker_accepts_correct_docs(tmp_path):
         # Fake
         See [the config](configs/a.py), [docs](docs/usage.md#the-fake-tool)
         and [below](#the-fake-one).
-        Run `python tools/fake.py configs/a.py --work-dir work_dirs/x`.
+        Run `python tools/fake.py configs/a.py --work-dir work_dirs/x`; the
+        other project's `tools/deploy.py` is not ours.
 
         ```bash
         python tools/fake.py configs/a.py --cfg-options a=1 \\
@@ -161,6 +162,12 @@ def test_checker_accepts_correct_docs(tmp_path):
             [--work-dir DIR | --cfg-options K=V]
         python -c "import os; print(os.sep)" | tee work_dirs/log.txt
         pip install tensorboard --upgrade
+        python $OTHER_DIR/tools/deploy.py configs/a.py --its-own-flag
+        ```
+
+        ```python
+        y = norm(x)
+        return x + y  # an excerpt of a method
         ```
 
         ## The fake one
