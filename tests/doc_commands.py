@@ -5,8 +5,8 @@ read from a page:
 
 - fenced ``bash``/``shell``/``sh``/``console`` blocks and inline code spans
   that start a command (``python ...``, ``bash ...``, ``pytest ...``,
-  ``tools/...``): each command, split at ``&&``, ``;`` and ``|`` (a ``|``
-  inside ``[...]`` is an alternative of a usage line, not a pipe);
+  ``tools/x.sh ARGS``): each command, split at ``&&``, ``;`` and ``|`` (a
+  ``|`` inside ``[...]`` is an alternative of a usage line, not a pipe);
 - fenced ``python`` blocks, and the code of ``python -c``: the code itself
   (it must compile) and its string constants (paths);
 - markdown links to files of the repository.
@@ -14,9 +14,11 @@ read from a page:
 A *repository path* is a token whose first component is one of the
 repository's top-level entries (``configs/...``, ``tools/...``); outputs
 (``work_dirs/``, ``data/``, ``checkpoints/``) and placeholders (``<exp>``,
-``$VAR``) are not. The script a command runs must exist whatever its name.
+``$VAR``) are not. The script a command runs must exist whatever its name,
+unless it lives in another checkout (``$MMDEPLOY_DIR/tools/deploy.py``).
 """
 import ast
+import glob
 import os.path as osp
 import re
 import shlex
@@ -51,7 +53,6 @@ class Command:
     """One command of a shell snippet (``line``: its first line in the
     page): the script it runs (a repository path, or None for another
     program) and its ``--flags``."""
-    snippet: Snippet
     line: int
     words: List[str]
     script: Optional[str] = None
@@ -60,7 +61,6 @@ class Command:
 
 def doc_pages(repo: str) -> List[str]:
     """The documentation pages, relative to ``repo``."""
-    import glob
     pages = ['README.md']
     for pattern in ('docs/*.md', 'configs/*/README.md'):
         pages += sorted(
@@ -186,8 +186,7 @@ def commands(snippet: Snippet) -> List[Command]:
         for word in _split_words(line) + [';']:
             if word in SEPARATORS and depth == 0:
                 if current:
-                    result.append(
-                        _command(snippet, current, snippet.line + offset))
+                    result.append(_command(current, snippet.line + offset))
                 current = []
                 continue
             depth += word.count('[') - word.count(']')
@@ -199,7 +198,7 @@ def _is_python(word: str) -> bool:
     return re.fullmatch(r'python[\d.]*', osp.basename(word)) is not None
 
 
-def _command(snippet: Snippet, words: List[str], line: int) -> Command:
+def _command(words: List[str], line: int) -> Command:
     rest = list(words)
     # Leading VAR=value assignments and wrappers with their options.
     while rest:
@@ -212,7 +211,7 @@ def _command(snippet: Snippet, words: List[str], line: int) -> Command:
                 rest.pop(0)
         else:
             break
-    command = Command(snippet, line, words)
+    command = Command(line, words)
     if not rest:
         return command
     program, args = rest[0], rest[1:]
@@ -264,7 +263,6 @@ def repository_paths(words: List[str], top_level: Set[str]) -> List[str]:
 
 def missing(repo: str, path: str) -> bool:
     """True when ``path`` (possibly a glob) names nothing in ``repo``."""
-    import glob
     return not glob.glob(osp.join(repo, path))
 
 
