@@ -224,12 +224,13 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(setup, load_tool):
         osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
     if not osp.isfile(tool):
         return
+    # (the run above saved epoch_2.pth anew, complete)
     _truncate(osp.join(work, 'epoch_3.pth'))
     proc = run([
         sys.executable, tool, CLASSIFIER, '--work-dir', work, '--resume',
         *_classifier_options(setup, 'train_cfg.max_epochs=4', *keep)
     ])
-    assert 'epoch_1.pth, the newest complete one' in proc.stdout, \
+    assert 'epoch_2.pth, the newest complete one' in proc.stdout, \
         proc.stdout[-3000:]
     assert osp.isfile(osp.join(work, 'epoch_4.pth'))
 
