@@ -260,18 +260,23 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
     ]
     predicted = model.backbone if args.backbone_only else model
     forms = []
+    authors_onnx = None
     for name in args.forms:
         engine = ''
         if name == 'authors-eager':
             run = torch_runner(upstream)
         elif name == 'authors-onnx' or name in AUTHORS_OPENVINO:
-            path = osp.join(tmpdir, f'authors_{id(upstream)}.onnx')
-            if not osp.exists(path):
-                export_onnx(upstream, path, (1, 3, *args.input_size))
+            # One export of this model for its ONNX Runtime and OpenVINO
+            # forms, in a folder of its own (the next arch gets another).
+            if authors_onnx is None:
+                authors_onnx = osp.join(
+                    tempfile.mkdtemp(dir=tmpdir), 'authors.onnx')
+                export_onnx(upstream, authors_onnx, (1, 3, *args.input_size))
             if name == 'authors-onnx':
-                run = ort_runner(onnxruntime_session(path, args.threads))
+                run = ort_runner(
+                    onnxruntime_session(authors_onnx, args.threads))
             else:
-                compiled = compile_for_cpu(path,
+                compiled = compile_for_cpu(authors_onnx,
                                            name.rpartition('-')[2],
                                            args.threads)
                 run, engine = openvino_runner(compiled), describe(compiled)
