@@ -120,3 +120,46 @@ def test_missing_upstream_file_is_named(tmp_path, load_tool):
     with pytest.raises(FileNotFoundError, match='nope.py'):
         load_tool('analysis_tools/benchmark').main(
             ['--archs', 'xxs', '--upstream', missing])
+
+
+def test_openvino_forms_beside_the_authors(upstream_file, load_tool):
+    """The authors' graph in OpenVINO and ours, with what ran recorded."""
+    pytest.importorskip('openvino', reason='pip install openvino nncf')
+    pytest.importorskip('nncf', reason='pip install nncf')
+    rows = load_tool('analysis_tools/benchmark').main([
+        '--archs', 'xxs', '--upstream', upstream_file, '--forms',
+        'authors-onnx', 'authors-openvino-fp32', 'fp32', 'int8',
+        'fp32-onnxruntime', '--batch-sizes', '2', '--input-size', '64', '64',
+        '--threads', '2', '--warmup', '0', '--iters', '2', '--calib-batches',
+        '1'
+    ])
+    by_form = {r['form']: r for r in rows}
+    assert list(by_form) == [
+        'authors-onnx', 'authors-openvino-fp32', 'fp32', 'int8',
+        'fp32-onnxruntime'
+    ]
+    for name in ('authors-openvino-fp32', 'fp32'):
+        assert 'INFERENCE_PRECISION_HINT=f32' in by_form[name]['engine']
+        assert by_form[name]['max_abs_diff_vs_fp32'] < 1e-4
+    assert by_form['fp32']['engine'].startswith('openvino fp32')
+    assert by_form['int8']['engine'].startswith('openvino int8')
+    assert by_form['fp32-onnxruntime']['engine'] == 'onnxruntime fp32'
+    # int8 computes other logits, close to float32 ones.
+    assert 0 < by_form['int8']['max_abs_diff_vs_fp32']
+    assert by_form['int8']['cos_vs_fp32'] > 0.99
+    # The ratio against the fastest of the authors' forms.
+    fastest = min(by_form[f]['median_ms']
+                  for f in ('authors-onnx', 'authors-openvino-fp32'))
+    for row in rows:
+        assert row['x_authors_best'] == pytest.approx(fastest /
+                                                      row['median_ms'])
+
+
+def test_device_names_the_cpu_features(load_tool):
+    tool = load_tool('analysis_tools/benchmark')
+    features = tool.device_name().rsplit('; ', 1)[1].rstrip(')')
+    with open('/proc/cpuinfo') as f:
+        flags = set(f.read().split())
+    present = [f for f in tool.SPEED_FLAGS if f in flags]
+    assert features == (' '.join(present) if present else 'none of ' +
+                        ' '.join(tool.SPEED_FLAGS))

@@ -49,11 +49,24 @@ def calibration_batches(n=4, seed=0):
     return [torch.randn(2, 3, 224, 224, generator=gen) for _ in range(n)]
 
 
+def skip_without_engine(engine):
+    if engine == 'openvino':
+        pytest.importorskip(
+            'openvino',
+            reason='pip install openvino nncf '
+            '(tools/install.sh installs them)')
+        pytest.importorskip('nncf', reason='pip install nncf')
+
+
 @pytest.mark.parametrize('precision,engine',
                          [('fp32', 'auto'), ('bf16', 'auto'), ('int8', 'auto'),
-                          ('int8', 'onnxruntime-static')])
+                          ('fp32', 'onnxruntime'), ('bf16', 'torch'),
+                          ('int8', 'onnxruntime'),
+                          ('int8', 'onnxruntime-static'), ('fp32', 'openvino'),
+                          ('bf16', 'openvino'), ('int8', 'openvino')])
 def test_logits_agree_with_the_reference(xxs, precision, engine):
     skip_without_bf16(precision)
+    skip_without_engine(engine)
     model, fixture = xxs
     predictor = cpu_predictor(
         model,
@@ -62,6 +75,7 @@ def test_logits_agree_with_the_reference(xxs, precision, engine):
         calibration_data=calibration_batches(),
         threads=2)
     assert predictor.precision == precision
+    assert engine == 'auto' or predictor.engine == engine
     for x, expected in zip(fixture['inputs'], fixture['logits']):
         assert_agrees(predictor(x.float()), expected, precision)
 
@@ -78,9 +92,10 @@ def test_inductor_engine_agrees_with_the_reference(xxs, precision):
         precision)
 
 
-@pytest.mark.parametrize('engine', ['torch', 'onnxruntime'])
+@pytest.mark.parametrize('engine', ['torch', 'onnxruntime', 'openvino'])
 def test_backbone_gives_float32_features(xxs, engine):
     from mmefficientmod import EfficientMod
+    skip_without_engine(engine)
     model, fixture = xxs
     dense = EfficientMod('xxs').eval()
     dense.load_state_dict({
@@ -111,8 +126,9 @@ def test_bad_requests_raise_clear_errors(xxs):
     model, _ = xxs
     with pytest.raises(ValueError, match='precision must be one of'):
         cpu_predictor(model, 'fp16')
-    with pytest.raises(ValueError, match='Static int8 needs calibration'):
-        cpu_predictor(model, 'int8', engine='onnxruntime-static')
+    for engine in ('onnxruntime-static', 'openvino'):
+        with pytest.raises(ValueError, match='Static int8 .* needs calibr'):
+            cpu_predictor(model, 'int8', engine=engine)
     with pytest.raises(NotImplementedError, match='cannot serve'):
         cpu_predictor(
             model,

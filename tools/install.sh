@@ -50,6 +50,9 @@ MMCV_SPEC="mmcv==2.1.0"            # mmdet 3.3 and mmseg 1.2 refuse mmcv >= 2.2
 STACK_SPECS=(
   "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0"
   "ftfy" "regex" "pycocotools" "pytest" "onnx" "onnxruntime" "matplotlib" "timm"
+  # cpu_predictor's OpenVINO engine and its int8 quantisation (NNCF 3.4 keeps
+  # numpy, torch and onnx as they are; it adds scikit-learn and pydot).
+  "openvino==2026.4.1" "nncf==3.4.0"
   # openmim's own dependencies, less opendatalab (dataset downloads only), whose
   # openxlab pins setuptools 60 and old requests and would break this stack.
   "click" "colorama" "model-index" "pandas" "requests" "rich" "tabulate"
@@ -226,7 +229,7 @@ fi
 stack_ready() {
   "$PY" - <<'PY' 2>/dev/null
 import importlib.metadata as md
-import flake8, ftfy, isort, matplotlib, mim, onnx, onnxruntime, pre_commit, pycocotools, pytest, regex, timm, yapf  # noqa
+import flake8, ftfy, isort, matplotlib, mim, nncf, onnx, onnxruntime, openvino, pre_commit, pycocotools, pytest, regex, timm, yapf  # noqa
 import mmdet, mmengine, mmpretrain, mmseg  # noqa
 pins = {'mmengine': '0.10.7', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'mmpretrain': '1.2.0'}
 assert all(md.version(name) == version for name, version in pins.items())

@@ -3,25 +3,32 @@
 :func:`cpu_predictor` turns a built classifier (logits) or backbone
 (features) into a callable that takes a float32 NCHW batch (already
 normalised, as the model's ``data_preprocessor`` leaves it) and returns
-float32 outputs, run by the engine measured fastest for that precision on
-x86 CPUs (see the README's speed section for the figures):
+float32 outputs. Every engine runs the deploy (folded) form of the model.
 
-=========  ===========================================================
-precision  engine (``'auto'``)
-=========  ===========================================================
-``fp32``   ONNX Runtime on the exported inference form
-``bf16``   PyTorch (oneDNN, fused kernels) with bfloat16 weights and
-           activations
-``int8``   ONNX Runtime, dynamic quantisation of the matrix multiplies
-           (per-channel int8 weights; activations quantised per call, so
-           no calibration is needed)
-=========  ===========================================================
+=========  ===============================================================
+precision  engines (``'auto'`` picks the first that applies)
+=========  ===============================================================
+``fp32``   ``openvino``, ``onnxruntime``, ``torch``, ``inductor``
+``bf16``   ``openvino``, ``torch``, ``inductor`` (a CPU with AVX512-BF16
+           or AMX)
+``int8``   ``openvino`` (static: NNCF post-training quantisation calibrated
+           on ``calibration_data``), ``onnxruntime`` (dynamic: int8
+           matrix-multiply weights, activations quantised per call, no
+           calibration), ``onnxruntime-static`` (QDQ, calibrated)
+=========  ===============================================================
 
-``engine='onnxruntime-static'`` serves int8 with static QDQ quantisation
-instead (per-channel weights, activation ranges calibrated on data you
-provide, convolutions quantised too); it was measured slower than the
-dynamic form at batch 1 and 32 on AVX512-VNNI CPUs, but its accuracy may
-suit some models better.
+The rule of ``'auto'``: OpenVINO whenever it is installed (for int8: with
+NNCF, and when calibration data is given), the engine built for these CPUs,
+measured 1.2x faster than ONNX Runtime in float32 and 1.7-2.6x in bf16 on
+an idle Intel Xeon with AMX; else ONNX Runtime for fp32 and int8 and
+PyTorch for bf16. On a heavily loaded machine OpenVINO measured slower than
+ONNX Runtime (``docs/speed.md``): pass ``engine=`` there. The predictor records what ran:
+``engine``, ``precision`` and, for OpenVINO, the compiled model's settings
+read back from it (``engine_settings``).
+
+OpenVINO is always given its ``INFERENCE_PRECISION_HINT``: without it, it
+runs float32 models in bfloat16 on CPUs with native bfloat16. It is
+compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread).
 
 The PyTorch engines run on PyTorch's OpenMP threads, whose way of waiting is
 fixed when the process starts. At batch 1 it matters: with
@@ -42,16 +49,38 @@ import torch.nn as nn
 from ..argument_checks import check_predictor_arguments
 from ..models.from_config import TensorMode
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
+from .openvino import (compile_for_cpu, compiled_settings, openvino_available,
+                       openvino_runner, quantize_int8, read_model)
 from .precision import cpu_has_bf16
 from .prepare_model import find_backbone
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
 ENGINES = {
-    'fp32': ('onnxruntime', 'torch', 'inductor'),
-    'bf16': ('torch', 'inductor'),
-    'int8': ('onnxruntime', 'onnxruntime-static'),
+    'fp32': ('openvino', 'onnxruntime', 'torch', 'inductor'),
+    'bf16': ('openvino', 'torch', 'inductor'),
+    'int8': ('openvino', 'onnxruntime', 'onnxruntime-static'),
 }
-AUTO_ENGINE = {'fp32': 'onnxruntime', 'bf16': 'torch', 'int8': 'onnxruntime'}
+# 'auto' without OpenVINO (or, for int8, without NNCF or calibration data).
+FALLBACK_ENGINE = {
+    'fp32': 'onnxruntime',
+    'bf16': 'torch',
+    'int8': 'onnxruntime'
+}
+# Engines that quantise with calibrated activation ranges.
+CALIBRATED = ('openvino', 'onnxruntime-static')
+
+
+def auto_engine(precision: str, calibrated: bool) -> str:
+    """The engine ``'auto'`` picks (the rule of the module docstring).
+
+    Args:
+        precision (str): One of :data:`PRECISIONS`.
+        calibrated (bool): Whether calibration data is given.
+    """
+    int8 = precision == 'int8'
+    if openvino_available(int8) and (calibrated or not int8):
+        return 'openvino'
+    return FALLBACK_ENGINE[precision]
 
 
 class CPUPredictor:
@@ -59,12 +88,20 @@ class CPUPredictor:
 
     Attributes:
         precision (str): ``'fp32'``, ``'bf16'`` or ``'int8'``.
-        engine (str): What runs it: ``'torch'``, ``'inductor'`` or
-            ``'onnxruntime'``.
+        engine (str): What runs it: ``'openvino'``, ``'onnxruntime'``,
+            ``'onnxruntime-static'``, ``'torch'`` or ``'inductor'``.
+        engine_settings (dict): For OpenVINO, the compiled model's
+            ``INFERENCE_PRECISION_HINT`` (``'f32'``, ``'bf16'``; an int8
+            model runs its quantised ops in int8 and the rest in f32),
+            ``PERFORMANCE_HINT``, ``INFERENCE_NUM_THREADS`` and
+            ``NUM_STREAMS``, as read back from it; empty for the others.
+        compiled_model (openvino.CompiledModel | None): What OpenVINO runs.
         single_output (bool): Whether a call returns one tensor (a
             classifier's logits) rather than a tuple (a backbone's features).
-        onnx_path (str | None): The ONNX file ONNX Runtime runs, when it was
-            written to a ``workdir`` that outlives the call; else None.
+        onnx_path (str | None): The ONNX file the engine was built from
+            (the float32 export; ONNX Runtime's int8 model for its int8),
+            when it was written to a ``workdir`` that outlives the call;
+            else None.
     """
 
     def __init__(self,
@@ -73,13 +110,17 @@ class CPUPredictor:
                  engine: str,
                  single_output: bool,
                  in_channels: int,
-                 onnx_path: Optional[str] = None):
+                 onnx_path: Optional[str] = None,
+                 compiled_model=None):
         self._run = run
         self.precision = precision
         self.engine = engine
         self.single_output = single_output
         self.in_channels = in_channels
         self.onnx_path = onnx_path
+        self.compiled_model = compiled_model
+        self.engine_settings = ({} if compiled_model is None else
+                                compiled_settings(compiled_model))
 
     def __call__(self, x: torch.Tensor):
         if (not isinstance(x, torch.Tensor) or x.dim() != 4
@@ -95,7 +136,8 @@ class CPUPredictor:
 
     def __repr__(self):
         return (f'CPUPredictor(precision={self.precision!r}, '
-                f'engine={self.engine!r})')
+                f'engine={self.engine!r}, '
+                f'engine_settings={self.engine_settings!r})')
 
 
 def _inference_module(model: nn.Module) -> nn.Module:
@@ -232,7 +274,8 @@ def cpu_predictor(model: nn.Module,
                   num_calibration_batches: int = 8,
                   threads: Optional[int] = None,
                   example_shape: Sequence[int] = (1, 3, 224, 224),
-                  workdir: Optional[str] = None) -> CPUPredictor:
+                  workdir: Optional[str] = None,
+                  cache_dir: Optional[str] = None) -> CPUPredictor:
     """The fastest CPU callable of ``model`` at ``precision``.
 
     Args:
@@ -243,28 +286,33 @@ def cpu_predictor(model: nn.Module,
             deploy; it is left unchanged.
         precision (str): ``'fp32'``, ``'bf16'`` (needs a CPU with bfloat16
             arithmetic: AVX512-BF16 or AMX) or ``'int8'``.
-        engine (str): ``'auto'`` (the fastest measured, see the module
-            docstring), or one of ``'torch'``, ``'inductor'`` (slow first
-            call: it compiles), ``'onnxruntime'`` where the precision
-            allows, ``'onnxruntime-static'`` (int8 only, see the module
-            docstring).
-        calibration_data (Iterable, optional): For ``'int8'`` with
-            ``engine='onnxruntime-static'`` (required there; the default
-            dynamic int8 does not use it): batches of representative
-            inputs, either normalised float32 NCHW tensors or the batches of
-            an OpenMMLab dataloader (e.g. the config's val dataloader built
-            with ``Runner.build_dataloader``), from which the activation
-            ranges are calibrated.
+        engine (str): ``'auto'`` (the rule of the module docstring), or one
+            of ``'openvino'``, ``'onnxruntime'``, ``'torch'``,
+            ``'inductor'`` (slow first call: it compiles) where the
+            precision allows, ``'onnxruntime-static'`` (int8 only).
+        calibration_data (Iterable, optional): For int8 with the
+            ``'openvino'`` or ``'onnxruntime-static'`` engine (required
+            there; ``'auto'`` picks OpenVINO for int8 only when it is
+            given): batches of representative inputs, either normalised
+            float32 NCHW tensors or the batches of an OpenMMLab dataloader
+            (e.g. the config's train or val dataloader built with
+            ``Runner.build_dataloader``), from which the activation ranges
+            are calibrated.
         num_calibration_batches (int): Batches of ``calibration_data`` used.
             Defaults to 8.
-        threads (int, optional): ONNX Runtime intra-op threads (PyTorch
-            engines use ``torch.get_num_threads()``). Defaults to ONNX
-            Runtime's choice.
+        threads (int, optional): The engine's threads (OpenVINO's
+            ``INFERENCE_NUM_THREADS``, ONNX Runtime's intra-op threads;
+            the PyTorch engines use ``torch.get_num_threads()``). Defaults
+            to the engine's choice (one per physical core).
         example_shape (Sequence[int]): The example input of the ONNX export;
             the exported graph takes any batch and image size.
         workdir (str, optional): Where the ONNX files go and stay
-            (``model_fp32.onnx``, ``model_int8.onnx``); a temporary folder,
-            removed once the session is built, by default.
+            (``model_fp32.onnx``, ``model_int8.onnx`` for ONNX Runtime's
+            int8); a temporary folder, removed once the engine is built, by
+            default.
+        cache_dir (str, optional): OpenVINO's model cache: a later build of
+            the same model with the same settings loads the compiled form
+            from there instead of compiling it again.
 
     Returns:
         CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W
@@ -275,7 +323,7 @@ def cpu_predictor(model: nn.Module,
         raise ValueError(f'precision must be one of {PRECISIONS}, got '
                          f'{precision!r}.')
     if engine == 'auto':
-        engine = AUTO_ENGINE[precision]
+        engine = auto_engine(precision, calibration_data is not None)
     if engine not in ENGINES[precision]:
         raise NotImplementedError(
             f'The {engine!r} engine cannot serve {precision!r}; for '
@@ -286,42 +334,49 @@ def cpu_predictor(model: nn.Module,
                 'This CPU has no bfloat16 arithmetic (AVX512-BF16 or AMX); '
                 "bf16 would be emulated and slower than float32. Use 'fp32' "
                 "or 'int8'.")
-    if engine == 'onnxruntime-static' and calibration_data is None:
+    if (precision == 'int8' and engine in CALIBRATED
+            and calibration_data is None):
         raise ValueError(
-            'Static int8 needs calibration_data: an iterable of normalised '
-            'float32 NCHW batches, or a dataloader (e.g. the config\'s val '
-            'dataloader) whose batches the model\'s data_preprocessor turns '
-            "into inputs (or use the default engine, dynamic int8, which "
-            'needs none).')
+            f'Static int8 ({engine!r}) needs calibration_data: an iterable '
+            'of normalised float32 NCHW batches, or a dataloader (e.g. the '
+            "config's train or val dataloader) whose batches the model's "
+            "data_preprocessor turns into inputs (or engine='onnxruntime', "
+            'dynamic int8, which needs none).')
     backbone = find_backbone(model)
     single = hasattr(model, 'backbone')
     in_channels = backbone.in_channels
     module = _inference_module(model)
-    onnx_path = None
     if engine == 'torch':
         run = _torch_engine(
             module, torch.bfloat16 if precision == 'bf16' else torch.float32)
-    elif engine == 'inductor':
+        return CPUPredictor(run, precision, engine, single, in_channels)
+    if engine == 'inductor':
         run = _inductor_engine(
             module, torch.bfloat16 if precision == 'bf16' else torch.float32)
-    else:
-        tmp = None
-        if workdir is None:
-            tmp = tempfile.TemporaryDirectory(prefix='cpu_predictor_')
-            workdir = tmp.name
-        path = osp.join(workdir, 'model_fp32.onnx')
+        return CPUPredictor(run, precision, engine, single, in_channels)
+    batches = None
+    if precision == 'int8' and engine in CALIBRATED:
+        batches = calibration_inputs(calibration_data, model,
+                                     num_calibration_batches)
+    with tempfile.TemporaryDirectory(prefix='cpu_predictor_') as tmp:
+        folder = workdir or tmp
+        path = osp.join(folder, 'model_fp32.onnx')
         export_onnx(module, path, example_shape)
-        if precision == 'int8':
-            fp32_path, path = path, osp.join(workdir, 'model_int8.onnx')
-            if engine == 'onnxruntime-static':
-                batches = calibration_inputs(calibration_data, model,
-                                             num_calibration_batches)
-                _quantize_int8_static(fp32_path, path, batches)
-            else:
-                _quantize_int8_dynamic(fp32_path, path)
-        run = _ort_engine(path, threads)
-        if tmp is None:
-            onnx_path = path
+        compiled = None
+        if engine == 'openvino':
+            ov_model = read_model(path)
+            if precision == 'int8':
+                ov_model = quantize_int8(ov_model, batches)
+            compiled = compile_for_cpu(ov_model, precision, threads, cache_dir)
+            run = openvino_runner(compiled)
         else:
-            tmp.cleanup()  # the session holds the model in memory
-    return CPUPredictor(run, precision, engine, single, in_channels, onnx_path)
+            if precision == 'int8':
+                fp32_path, path = path, osp.join(folder, 'model_int8.onnx')
+                if engine == 'onnxruntime-static':
+                    _quantize_int8_static(fp32_path, path, batches)
+                else:
+                    _quantize_int8_dynamic(fp32_path, path)
+            run = _ort_engine(path, threads)
+    # The engines hold the model in memory; a temporary folder is gone.
+    return CPUPredictor(run, precision, engine, single, in_channels,
+                        path if workdir else None, compiled)

@@ -8,21 +8,28 @@ Inference forms (``--forms``), all on CPU, all from the same weights:
   (constant folding) and run by ONNX Runtime, as their ``benchmark_onnx.py``
   and the paper's CPU column do (opset 17: their attention calls
   ``scaled_dot_product_attention``, which opset 12 cannot express).
+* ``authors-openvino-fp32``, ``authors-openvino-bf16``: the same ONNX file
+  compiled by OpenVINO at that precision, with the settings of
+  ``cpu_predictor``'s OpenVINO engine: their graph in the engine that serves
+  ours (when OpenVINO is installed).
 * ``eager``: this project's model as built, float32.
 * ``deploy``: after ``backbone.switch_to_deploy()``, float32 (PyTorch).
 * ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
-  at that precision (its default engine; int8 is dynamic quantisation).
-* ``int8-onnxruntime-static``: ``cpu_predictor(..., 'int8',
-  engine='onnxruntime-static')`` (only when asked for), calibrated on
-  ``--calib-batches`` batches of the benchmark's random inputs.
-* ``fp32-inductor``, ``bf16-inductor``: ``cpu_predictor(..., engine='inductor')``
-  at that precision (only when asked for: it compiles for each input shape
-  and batch size).
+  at that precision with ``engine='auto'`` (OpenVINO when installed; int8 is
+  calibrated on ``--calib-batches`` batches of the benchmark's random
+  inputs).
+* ``PRECISION-ENGINE`` (only when asked for): ``cpu_predictor`` with that
+  engine, e.g. ``fp32-onnxruntime``, ``bf16-torch``, ``int8-onnxruntime``
+  (dynamic), ``int8-onnxruntime-static``, ``fp32-openvino``;
+  ``fp32-inductor`` and ``bf16-inductor`` compile for each input shape and
+  batch size.
 
 Every ONNX Runtime session has thread spinning off, so that it does not take
 the cores from the form timed after it. Forms are timed in turns, round by
 round, after warm-up. The table gives the median latency, images/s, the
-speed-up against ``authors-onnx`` and ``authors-eager`` (when timed), and the
+speed-up against ``authors-onnx``, ``authors-eager`` and the fastest of the
+authors' forms (``x_authors_best``: their graph in the best engine timed),
+the engine and precision that ran (as the predictor records them), and the
 agreement of the output with the authors' float32 eager output (or our eager
 one without ``--upstream``) on a separate input: cosine similarity, largest
 absolute difference and, for classifiers, top-1 agreement.
@@ -33,9 +40,12 @@ allocated during a step.
 
 Examples::
 
-    # The README table: the four ImageNet classifiers against the authors'.
+    # The table of docs/speed.md: the four ImageNet classifiers against the
+    # authors' forms.
     python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
         --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
+        --forms authors-onnx authors-openvino-fp32 authors-openvino-bf16 \\
+            fp32 bf16 int8 fp32-onnxruntime \\
         --csv work_dirs/benchmark/inference.csv
 
     # Training step, batch 32.
@@ -82,16 +92,23 @@ from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
 from mmefficientmod.deploy.authors_model import (build_upstream,
                                                  copy_weights_to_upstream,
                                                  load_upstream_module)
+from mmefficientmod.deploy.openvino import (compile_for_cpu,
+                                            openvino_available,
+                                            openvino_runner)
+from mmefficientmod.deploy.predictor import ENGINES
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     'efficientmod')
 ARCHS = ('xxs', 'xs', 's', 's_conv')
-UPSTREAM_FORMS = ('authors-eager', 'authors-onnx')
+AUTHORS_OPENVINO = ('authors-openvino-fp32', 'authors-openvino-bf16')
+UPSTREAM_FORMS = ('authors-eager', 'authors-onnx') + AUTHORS_OPENVINO
 OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
-ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ('fp32-inductor', 'bf16-inductor',
-                                          'int8-onnxruntime-static')
+ENGINE_FORMS = tuple(f'{precision}-{engine}'
+                     for precision, engines in ENGINES.items()
+                     for engine in engines)
+ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ENGINE_FORMS
 DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
 TRAIN_FORMS = ('authors-eager', 'eager')
 
@@ -171,7 +188,8 @@ def parse_args(argv=None):
         parser.error('--upstream needs --archs (the authors have the four '
                      'ImageNet classifiers)')
     forms = args.forms or [
-        f for f in DEFAULT_FORMS if args.upstream or f not in UPSTREAM_FORMS
+        f for f in DEFAULT_FORMS if (args.upstream or f not in UPSTREAM_FORMS)
+        and (f not in AUTHORS_OPENVINO or openvino_available())
     ]
     if not args.upstream and set(forms) & set(UPSTREAM_FORMS):
         parser.error("the authors' forms need --upstream FILE")
@@ -179,25 +197,36 @@ def parse_args(argv=None):
     return args
 
 
+# The CPU features that decide the reduced-precision engines' speed.
+SPEED_FLAGS = ('avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_int8')
+
+
 def device_name() -> str:
+    """The CPU's model name, logical cores and :data:`SPEED_FLAGS`."""
     name = platform.processor() or platform.machine()
+    flags = set()
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
                 if line.startswith('model name'):
                     name = line.split(':', 1)[1].strip()
+                elif line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
                     break
     except OSError:
         pass
-    return f'{name} ({os.cpu_count()} logical cores)'
+    found = ' '.join(f for f in SPEED_FLAGS
+                     if f in flags) or 'none of ' + (' '.join(SPEED_FLAGS))
+    return f'{name} ({os.cpu_count()} logical cores; {found})'
 
 
 class Form:
     """One way of running the model: a callable of the float32 input."""
 
-    def __init__(self, name: str, run: Callable):
+    def __init__(self, name: str, run: Callable, engine: str = ''):
         self.name = name
         self.run = run
+        self.engine = engine  # what ran: engine, precision and settings
         self.times: List[float] = []
 
 
@@ -231,13 +260,26 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
     ]
     predicted = model.backbone if args.backbone_only else model
     forms = []
+    authors_onnx = None
     for name in args.forms:
+        engine = ''
         if name == 'authors-eager':
             run = torch_runner(upstream)
-        elif name == 'authors-onnx':
-            path = osp.join(tmpdir, f'authors_{id(upstream)}.onnx')
-            export_onnx(upstream, path, (1, 3, *args.input_size))
-            run = ort_runner(onnxruntime_session(path, args.threads))
+        elif name == 'authors-onnx' or name in AUTHORS_OPENVINO:
+            # One export of this model for its ONNX Runtime and OpenVINO
+            # forms, in a folder of its own (the next arch gets another).
+            if authors_onnx is None:
+                authors_onnx = osp.join(
+                    tempfile.mkdtemp(dir=tmpdir), 'authors.onnx')
+                export_onnx(upstream, authors_onnx, (1, 3, *args.input_size))
+            if name == 'authors-onnx':
+                run = ort_runner(
+                    onnxruntime_session(authors_onnx, args.threads))
+            else:
+                compiled = compile_for_cpu(authors_onnx,
+                                           name.rpartition('-')[2],
+                                           args.threads)
+                run, engine = openvino_runner(compiled), describe(compiled)
         elif name == 'eager':
             run = torch_runner(copy.deepcopy(ours))
         elif name == 'deploy':
@@ -256,8 +298,19 @@ def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
             except NotImplementedError as err:
                 print(f'  {name}: skipped ({err})')
                 continue
-        forms.append(Form(name, run))
+            engine = describe(run.compiled_model, run.engine, precision)
+        forms.append(Form(name, run, engine))
     return forms
+
+
+def describe(compiled, engine: str = 'openvino', precision: str = '') -> str:
+    """What ran, e.g. ``openvino int8 (INFERENCE_PRECISION_HINT=f32 ...)``."""
+    if compiled is None:
+        return f'{engine} {precision}'
+    from mmefficientmod.deploy.openvino import compiled_settings
+    settings = ' '.join(f'{k}={v}'
+                        for k, v in compiled_settings(compiled).items())
+    return f'{engine} {precision} ({settings})'.replace('  ', ' ')
 
 
 def time_forms(forms: List[Form], x: Optional[torch.Tensor], warmup: int,
@@ -337,6 +390,7 @@ def timing_row(model: str, mode: str, batch: int, form,
     """A result row: the form's latency, throughput and speed-ups over the
     authors' forms, then the ``extra`` columns."""
     median = medians[form.name]
+    authors = [m for name, m in medians.items() if name.startswith('authors-')]
     return dict(
         model=model,
         mode=mode,
@@ -347,7 +401,9 @@ def timing_row(model: str, mode: str, batch: int, form,
         images_per_s=batch / median,
         x_authors_onnx=x_authors_onnx,
         x_authors_eager=_ratio(medians, 'authors-eager', median),
+        x_authors_best=min(authors) / median if authors else '',
         **extra,
+        engine=form.engine,
         rounds=len(form.times))
 
 
@@ -413,9 +469,9 @@ def benchmark_training(name: str, model: nn.Module,
             print_row(rows[-1])
 
 
-HEADER = ('{model:<8} {mode:<10} {batch:>5} {form:<13} {median:>9} {p90:>9} '
-          '{ips:>8} {xonnx:>8} {xeager:>8} {cos:>9} {diff:>8} {top1:>6} '
-          '{mem:>8}')
+HEADER = ('{model:<8} {mode:<10} {batch:>5} {form:<21} {median:>9} {p90:>9} '
+          '{ips:>8} {xonnx:>8} {xeager:>9} {xbest:>8} {cos:>9} {diff:>8} '
+          '{top1:>6} {mem:>8}  {engine}')
 
 
 def fmt(value, spec):
@@ -435,10 +491,12 @@ def print_header():
             ips='img/s',
             xonnx='x a-onnx',
             xeager='x a-eager',
+            xbest='x a-best',
             cos='cos fp32',
             diff='max|d|',
             top1='top1',
-            mem='peak MB'))
+            mem='peak MB',
+            engine='engine'))
 
 
 def print_row(row):
@@ -453,10 +511,12 @@ def print_row(row):
             ips=fmt(row['images_per_s'], '.1f'),
             xonnx=fmt(row['x_authors_onnx'], '.2f'),
             xeager=fmt(row['x_authors_eager'], '.2f'),
+            xbest=fmt(row['x_authors_best'], '.2f'),
             cos=fmt(row['cos_vs_fp32'], '.6f'),
             diff=fmt(row['max_abs_diff_vs_fp32'], '.1e'),
             top1=fmt(row['top1_agree_vs_fp32'], '.3f'),
-            mem=fmt(row['peak_mem_mb'], '.0f')),
+            mem=fmt(row['peak_mem_mb'], '.0f'),
+            engine=row['engine']),
         flush=True)
 
 
@@ -478,6 +538,10 @@ def main(argv=None):
                  None)] if args.config and not args.archs else [])
     configs += [(arch, arch_config(arch), arch) for arch in args.archs or []]
     import onnxruntime
+    openvino = ''
+    if openvino_available():
+        import openvino
+        openvino = openvino.__version__.split('-')[0]
     meta = dict(
         device=device_name(),
         threads=torch.get_num_threads(),
@@ -485,9 +549,11 @@ def main(argv=None):
         gomp_spincount=os.environ.get('GOMP_SPINCOUNT', ''),
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
+        openvino=openvino,
         input_size=f'{args.input_size[0]}x{args.input_size[1]}')
     print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
-          f"{meta['onnxruntime']}; threads {meta['threads']}; "
+          f"{meta['onnxruntime']}; openvino {meta['openvino'] or 'absent'}; "
+          f"threads {meta['threads']}; "
           f"OMP_WAIT_POLICY {meta['omp_wait_policy'] or 'unset'}, "
           f"GOMP_SPINCOUNT {meta['gomp_spincount'] or 'unset'}; input "
           f"{meta['input_size']}")

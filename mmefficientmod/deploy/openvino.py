@@ -1,0 +1,166 @@
+"""OpenVINO for the CPU: the exported model compiled at a stated precision,
+and its int8 form by post-training static quantisation (NNCF).
+
+OpenVINO decides the arithmetic of a compiled model by its
+``INFERENCE_PRECISION_HINT``, and when that is not given it runs a float32
+model in bfloat16 on CPUs with native bfloat16 (AMX, AVX512-BF16). The
+engine here always sets it, and reads it back from the compiled model.
+
+int8 is NNCF's ``nncf.quantize`` on the OpenVINO model: activation ranges
+calibrated on representative inputs (one scale per activation tensor), int8
+weights per output channel, FakeQuantize nodes that the CPU plugin runs as
+int8 matrix multiplies and convolutions (VNNI, AMX); the ops left
+unquantised run in float32.
+"""
+from collections import Counter
+from typing import Callable, Dict, List, Optional, Union
+
+import torch
+
+# What cpu_predictor's precisions ask OpenVINO for. An int8 model keeps its
+# int8 ops whatever the hint; float32 is asked for the rest, since
+# bfloat16 on top lowered the logits' agreement without a measured gain.
+INFERENCE_PRECISION = {'fp32': 'f32', 'bf16': 'bf16', 'int8': 'f32'}
+# The settings read back after compiling, recorded by the predictor.
+REPORTED_PROPERTIES = ('INFERENCE_PRECISION_HINT', 'PERFORMANCE_HINT',
+                       'INFERENCE_NUM_THREADS', 'NUM_STREAMS')
+
+
+def openvino_available(int8: bool = False) -> bool:
+    """Whether ``openvino`` (and, for ``int8``, ``nncf``) can be imported."""
+    import importlib.util
+    names = ('openvino', 'nncf') if int8 else ('openvino', )
+    return all(importlib.util.find_spec(n) is not None for n in names)
+
+
+def _core():
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise ImportError(
+            "The 'openvino' engine needs OpenVINO: pip install openvino "
+            '(tools/install.sh installs it).') from err
+    return ov.Core()
+
+
+def read_model(path: str):
+    """The OpenVINO model of an ONNX (or OpenVINO IR) file."""
+    return _core().read_model(path)
+
+
+def quantize_int8(model, batches: List[torch.Tensor]):
+    """int8 OpenVINO model by NNCF's post-training static quantisation.
+
+    Args:
+        model (openvino.Model): The float32 model.
+        batches (list[Tensor]): Normalised float32 NCHW inputs whose
+            activation ranges are calibrated (every image is used).
+    """
+    try:
+        import nncf
+    except ImportError as err:
+        raise ImportError("OpenVINO's int8 comes from NNCF: pip install nncf "
+                          '(tools/install.sh installs it).') from err
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters, QuantizationParameters)
+    dataset = nncf.Dataset([b.numpy() for b in batches])
+    # Activations get one scale per tensor. NNCF takes axis 1 of a 4-D
+    # activation as its channels, but inside a stage the model is
+    # channels-last (N, H, W, C): per-"channel" ranges were per image row,
+    # and the quantised model then failed on any other image height.
+    per_tensor = AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(
+            per_channel=False))
+    # NNCF's default (CNN) recipe: on the xxs parity fixture it kept a
+    # logits cosine of 0.9991 with float32, the transformer recipe 0.966.
+    return nncf.quantize(
+        model,
+        dataset,
+        subset_size=sum(len(b) for b in batches),
+        advanced_parameters=per_tensor)
+
+
+def compile_for_cpu(model: Union[str, object],
+                    precision: str,
+                    threads: Optional[int] = None,
+                    cache_dir: Optional[str] = None,
+                    hint: str = 'LATENCY'):
+    """Compile ``model`` for the CPU at ``precision`` and check what ran.
+
+    Args:
+        model (str | openvino.Model): A model file or an OpenVINO model.
+        precision (str): ``'fp32'``, ``'bf16'`` or ``'int8'`` (an
+            int8-quantised model, whose remaining ops run in float32).
+        threads (int, optional): ``INFERENCE_NUM_THREADS``; OpenVINO's
+            choice (one per physical core) when None.
+        cache_dir (str, optional): OpenVINO's model cache (``CACHE_DIR``): a
+            later compile of the same model with the same settings loads
+            the compiled form from there.
+        hint (str): ``PERFORMANCE_HINT``: ``'LATENCY'`` (one stream, every
+            thread on each request) or ``'THROUGHPUT'``.
+
+    Returns:
+        openvino.CompiledModel
+    """
+    wanted = INFERENCE_PRECISION[precision]
+    config = {'PERFORMANCE_HINT': hint, 'INFERENCE_PRECISION_HINT': wanted}
+    if threads:
+        config['INFERENCE_NUM_THREADS'] = threads
+    if cache_dir:
+        config['CACHE_DIR'] = cache_dir
+    compiled = _core().compile_model(model, 'CPU', config)
+    got = _as_text(compiled.get_property('INFERENCE_PRECISION_HINT'))
+    if got != wanted:
+        raise RuntimeError(
+            f'OpenVINO compiled the model for {got!r} arithmetic where '
+            f'{wanted!r} was asked for ({precision}); this CPU or OpenVINO '
+            'version does not offer it. Choose another precision.')
+    return compiled
+
+
+def _as_text(value) -> str:
+    """An OpenVINO property value as text: ``'bf16'``, ``'LATENCY'``, ``'2'``."""
+    if hasattr(value, 'get_type_name'):  # an element type
+        return value.get_type_name()
+    return getattr(value, 'name', str(value))  # an enum, or a number
+
+
+def compiled_settings(compiled) -> Dict[str, str]:
+    """The settings of a compiled model, read back from it."""
+    return {
+        name: _as_text(compiled.get_property(name))
+        for name in REPORTED_PROPERTIES
+    }
+
+
+# The CPU plugin's names of the ops that carry the arithmetic.
+COMPUTE_OPS = ('Convolution', 'FullyConnected', 'MatMul')
+
+
+def runtime_precisions(compiled, op_types=COMPUTE_OPS) -> Counter:
+    """How many of the executed ``op_types`` ran in each precision.
+
+    Read from the compiled model's execution graph (its ``layerType`` and
+    ``runtimePrecision``), i.e. what the CPU plugin runs, after its fusions.
+    """
+    counts = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info['layerType'].astype(str) in op_types:
+            counts[info['runtimePrecision'].astype(str)] += 1
+    return counts
+
+
+def openvino_runner(compiled) -> Callable:
+    """``run(x)``: the compiled model's outputs for a float32 tensor."""
+    request = compiled.create_infer_request()
+
+    def run(x):
+        request.infer({0: x.numpy()})
+        # Copies: the request's buffers are reused by its next call.
+        return [
+            torch.from_numpy(request.get_output_tensor(i).data.copy())
+            for i in range(len(compiled.outputs))
+        ]
+
+    return run
