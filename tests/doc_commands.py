@@ -134,12 +134,10 @@ def anchors(text: str) -> Set[str]:
     return found
 
 
-def _link_problem(repo: str, page: str, target: str, pending) -> Optional[str]:
+def _link_problem(repo: str, page: str, target: str) -> Optional[str]:
     path, _, anchor = target.partition('#')
     resolved = osp.normpath(osp.join(osp.dirname(page),
                                      path)) if path else page
-    if resolved in pending:
-        return None
     full = osp.join(repo, resolved)
     if not osp.exists(full):
         return f'{page}: link to {target}, which does not exist'
@@ -307,12 +305,11 @@ def accepted_flags(repo: str, script: str, run_help,
     return flags
 
 
-def problems(repo: str, run_help=None, pending=()) -> List[str]:
+def problems(repo: str, run_help=None) -> List[str]:
     """Everything wrong with the documentation of ``repo``, one line each.
 
     ``run_help(path)`` returns a Python tool's ``--help`` text; without it,
-    flags are not checked. Links to and commands naming the ``pending``
-    files (written elsewhere, not there yet) are not reported."""
+    flags are not checked."""
     top_level = tracked_top_level(repo)
     found = []
     cache: Dict[str, Set[str]] = {}
@@ -320,19 +317,17 @@ def problems(repo: str, run_help=None, pending=()) -> List[str]:
         with open(osp.join(repo, page), encoding='utf-8') as f:
             text = f.read()
         for target in links(text):
-            problem = _link_problem(repo, page, target, pending)
+            problem = _link_problem(repo, page, target)
             if problem:
                 found.append(problem)
         for snippet in snippets(page, text):
             where = f'{page}:{snippet.line}'
             if snippet.kind == 'python':
-                found += _python_problems(repo, where, snippet.code, top_level,
-                                          pending)
+                found += _python_problems(repo, where, snippet.code, top_level)
                 continue
             for command in commands(snippet):
                 found += _command_problems(repo, f'{page}:{command.line}',
-                                           command, top_level, run_help, cache,
-                                           pending)
+                                           command, top_level, run_help, cache)
     return found
 
 
@@ -353,7 +348,7 @@ def compiles(code: str, where: str) -> Optional[SyntaxError]:
             return error
 
 
-def _python_problems(repo, where, code, top_level, pending=()):
+def _python_problems(repo, where, code, top_level):
     error = compiles(code, where)
     if error is not None:
         return [
@@ -363,22 +358,21 @@ def _python_problems(repo, where, code, top_level, pending=()):
     return [
         f'{where}: {path} does not exist'
         for path in repository_paths(string_constants(code), top_level)
-        if missing(repo, path) and path not in pending
+        if missing(repo, path)
     ]
 
 
-def _command_problems(repo, where, command, top_level, run_help, cache,
-                      pending):
+def _command_problems(repo, where, command, top_level, run_help, cache):
     found = []
     code = python_code_of(command)
     if code is not None:
-        found += _python_problems(repo, where, code, top_level, pending)
+        found += _python_problems(repo, where, code, top_level)
     paths = repository_paths(command.words, top_level)
     if command.script is not None and command.script not in paths:
         paths.insert(0, command.script)
     found += [
         f'{where}: {path} does not exist' for path in paths
-        if missing(repo, path) and path not in pending
+        if missing(repo, path)
     ]
     script = command.script
     if (script is None or run_help is None or missing(repo, script)

@@ -16,12 +16,6 @@ from doc_commands import (commands, doc_pages, help_flags, problems,
                           python_code_of, snippets)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# Files written on other branches at the same time as the pages that name
-# them; a link to or a command naming one of them is reported only once the
-# file exists.
-FROM_OTHER_BRANCHES = ('docs/model.md', 'docs/speed.md', 'docs/deployment.md',
-                       'docs/bad_inputs.md', 'docs/gpu.md',
-                       'tools/slurm_train.sh', 'tools/slurm_test.sh')
 
 
 def run_help(path):
@@ -62,22 +56,15 @@ def self_contained_commands():
     return found
 
 
-def pending_files():
-    return [
-        page for page in FROM_OTHER_BRANCHES
-        if not osp.isfile(osp.join(REPO, page))
-    ]
-
-
 def test_documented_paths_links_and_python_examples():
     assert 'README.md' in doc_pages(REPO)
-    assert problems(REPO, pending=pending_files()) == []
+    assert problems(REPO) == []
 
 
 @pytest.mark.e2e
 def test_documented_flags_are_accepted_by_the_tools():
     """Runs ``--help`` of every tool a documented command names."""
-    assert problems(REPO, run_help, pending=pending_files()) == []
+    assert problems(REPO, run_help) == []
 
 
 @pytest.mark.e2e
@@ -89,13 +76,6 @@ def test_self_contained_commands_run_as_written(where, words):
     done = subprocess.run(
         argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f'{where}: {words}\n{done.stderr[-3000:]}'
-
-
-def test_files_written_on_other_branches_exist():
-    missing = pending_files()
-    if missing:
-        pytest.skip(f'{", ".join(missing)} not merged yet (written on other '
-                    'branches); their links are checked once they exist')
 
 
 def test_readme_is_a_front_page():
@@ -186,7 +166,7 @@ def test_checker_accepts_correct_docs(tmp_path):
 def test_checker_reports_each_broken_command(tmp_path):
     readme = '''\
         # Fake
-        A [missing page](docs/none.md) and a [pending one](docs/later.md);
+        A [missing page](docs/none.md);
         [no such heading](#usage), [another](docs/usage.md#no-such-part).
         Inline: `python tools/fake.py configs/a.py --nope`.
 
@@ -208,7 +188,7 @@ def test_checker_reports_each_broken_command(tmp_path):
     repo = make_repo(
         str(tmp_path), readme,
         {'docs/usage.md': '# Usage\n## The `fake` tool\n'})
-    found = problems(repo, fake_help, pending=['docs/later.md'])
+    found = problems(repo, fake_help)
     assert found == [
         'README.md: link to docs/none.md, which does not exist',
         'README.md: link to #usage: no such heading',
