@@ -13,7 +13,8 @@ from parity import ARCHS, REPO, upstream_model_file
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint import convert_checkpoint
-from mmefficientmod.deploy.authors_model import build_upstream, load_upstream_module
+from mmefficientmod.deploy.authors_model import (build_upstream,
+                                                 load_upstream_module)
 from mmefficientmod.models import build_model_from_config
 
 CONFIG = REPO + '/configs/efficientmod/efficientmod-{}_8xb256_in1k.py'

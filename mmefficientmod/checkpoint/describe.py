@@ -10,8 +10,8 @@ from collections import Counter
 from typing import Dict, List, NamedTuple, Optional
 
 from ..arch import ARCH_ZOO
-from .convert_released import (STEM_WEIGHT, NotEfficientModCheckpoint, arch_signature,
-                       infer_arch)
+from .convert_released import (STEM_WEIGHT, NotEfficientModCheckpoint,
+                               arch_signature, infer_arch)
 
 STEM = 'stem.conv.weight'
 #: Command that converts the authors' released files.

@@ -35,8 +35,7 @@ def parse_args():
         '--parity-dir',
         nargs='+',
         default=[
-            osp.join(os.environ.get('MMEFFICIENTMOD_REFERENCE', ''),
-                     'parity'),
+            osp.join(os.environ.get('MMEFFICIENTMOD_REFERENCE', ''), 'parity'),
             osp.join(REPO, 'tests', 'data', 'parity')
         ],
         help='folders searched, in order, for efficientmod_<arch>.pt fixtures')
