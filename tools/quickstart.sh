@@ -8,7 +8,7 @@ set -euo pipefail
 started=$SECONDS
 source "$(dirname "${BASH_SOURCE[0]}")/install.sh"
 setup=$((SECONDS - started))
-printf '\033[1m[quickstart]\033[0m setup took %d min %d s; starting the main job (about 5 minutes on 2 quiet cores)\n' \
+printf '\033[1m[quickstart]\033[0m setup took %d min %d s; starting the main job (about a quarter of an hour on 2 cores)\n' \
   $((setup / 60)) $((setup % 60)) >&2
 "$MMEFFICIENTMOD_PYTHON" tools/main_job.py "$@"
 total=$((SECONDS - started))
