@@ -29,7 +29,10 @@ read back from it (``engine_settings``).
 
 OpenVINO is always given its ``INFERENCE_PRECISION_HINT``: without it, it
 runs float32 models in bfloat16 on CPUs with native bfloat16. It is
-compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread).
+compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread)
+at every batch size: ``THROUGHPUT`` with the batch split across infer
+requests measured no faster at batch 32 and slower at batch 1 (2 cores;
+``docs/speed.md``).
 
 The PyTorch engines run on PyTorch's OpenMP threads, whose way of waiting is
 fixed when the process starts. At batch 1 it matters: with
