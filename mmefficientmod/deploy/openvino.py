@@ -5,7 +5,7 @@ static quantisation (NNCF).
 The model is converted from the PyTorch module itself
 (``openvino.convert_model``), not from its ONNX export: on the plain deploy
 form that graph is leaner (for xxs 328 operations besides constants instead
-of 919) and ran 3-7% faster (xxs, fp32 and bf16, batch 1 and 32).
+of 919) and ran 1-7% faster (xxs, fp32 and bf16, batch 1 and 32).
 
 OpenVINO decides the arithmetic of a compiled model by its
 ``INFERENCE_PRECISION_HINT``, and when that is not given it runs a float32
