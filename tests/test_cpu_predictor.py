@@ -16,6 +16,9 @@ CONFIG = osp.join(REPO, 'configs', 'efficientmod',
                   'efficientmod-xxs_8xb256_in1k.py')
 # Agreement each precision must reach with the float32 reference logits.
 MIN_COSINE = {'fp32': 0.999999, 'bf16': 0.999, 'int8': 0.99}
+# OpenVINO's int8 keeps the residual stream in float32 (deploy/openvino.py)
+# and is held to the issue's 0.999; ONNX Runtime's int8 reaches 0.99.
+MIN_COSINE_OPENVINO_INT8 = 0.999
 
 
 @pytest.fixture(scope='module')
@@ -27,13 +30,14 @@ def xxs():
     return model, fixture
 
 
-def assert_agrees(got, expected, precision):
+def assert_agrees(got, expected, precision, min_cosine=None):
     """``got`` holds float32 logits at ``precision``'s agreement with the
-    reference ``expected``: cosine, top-1 and, for fp32, 1e-4."""
+    reference ``expected``: cosine (``min_cosine``, else the precision's),
+    top-1 and, for fp32, 1e-4."""
     expected = expected.float()
     assert got.dtype == torch.float32 and got.shape == expected.shape
     cos = cosine_similarity(got, expected, dim=1)
-    assert cos.min().item() >= MIN_COSINE[precision], cos
+    assert cos.min().item() >= (min_cosine or MIN_COSINE[precision]), cos
     assert top1_agreement(got, expected) == 1.0
     if precision == 'fp32':
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
@@ -76,8 +80,11 @@ def test_logits_agree_with_the_reference(xxs, precision, engine):
         threads=2)
     assert predictor.precision == precision
     assert engine == 'auto' or predictor.engine == engine
+    strict = (precision, predictor.engine) == ('int8', 'openvino')
     for x, expected in zip(fixture['inputs'], fixture['logits']):
-        assert_agrees(predictor(x.float()), expected, precision)
+        assert_agrees(
+            predictor(x.float()), expected, precision,
+            MIN_COSINE_OPENVINO_INT8 if strict else None)
 
 
 @pytest.mark.e2e  # Inductor compiles C++ (in worker processes): tens of seconds

@@ -24,11 +24,14 @@ def model():
     return build_model_from_config(CONFIG).eval()
 
 
-@pytest.mark.parametrize('precision,hint,executed', [
-    ('fp32', 'f32', {'f32'}),
-    ('bf16', 'bf16', {'bf16'}),
-    ('int8', 'f32', {'i8', 'u8', 'f32'}),
-])
+@pytest.mark.parametrize(
+    'precision,hint,executed',
+    [
+        ('fp32', 'f32', {'f32'}),
+        ('bf16', 'bf16', {'bf16'}),
+        # Every convolution and matrix multiply, the depthwise ones included.
+        ('int8', 'f32', {'i8', 'u8'}),
+    ])
 def test_the_precision_asked_for_is_what_runs(model, precision, hint,
                                               executed):
     skip_without_bf16(precision)
@@ -46,9 +49,6 @@ def test_the_precision_asked_for_is_what_runs(model, precision, hint,
     # What the CPU plugin executes: the matrix multiplies and convolutions.
     ran = runtime_precisions(got.compiled_model)
     assert set(ran) == executed, ran
-    if precision == 'int8':
-        # Most of them: every linear layer; the depthwise convolutions stay.
-        assert ran['i8'] + ran['u8'] > ran['f32'], ran
 
 
 def test_int8_takes_any_image_size(model):

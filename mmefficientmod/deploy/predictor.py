@@ -3,7 +3,8 @@
 :func:`cpu_predictor` turns a built classifier (logits) or backbone
 (features) into a callable that takes a float32 NCHW batch (already
 normalised, as the model's ``data_preprocessor`` leaves it) and returns
-float32 outputs. Every engine runs the deploy (folded) form of the model.
+float32 outputs. Every engine runs the deploy (folded) form of the model: OpenVINO converts
+the PyTorch module itself, ONNX Runtime runs its ONNX export.
 
 =========  ===============================================================
 precision  engines (``'auto'`` picks the first that applies)
@@ -28,7 +29,10 @@ read back from it (``engine_settings``).
 
 OpenVINO is always given its ``INFERENCE_PRECISION_HINT``: without it, it
 runs float32 models in bfloat16 on CPUs with native bfloat16. It is
-compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread).
+compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread)
+at every batch size: ``THROUGHPUT`` with the batch split across infer
+requests measured no faster at batch 32 and slower at batch 1 (2 cores;
+``docs/speed.md``).
 
 The PyTorch engines run on PyTorch's OpenMP threads, whose way of waiting is
 fixed when the process starts. At batch 1 it matters: with
@@ -49,8 +53,8 @@ import torch.nn as nn
 from ..argument_checks import check_predictor_arguments
 from ..models.from_config import TensorMode
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
-from .openvino import (compile_for_cpu, compiled_settings, openvino_available,
-                       openvino_runner, quantize_int8, read_model)
+from .openvino import (compile_for_cpu, compiled_settings, convert_module,
+                       openvino_available, openvino_runner, quantize_int8)
 from .precision import cpu_has_bf16
 from .prepare_model import find_backbone
 
@@ -98,10 +102,10 @@ class CPUPredictor:
         compiled_model (openvino.CompiledModel | None): What OpenVINO runs.
         single_output (bool): Whether a call returns one tensor (a
             classifier's logits) rather than a tuple (a backbone's features).
-        onnx_path (str | None): The ONNX file the engine was built from
-            (the float32 export; ONNX Runtime's int8 model for its int8),
+        onnx_path (str | None): The ONNX file an ONNX Runtime engine was
+            built from (the float32 export; the int8 model for its int8),
             when it was written to a ``workdir`` that outlives the call;
-            else None.
+            else None (always for the other engines).
     """
 
     def __init__(self,
@@ -304,9 +308,11 @@ def cpu_predictor(model: nn.Module,
             ``INFERENCE_NUM_THREADS``, ONNX Runtime's intra-op threads;
             the PyTorch engines use ``torch.get_num_threads()``). Defaults
             to the engine's choice (one per physical core).
-        example_shape (Sequence[int]): The example input of the ONNX export;
-            the exported graph takes any batch and image size.
-        workdir (str, optional): Where the ONNX files go and stay
+        example_shape (Sequence[int]): The example input of the ONNX export
+            or OpenVINO conversion; the graph takes any batch and image
+            size.
+        workdir (str, optional): ONNX Runtime's engines: where the ONNX
+            files go and stay
             (``model_fp32.onnx``, ``model_int8.onnx`` for ONNX Runtime's
             int8); a temporary folder, removed once the engine is built, by
             default.
@@ -358,25 +364,29 @@ def cpu_predictor(model: nn.Module,
     if precision == 'int8' and engine in CALIBRATED:
         batches = calibration_inputs(calibration_data, model,
                                      num_calibration_batches)
+    if engine == 'openvino':
+        ov_model = convert_module(module, example_shape)
+        if precision == 'int8':
+            ov_model = quantize_int8(ov_model, batches)
+        compiled = compile_for_cpu(ov_model, precision, threads, cache_dir)
+        return CPUPredictor(
+            openvino_runner(compiled),
+            precision,
+            engine,
+            single,
+            in_channels,
+            compiled_model=compiled)
     with tempfile.TemporaryDirectory(prefix='cpu_predictor_') as tmp:
         folder = workdir or tmp
         path = osp.join(folder, 'model_fp32.onnx')
         export_onnx(module, path, example_shape)
-        compiled = None
-        if engine == 'openvino':
-            ov_model = read_model(path)
-            if precision == 'int8':
-                ov_model = quantize_int8(ov_model, batches)
-            compiled = compile_for_cpu(ov_model, precision, threads, cache_dir)
-            run = openvino_runner(compiled)
-        else:
-            if precision == 'int8':
-                fp32_path, path = path, osp.join(folder, 'model_int8.onnx')
-                if engine == 'onnxruntime-static':
-                    _quantize_int8_static(fp32_path, path, batches)
-                else:
-                    _quantize_int8_dynamic(fp32_path, path)
-            run = _ort_engine(path, threads)
-    # The engines hold the model in memory; a temporary folder is gone.
+        if precision == 'int8':
+            fp32_path, path = path, osp.join(folder, 'model_int8.onnx')
+            if engine == 'onnxruntime-static':
+                _quantize_int8_static(fp32_path, path, batches)
+            else:
+                _quantize_int8_dynamic(fp32_path, path)
+        run = _ort_engine(path, threads)
+    # The engine holds the model in memory; a temporary folder is gone.
     return CPUPredictor(run, precision, engine, single, in_channels,
-                        path if workdir else None, compiled)
+                        path if workdir else None)
