@@ -5,17 +5,20 @@ through the float32 model and through :func:`mmefficientmod.deploy.cpu_predictor
 at each precision, and reports per precision: the cosine similarity of the
 logits with the float32 ones (lowest and mean over images), the top-1
 agreement with float32, and the top-1 accuracy against the labels. Each
-precision runs its default engine (int8: dynamic quantisation, which needs
-no calibration data).
+precision runs its ``'auto'`` engine; int8 is calibrated on batches of the
+config's *train* split (``--calib-batches``), never on the images it is
+scored on.
 
 With ``--fixtures`` it also runs the parity fixtures' inputs (the authors'
-reference logits, from their weights) through each precision.
+reference logits, from their weights) through each precision; having no
+training images, their int8 row is ``'auto'``'s uncalibrated engine.
 
 Example::
 
     python tools/analysis_tools/precision_report.py \\
         configs/efficientmod/efficientmod-xxs_distill_1xb8_embedded-64px.py \\
-        work_dirs/xxs_embedded/epoch_8.pth --fixtures ../shared/reference/parity
+        work_dirs/xxs_embedded/epoch_8.pth \
+        --fixtures $MMEFFICIENTMOD_REFERENCE/parity
 """
 import argparse
 import glob
@@ -48,6 +51,11 @@ def parse_args(argv=None):
         metavar='DIR',
         help='folder of parity fixtures efficientmod_<arch>.pt')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--calib-batches',
+        type=int,
+        default=8,
+        help='train-split batches that calibrate int8')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -91,8 +99,11 @@ def val_report(args) -> List[Dict]:
     labels = torch.tensor(labels)
     with torch.no_grad():
         reference = torch.cat([model(x, mode='tensor') for x in inputs])
+    calibration = Runner.build_dataloader(cfg.train_dataloader) \
+        if 'int8' in args.precisions else None
     return precision_rows(args, model, inputs, reference,
-                          f'val split ({len(labels)} images)', labels)
+                          f'val split ({len(labels)} images)', labels,
+                          calibration)
 
 
 def _top1(logits, labels):
@@ -100,13 +111,25 @@ def _top1(logits, labels):
         (logits.argmax(1) == labels).float().mean().item()
 
 
-def precision_rows(args, model, inputs, reference, data, labels=None):
+def precision_rows(args,
+                   model,
+                   inputs,
+                   reference,
+                   data,
+                   labels=None,
+                   calibration=None):
     """A row per precision of ``args.precisions``: the predictor's logits on
     ``inputs`` against the float32 ``reference`` logits, and both top-1
-    accuracies where ``labels`` are known."""
+    accuracies where ``labels`` are known. int8 is calibrated on
+    ``calibration`` (dataloader batches) when given."""
     rows = []
     for precision in args.precisions:
-        predictor = cpu_predictor(model, precision, threads=args.threads)
+        options = dict(
+            calibration_data=calibration,
+            num_calibration_batches=args.calib_batches) if (
+                precision == 'int8' and calibration is not None) else {}
+        predictor = cpu_predictor(
+            model, precision, threads=args.threads, **options)
         logits = torch.cat([predictor(x) for x in inputs])
         rows.append(
             dict(
