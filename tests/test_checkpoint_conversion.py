@@ -167,7 +167,7 @@ def test_cli_refuses_missing_and_non_checkpoint_files(tmp_path):
     text = tmp_path / 'notes.txt'
     text.write_text('not a checkpoint')
     for src, message in [(tmp_path / 'absent.pth', 'does not exist'),
-                         (text, 'is not a plain PyTorch weights file')]:
+                         (text, 'notes.txt: it is a text file')]:
         result = subprocess.run(
             [sys.executable, CONVERTER,
              str(src),
