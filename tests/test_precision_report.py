@@ -12,13 +12,19 @@ CONFIG = osp.join(REPO, 'configs', 'efficientmod',
                   'efficientmod-xxs_1xb32_embedded-64px.py')
 
 
-def test_val_report_reads_the_overridden_data_root(load_tool, tmp_path,
-                                                   embedded_imagenet):
-    report = load_tool('analysis_tools/precision_report')
+def seeded_checkpoint(tmp_path) -> str:
+    """A checkpoint of CONFIG's model with seeded random weights."""
     checkpoint = str(tmp_path / 'xxs.pth')
     torch.manual_seed(0)
     torch.save({'state_dict': build_model_from_config(CONFIG).state_dict()},
                checkpoint)
+    return checkpoint
+
+
+def test_val_report_reads_the_overridden_data_root(load_tool, tmp_path,
+                                                   embedded_imagenet):
+    report = load_tool('analysis_tools/precision_report')
+    checkpoint = seeded_checkpoint(tmp_path)
     args = report.parse_args([
         CONFIG, checkpoint, '--precisions', 'fp32', '--threads', '2',
         '--cfg-options',
@@ -36,10 +42,7 @@ def test_int8_is_calibrated_on_the_train_split(load_tool, tmp_path,
                                                embedded_imagenet):
     pytest.importorskip('nncf', reason='tools/install.sh installs nncf')
     report = load_tool('analysis_tools/precision_report')
-    checkpoint = str(tmp_path / 'xxs.pth')
-    torch.manual_seed(0)
-    torch.save({'state_dict': build_model_from_config(CONFIG).state_dict()},
-               checkpoint)
+    checkpoint = seeded_checkpoint(tmp_path)
     args = report.parse_args([
         CONFIG, checkpoint, '--precisions', 'int8', '--threads', '2',
         '--calib-batches', '1', '--cfg-options',
