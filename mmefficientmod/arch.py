@@ -1,10 +1,12 @@
-"""The EfficientMod arch table and its parsing.
+"""The EfficientMod arch table and the checks of ``arch`` and
+``out_indices``.
 
 A leaf module (it imports nothing of the package), so that the backbone, the
 checkpoint mapping and the config checks all read the same table.
 """
 import copy
-from typing import Dict, List, Sequence, Union
+import numbers
+from typing import Any, Dict, List, Sequence, Union
 
 NUM_STAGES = 4
 ARCH_FIELDS = ('widths', 'depths', 'attention_depths', 'ratios',
@@ -45,6 +47,30 @@ ARCH_ZOO = {
 }
 
 
+#: Lower bound and meaning of the per-stage integer lists of an arch dict.
+STAGE_LISTS = {
+    'widths': (1, 'channels of each stage'),
+    'depths': (0, 'modulation blocks of each stage'),
+    'attention_depths': (0, 'attention blocks of each stage'),
+    'attention_mlp_ratios': (1, "attention blocks' feed-forward ratio"),
+}
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _ints(values: Any, low: int) -> bool:
+    return (isinstance(values, Sequence) and not isinstance(values, str)
+            and all(is_int(v) and v >= low for v in values))
+
+
+def argument_error(name: str, expected: str, value: Any) -> ValueError:
+    """The one form of the backbone's argument errors."""
+    return ValueError(
+        f'EfficientMod: {name} must be {expected}; got {value!r}.')
+
+
 def parse_arch(arch: Union[str, Dict]) -> Dict:
     """Check ``arch`` (a name or a dict) and return its settings as lists."""
     if isinstance(arch, str):
@@ -55,31 +81,37 @@ def parse_arch(arch: Union[str, Dict]) -> Dict:
                 f'{ARCH_FIELDS}.')
         return copy.deepcopy(ARCH_ZOO[arch])
     if not isinstance(arch, dict):
-        raise TypeError(f'arch must be a str or a dict, got {type(arch)}.')
+        raise argument_error('arch', f'one of {sorted(ARCH_ZOO)} or a dict',
+                             arch)
+    unknown = sorted(set(arch) - set(ARCH_FIELDS))
     missing = [k for k in ARCH_FIELDS if k not in arch]
-    if missing:
-        raise ValueError(f'The arch dict lacks {missing}; a custom arch '
-                         f'needs all of {ARCH_FIELDS}.')
-    settings = {k: list(arch[k]) for k in ARCH_FIELDS}
-    for key in ('widths', 'depths', 'attention_depths',
-                'attention_mlp_ratios'):
-        if len(settings[key]) != NUM_STAGES:
-            raise ValueError(f'arch[{key!r}] needs {NUM_STAGES} values '
-                             f'(one per stage), got {settings[key]}.')
-    if not settings['ratios']:
-        raise ValueError("arch['ratios'] needs at least one ratio.")
-    return settings
+    if unknown or missing:
+        raise ValueError(f'EfficientMod: the arch dict has unknown keys '
+                         f'{unknown} and lacks {missing}; its keys are '
+                         f'{ARCH_FIELDS}.')
+    for key, (low, meaning) in STAGE_LISTS.items():
+        if not _ints(arch[key], low) or len(arch[key]) != NUM_STAGES:
+            raise argument_error(
+                f'arch[{key!r}]', f'{NUM_STAGES} integers >= {low}, one per '
+                f'stage ({meaning})', arch[key])
+    if not _ints(arch['ratios'], 1) or not arch['ratios']:
+        raise argument_error(
+            "arch['ratios']", 'one or more integers >= 1 (expansion ratios '
+            'of the modulation blocks, cycled in every stage)', arch['ratios'])
+    if sum(arch['depths']) + sum(arch['attention_depths']) == 0:
+        raise argument_error('arch', 'an arch with at least one block', arch)
+    return {k: list(arch[k]) for k in ARCH_FIELDS}
 
 
 def parse_out_indices(out_indices: Union[int, Sequence[int]]) -> List[int]:
     """Sorted, non-negative stage indices; negative ones count from the end."""
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    parsed = []
-    for index in out_indices:
-        if not -NUM_STAGES <= index < NUM_STAGES:
-            raise ValueError(
-                f'out_indices must be in [-{NUM_STAGES}, {NUM_STAGES - 1}] '
-                f'(0-based stage numbers); got {list(out_indices)}.')
-        parsed.append(index % NUM_STAGES)
-    return sorted(set(parsed))
+    indices = [out_indices] if is_int(out_indices) else out_indices
+    if (not isinstance(indices, Sequence) or isinstance(indices, str)
+            or not indices or not all(
+                is_int(i) and -NUM_STAGES <= i < NUM_STAGES
+                for i in indices)):
+        raise argument_error(
+            'out_indices', f'in [-{NUM_STAGES}, {NUM_STAGES - 1}] (0-based '
+            'stage numbers, negative ones counting from the end): an integer '
+            'or a non-empty sequence of them', out_indices)
+    return sorted({i % NUM_STAGES for i in indices})

@@ -1,54 +1,12 @@
 """Fixes for gaps of the OpenMMLab 2.0 stack on today's PyTorch.
 
-This is the one place where :mod:`mmefficientmod` changes another library,
-and only on request: ``import mmefficientmod`` applies nothing. Importing
-:mod:`mmefficientmod.apply_stack_fixes` (which this project's configs list in
-``custom_imports`` and its tools import) runs :func:`apply_all`, which applies
-each fix of :data:`FIXES` only where the installed versions have its gap;
-with other versions it changes nothing, and mmengine otherwise behaves as
-stock (a test compares every attribute of mmengine's modules before and
-after the import and the opt-in). Each fix has a test that fails without it.
-
-* ``safe_checkpoints`` (torch >= 2.6, mmengine < 0.11). torch now loads with
-  ``weights_only=True`` by default, which refuses mmengine's own training
-  checkpoints (``resume``, ``load_checkpoint``), while mmengine's URL loader
-  unpickles without any check. mmengine's local and http(s) loaders (and so
-  ``open-mmlab://``, ``torchvision://`` and ``mmcls://``, which call them) are
-  replaced by :mod:`mmefficientmod.checkpoint.safe_load`: ``weights_only``
-  with an allowlist of the types those checkpoints hold; anything else is
-  refused with an error naming the file, the type and the opt-in.
-* ``cpu_distributed`` (mmengine < 0.11, no CUDA or other accelerator).
-  ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and the configs ask
-  for ``nccl``; the runner passes ``device_ids`` to
-  ``DistributedDataParallel``, which torch rejects for a CPU module. Without
-  an accelerator the process group starts with ``gloo`` and no
-  ``set_device``, and ``device_ids`` is dropped for CPU modules.
-* ``empty_dataset_error`` (mmengine < 0.11). A dataset left with no sample
-  fails deep in ``BaseDataset``'s serialisation ("need at least one array to
-  concatenate"); it now raises a ``ValueError`` naming the dataset, its
-  annotation file and folders.
-* ``mmdeploy_torchscript_export`` (mmdeploy <= 1.3.1, torch >= 2.9).
-  ``torch.onnx.export`` uses the dynamo exporter by default since torch 2.9;
-  mmdeploy does not pass ``dynamo``, and its rewriters and symbolics work
-  only with the TorchScript exporter. A rewriter of mmdeploy's own
-  (active only inside its export) passes ``dynamo=False``.
-* ``mmdeploy_roi_align_symbolic`` (mmdeploy <= 1.3.1, a torch without
-  ``torch.onnx.symbolic_opset9._cast_Long``: torch 2.13 has none).
-  mmdeploy's RoIAlign symbolic (Mask R-CNN, Faster R-CNN) imports it to cast
-  the box batch indices to int64; the name is given back, an ONNX ``Cast``
-  to int64 as before.
-* ``mmdeploy_openvino`` (mmdeploy <= 1.3.1, OpenVINO >= 2024.0). mmdeploy
-  converts with the Model Optimizer (``mo``, gone from today's OpenVINO) and
-  runs with the Inference Engine API (removed in OpenVINO 2024.0): its
-  backend's converter and model wrapper are replaced by those of
-  :mod:`mmefficientmod.deploy.mmdeploy_openvino` (``openvino.convert_model``
-  and ``openvino.Core``, float32).
-
-The mmdeploy fixes apply when mmdeploy is installed, and they act in every
-process that imports :mod:`mmefficientmod`: mmdeploy's ``tools/deploy.py``
-and ``tools/test.py`` (and the subprocesses they start) import it through
-the model config's ``custom_imports`` when they load the config, before any
-export or conversion.
+The one place where :mod:`mmefficientmod` changes another library, and only
+on request: importing :mod:`mmefficientmod.apply_stack_fixes` (which this
+project's configs list in ``custom_imports`` and its tools import) runs
+:func:`apply_all`, which applies each fix of :data:`FIXES` only where the
+installed versions have its gap; ``import mmefficientmod`` applies none.
+docs/safety_and_compat.md says what each fix does and why; each has a test
+that fails without it.
 """
 import importlib.metadata
 from typing import Callable, List, NamedTuple, Optional

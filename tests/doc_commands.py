@@ -9,7 +9,11 @@ read from a page:
   ``|`` inside ``[...]`` is an alternative of a usage line, not a pipe);
 - fenced ``python`` blocks, and the code of ``python -c``: the code itself
   (it must compile) and its string constants (paths);
-- markdown links to files of the repository.
+- markdown links to files of the repository;
+- code identifiers in inline code spans (``check_fit``,
+  ``mmefficientmod.deploy.cpu_predictor``, ``switch_to_deploy()``): each must
+  be a name of this project's code (a word of its Python files) or resolve
+  in the library it names (``torch.load``).
 
 A *repository path* is a token whose first component is one of the
 repository's top-level entries (``configs/...``, ``tools/...``); outputs
@@ -35,6 +39,7 @@ WRAPPERS = {'time', 'nice', 'env', 'unshare', 'exec', 'sudo'}
 SEPARATORS = {'&&', '||', ';', '|', '&'}
 FENCE = re.compile(r'^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)')
 INLINE_CODE = re.compile(r'(?<!`)`([^`\n]+)`(?!`)')
+FENCED_BLOCK = re.compile(r'^ *(```|~~~).*?^ *\1', re.M | re.S)
 LINK = re.compile(r'\[[^\]]*\]\(([^)\s]+)\)')
 USAGE_FLAG = re.compile(r'(?<![\w-])(--[A-Za-z0-9][\w-]*)')
 
@@ -328,6 +333,70 @@ def problems(repo: str, run_help=None) -> List[str]:
             for command in commands(snippet):
                 found += _command_problems(repo, f'{page}:{command.line}',
                                            command, top_level, run_help, cache)
+    return found
+
+
+# A code identifier: a dotted name, optionally called, with an underscore,
+# a dot or an inner capital, so that plain words (``xxs``, ``fp32``) are not.
+IDENTIFIER = re.compile(r'^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\(\))?$')
+FILE_NAME = re.compile(r'\.(py|sh|md|yml|yaml|json|csv|txt|pth|onnx|xml|png)$')
+LIBRARIES = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain',
+             'mmdeploy', 'openvino', 'onnxruntime', 'nncf', 'numpy')
+
+
+def code_words(repo: str) -> Set[str]:
+    """Every word of the project's Python and shell files, and Python's
+    builtins."""
+    import builtins
+    words: Set[str] = set(dir(builtins))
+    for folder in ('mmefficientmod', 'tools', 'configs', 'tests'):
+        for ext in ('py', 'sh'):
+            for path in glob.glob(
+                    osp.join(repo, folder, '**', f'*.{ext}'), recursive=True):
+                with open(path, encoding='utf-8') as f:
+                    words |= set(re.findall(r'\w+', f.read()))
+    return words
+
+
+def resolves(name: str) -> bool:
+    """Whether the dotted ``name`` is a module or an attribute path."""
+    import importlib
+    parts = name.split('.')
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module('.'.join(parts[:split]))
+        except Exception:
+            continue
+        try:
+            for part in parts[split:]:
+                found = getattr(found, part)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def unknown_identifiers(repo: str) -> List[str]:
+    """The code identifiers of the documentation that the code lacks."""
+    words, found = code_words(repo), []
+    for page in doc_pages(repo):
+        with open(osp.join(repo, page), encoding='utf-8') as f:
+            text = FENCED_BLOCK.sub('', f.read())
+        for span in INLINE_CODE.findall(text):
+            match = IDENTIFIER.match(span.strip())
+            name = match.group(1) if match else ''
+            # Not identifiers: plain words, file names, name fragments.
+            if (not re.search(r'_|\.|[a-z][A-Z]', name)
+                    or FILE_NAME.search(name) or name[0] == '_'
+                    or name[-1] == '_'):
+                continue
+            if name.split('.')[0] in LIBRARIES + ('mmefficientmod', ):
+                known = resolves(name)
+            else:
+                known = all(part in words for part in name.split('.')) or \
+                    resolves(name)
+            if not known:
+                found.append(f'{page}: `{span}` is not in the code')
     return found
 
 

@@ -7,7 +7,7 @@ from parity import REPO, load_parity_fixture
 import mmefficientmod  # noqa: F401  (registers EfficientMod)
 from mmefficientmod import EfficientMod
 from mmefficientmod.analysis import count_flops
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.models import build_model_from_config
 
 PARAMS = {
@@ -26,7 +26,7 @@ def build_classifier(arch: str):
 
 
 def converted_state(fixture):
-    return convert_checkpoint(fixture['checkpoint'])['state_dict']
+    return convert_released(fixture['checkpoint'])['state_dict']
 
 
 @pytest.mark.parametrize('arch', ['xxs', 's'])
@@ -220,7 +220,7 @@ def test_pretrained_init_takes_an_upstream_checkpoint(tmp_path):
 def test_pretrained_init_takes_a_converted_checkpoint_with_prefix(tmp_path):
     fixture = load_parity_fixture('xxs')
     converted = tmp_path / 'converted.pth'
-    torch.save(convert_checkpoint(fixture['checkpoint']), converted)
+    torch.save(convert_released(fixture['checkpoint']), converted)
     model = EfficientMod(
         'xxs',
         init_cfg=dict(

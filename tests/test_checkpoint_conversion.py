@@ -1,4 +1,5 @@
 """Converting released EfficientMod checkpoints (tools/model_converters/efficientmod_to_mm.py)."""
+import os.path as osp
 import subprocess
 import sys
 
@@ -7,9 +8,8 @@ import torch
 from parity import ARCHS, REPO, load_parity_fixture, upstream_shapes
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
-                                       convert_checkpoint, infer_arch,
-                                       is_upstream_checkpoint)
-from mmefficientmod.checkpoint.keys import strip_prefix
+                                       convert_released, infer_arch,
+                                       is_released, strip_prefix)
 from mmefficientmod.models import build_model_from_config
 
 CONVERTER = REPO + '/tools/model_converters/efficientmod_to_mm.py'
@@ -36,7 +36,7 @@ def released_imagenet_checkpoint(arch: str) -> dict:
 @pytest.mark.parametrize('arch', ARCHS)
 def test_every_released_key_maps_into_the_classifier(arch):
     released = released_imagenet_checkpoint(arch)
-    converted = convert_checkpoint(released)
+    converted = convert_released(released)
     assert converted['meta']['arch'] == arch
     model = build(CLS_CONFIG.format(arch.replace('_', '-')))
     model.load_state_dict(converted['state_dict'], strict=True)
@@ -79,13 +79,13 @@ def test_ema_weights_are_picked_on_request():
         k: v + 1
         for k, v in released['model'].items()
     }
-    plain = convert_checkpoint(released)['state_dict']
-    ema = convert_checkpoint(released, use_ema=True)
+    plain = convert_released(released)['state_dict']
+    ema = convert_released(released, use_ema=True)
     assert ema['meta']['ema']
     torch.testing.assert_close(ema['state_dict']['head.fc.bias'],
                                plain['head.fc.bias'] + 1)
     with pytest.raises(NotEfficientModCheckpoint, match="no 'state_dict_ema'"):
-        convert_checkpoint(released_imagenet_checkpoint('xxs'), use_ema=True)
+        convert_released(released_imagenet_checkpoint('xxs'), use_ema=True)
 
 
 def released_dense_checkpoint(model, arch: str) -> dict:
@@ -117,7 +117,7 @@ def test_released_dense_checkpoints_load_into_detector_and_segmentor(
         arch, config, task):
     model = build(config.format(arch.replace('_', '-')))
     released = released_dense_checkpoint(model, arch)
-    converted = convert_checkpoint(released)
+    converted = convert_released(released)
     assert converted['meta'] == dict(
         arch=arch,
         task=task,
@@ -132,31 +132,30 @@ def test_released_dense_checkpoints_load_into_detector_and_segmentor(
 @pytest.mark.parametrize('checkpoint, message', [
     ({
         'foo': torch.zeros(1)
-    }, "found top-level keys \\['foo'\\]"),
+    }, "found \\['foo'\\]"),
     ({
         'model': {
             'conv1.weight': torch.zeros(64, 3, 7, 7)
         }
-    }, 'Not an EfficientMod checkpoint'),
+    }, "found \\['model'\\]"),
     ({
         'state_dict': {
             'backbone.conv1.weight': torch.zeros(1)
         }
-    }, 'backbone.conv1.weight'),
+    }, "found \\['state_dict'\\]"),
     (torch.zeros(3), 'found a Tensor'),
 ])
 def test_foreign_checkpoints_are_refused_with_what_was_found(
         checkpoint, message):
     with pytest.raises(NotEfficientModCheckpoint, match=message):
-        convert_checkpoint(checkpoint)
+        convert_released(checkpoint)
 
 
-def test_unknown_widths_are_refused_naming_them():
+def test_unknown_widths_are_named():
     released = released_imagenet_checkpoint('xxs')
     released['model']['patch_embed.proj.weight'] = torch.zeros(24, 3, 7, 7)
-    with pytest.raises(
-            NotEfficientModCheckpoint, match=r'widths \[24, 64, 128, 256\]'):
-        convert_checkpoint(released)
+    assert convert_released(released)['meta']['arch'] == \
+        'custom (widths [24, 64, 128, 256])'
     with pytest.raises(
             NotEfficientModCheckpoint, match='No EfficientMod stem'):
         infer_arch({})
@@ -187,6 +186,58 @@ def test_strip_prefix_keeps_or_drops_the_other_keys():
     # A DDP-wrapped released checkpoint is recognised through the helper.
     released = released_imagenet_checkpoint('xxs')['model']
     wrapped = {'model': {'module.' + k: v for k, v in released.items()}}
-    assert is_upstream_checkpoint(wrapped)
-    assert convert_checkpoint(wrapped)['state_dict'].keys() == \
-        convert_checkpoint({'model': released})['state_dict'].keys()
+    assert is_released(wrapped)
+    assert convert_released(wrapped)['state_dict'].keys() == \
+        convert_released({'model': released})['state_dict'].keys()
+
+
+def _convert(load_tool, monkeypatch, *argv):
+    """Run the converter in-process; its error message, or None."""
+    tool = load_tool('model_converters/efficientmod_to_mm')
+    monkeypatch.setattr(sys, 'argv', ['efficientmod_to_mm.py', *argv])
+    try:
+        tool.main()
+    except SystemExit as exit:
+        return str(exit.code)
+    return None
+
+
+def test_converter_names_every_bad_input(tmp_path, load_tool, monkeypatch):
+    import zipfile
+    released = released_imagenet_checkpoint('xxs')
+    good = tmp_path / 'released.pth'
+    torch.save(released, good)
+    ema_only = tmp_path / 'ema_only.pth'
+    torch.save({'state_dict_ema': released['model']}, ema_only)
+    nan = tmp_path / 'nan.pth'
+    torch.save({'model': {**released['model'], 'head.bias': torch.full(
+        (1000, ), float('nan'))}}, nan)
+    ints = tmp_path / 'ints.pth'
+    torch.save({'model': {**released['model'], 'head.bias': torch.zeros(
+        1000, dtype=torch.int64)}}, ints)
+    loop = tmp_path / 'loop.pth'
+    loop.symlink_to(loop)
+    escaping = tmp_path / 'escaping.pth'
+    with zipfile.ZipFile(escaping, 'w') as archive:
+        archive.writestr('../evil/data.pkl', b'x')
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('x')
+    out = str(tmp_path / 'out.pth')
+    for argv, expected in [
+        ((str(loop), out), 'cannot be read'),
+        ((str(tmp_path), out), 'is a directory: give the checkpoint'),
+        ((str(good), str(tmp_path)), 'is a directory: give the file'),
+        ((str(good), str(a_file / 'out.pth')), 'is a file'),
+        ((str(good), str(good), '--force'), 'is SRC itself'),
+        ((str(ema_only), out), 'convert it with --ema'),
+        ((str(nan), out), 'non-finite values in head.fc.bias'),
+        ((str(ints), out), 'torch.int64'),
+        ((str(escaping), out), 'entry outside it'),
+    ]:
+        message = _convert(load_tool, monkeypatch, *argv)
+        assert message and expected in message, (argv, message)
+    assert not osp.exists(out)
+    assert list(tmp_path.glob('*.tmp*')) == []
+    assert _convert(load_tool, monkeypatch, str(ema_only), out, '--ema') \
+        is None
+    assert torch.load(out, weights_only=True)['meta']['ema']

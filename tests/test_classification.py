@@ -19,8 +19,8 @@ from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod import synthetic_data
-from mmefficientmod.checkpoint import convert_checkpoint
-from mmefficientmod.checkpoint.keys import strip_prefix
+from mmefficientmod.checkpoint import convert_released
+from mmefficientmod.checkpoint import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
@@ -326,7 +326,7 @@ def test_publish_ema_writes_the_evaluated_weights(trained, tmp_path,
 def test_converted_release_evaluates_without_key_warnings(
         arch, name, imagenet, tmp_path):
     fixture = load_parity_fixture(arch)
-    converted = convert_checkpoint(fixture['checkpoint'], use_ema=False)
+    converted = convert_released(fixture['checkpoint'], use_ema=False)
     path = str(tmp_path / f'efficientmod_{arch}_mm.pth')
     torch.save(converted, path)
     preds = str(tmp_path / 'preds.pkl')

@@ -6,7 +6,7 @@ import pytest
 import torch
 from parity import REPO, load_parity_fixture
 
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.deploy import (cosine_similarity, cpu_has_bf16,
                                    cpu_predictor, top1_agreement)
 from mmefficientmod.models import build_model_from_config
@@ -26,7 +26,7 @@ def xxs():
     fixture = load_parity_fixture('xxs')
     model = build_model_from_config(CONFIG)
     model.load_state_dict(
-        convert_checkpoint(fixture['checkpoint'])['state_dict'], strict=True)
+        convert_released(fixture['checkpoint'])['state_dict'], strict=True)
     return model, fixture
 
 

@@ -8,12 +8,12 @@ from _detseg_utils import TINY_ARCH
 from parity import load_parity_fixture
 
 from mmefficientmod import EfficientMod
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.deploy import cosine_similarity, to_precision
 
 
 def backbones_from_fixture(fixture, arch):
-    state = convert_checkpoint(fixture['checkpoint'])['state_dict']
+    state = convert_released(fixture['checkpoint'])['state_dict']
     backbone_state = {
         k[len('backbone.'):]: v
         for k, v in state.items() if k.startswith('backbone.')

@@ -13,6 +13,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmpretrain.structures import DataSample
 
 import mmefficientmod  # noqa: F401
+from mmefficientmod.checkpoint import CheckpointMismatchError
 from mmefficientmod.models.classifiers import (
     KnowledgeDistillationImageClassifier, soft_distillation_loss)
 
@@ -271,7 +272,7 @@ def test_teacher_checkpoint_is_loaded_by_init_weights(tmp_path):
         teacher=dict(
             model=tiny_teacher_cfg(), checkpoint=str(tmp_path /
                                                      'partial.pth')))
-    with pytest.raises(KeyError, match='lacks'):
+    with pytest.raises(CheckpointMismatchError, match='teacher checkpoint'):
         model.init_weights()
 
 

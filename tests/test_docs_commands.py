@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 from doc_commands import (commands, doc_pages, help_flags, problems,
-                          python_code_of, snippets)
+                          python_code_of, snippets, unknown_identifiers)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -59,6 +59,10 @@ def self_contained_commands():
 def test_documented_paths_links_and_python_examples():
     assert 'README.md' in doc_pages(REPO)
     assert problems(REPO) == []
+
+
+def test_documented_code_identifiers_exist():
+    assert unknown_identifiers(REPO) == []
 
 
 @pytest.mark.e2e
@@ -222,3 +226,18 @@ def test_help_flags_reads_the_option_list():
     assert help_flags(text) == {
         '--help', '--work-dir', '--local_rank', '--local-rank'
     }
+
+
+def test_identifier_check_catches_what_the_code_lacks(tmp_path):
+    (tmp_path / 'mmefficientmod').mkdir()
+    (tmp_path / 'mmefficientmod' / 'a.py').write_text('def load_weights(): pass')
+    (tmp_path / 'README.md').write_text(
+        'Call `load_weights()` or `mmefficientmod.checkpoint.check_fit`, not '
+        '`load_wieghts()`, `torch.no_such_thing` or '
+        '`mmefficientmod.checkpoint.gone`; `xxs` and `fp32` are words.\n'
+        '```python\nnot_checked_in_blocks()\n```\n')
+    assert unknown_identifiers(str(tmp_path)) == [
+        'README.md: `load_wieghts()` is not in the code',
+        'README.md: `torch.no_such_thing` is not in the code',
+        'README.md: `mmefficientmod.checkpoint.gone` is not in the code',
+    ]

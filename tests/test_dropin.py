@@ -175,8 +175,8 @@ def _segmentor_cfg(tmp_path, pretrained):
 def test_pretrained_efficientmod_checkpoint_is_loaded(tmp_path):
     from parity import load_parity_fixture
 
-    from mmefficientmod.checkpoint import convert_checkpoint
-    converted = convert_checkpoint(load_parity_fixture('xxs')['checkpoint'])
+    from mmefficientmod.checkpoint import convert_released
+    converted = convert_released(load_parity_fixture('xxs')['checkpoint'])
     path = tmp_path / 'efficientmod-xxs_in1k.pth'
     torch.save(converted, path)
     expected = converted['state_dict']['backbone.stem.conv.weight']

@@ -12,7 +12,7 @@ from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod import synthetic_data
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 FT_CFG = osp.join(CONFIGS, 'efficientmod-s_8xb64_in1k-ft-lrd.py')
@@ -70,7 +70,7 @@ def test_finetuning_run_starts_from_the_pretrained_backbone(tmp_path):
     trains."""
     from mmengine.runner import Runner
     fixture = load_parity_fixture('xxs')
-    converted = convert_checkpoint(fixture['checkpoint'])
+    converted = convert_released(fixture['checkpoint'])
     ckpt_path = str(tmp_path / 'xxs_in1k.pth')
     torch.save(converted, ckpt_path)
     pretrained = {k: v.float() for k, v in converted['state_dict'].items()}

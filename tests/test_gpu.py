@@ -99,14 +99,14 @@ def parity_classifier(arch, fixture):
     from mmengine.registry import MODELS, init_default_scope
 
     import mmefficientmod  # noqa: F401
-    from mmefficientmod.checkpoint import convert_checkpoint
+    from mmefficientmod.checkpoint import convert_released
     cfg = Config.fromfile(
         osp.join(REPO, 'configs/efficientmod',
                  f'efficientmod-{arch.replace("_", "-")}_8xb256_in1k.py'))
     init_default_scope('mmpretrain')
     classifier = MODELS.build(cfg.model).eval()
     classifier.load_state_dict(
-        convert_checkpoint(fixture['checkpoint'])['state_dict'])
+        convert_released(fixture['checkpoint'])['state_dict'])
     return classifier
 
 
@@ -248,10 +248,10 @@ def test_onnx_export_runs_on_cuda(tmp_path):
     if 'CUDAExecutionProvider' not in ort.get_available_providers():
         pytest.skip('this onnxruntime has no CUDA provider: install '
                     'onnxruntime-gpu for the CUDA half of this test')
-    from mmefficientmod.checkpoint import convert_checkpoint
+    from mmefficientmod.checkpoint import convert_released
     fixture = load_parity_fixture('xxs')
     ckpt = tmp_path / 'xxs.pth'
-    torch.save(convert_checkpoint(fixture['checkpoint']), ckpt)
+    torch.save(convert_released(fixture['checkpoint']), ckpt)
     out = str(tmp_path / 'xxs.onnx')
     tool = load_tool('deployment/pytorch2onnx')
     config = osp.join(REPO,

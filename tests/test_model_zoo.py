@@ -1,6 +1,7 @@
 """The model zoo: model-index.yml and the metafiles cover every config,
-mmpretrain finds the ImageNet models by name after ``import mmefficientmod``,
-the wheel carries ``mmefficientmod/.mim``, and ``mim train`` runs a config."""
+mmpretrain finds the ImageNet models by name after
+``mmefficientmod.register_model_index()``, the wheel carries
+``mmefficientmod/.mim``, and ``mim train`` runs a config."""
 import glob
 import os
 import os.path as osp
@@ -12,12 +13,17 @@ import zipfile
 import pytest
 from _detseg_utils import REPO, run
 
-import mmefficientmod  # noqa: F401  (registers the model index)
+import mmefficientmod
 from mmefficientmod import synthetic_data
 
 CONFIGS = sorted(
     osp.relpath(p, REPO)
     for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def hub():
+    mmefficientmod.register_model_index()
 
 
 def load_index():
@@ -128,18 +134,18 @@ def test_unknown_name_says_so():
         get_model('efficientmod-xxxl_8xb256_in1k')
 
 
-@pytest.mark.parametrize('order', ['plugin first', 'mmpretrain first'])
-def test_hub_knows_the_models_in_either_import_order(order):
-    """``import mmefficientmod`` loads no mmpretrain, yet mmpretrain's hub
-    knows the models once it is imported, before or after the plugin."""
+def test_hub_knows_the_models_after_the_explicit_call():
+    """``import mmefficientmod`` loads no mmpretrain and registers nothing
+    with its hub; ``register_model_index()`` does, once."""
     lines = [
         'import sys', 'import mmefficientmod',
         'assert "mmpretrain" not in sys.modules, "imported mmpretrain"',
         'from mmpretrain import list_models',
+        'assert not list_models("efficientmod*"), "registered on import"',
+        'assert mmefficientmod.register_model_index()',
+        'assert not mmefficientmod.register_model_index()',
         'print(sorted(list_models("efficientmod-xxs_8xb256")))'
     ]
-    if order == 'mmpretrain first':
-        lines = lines[:1] + lines[3:4] + lines[1:2] + lines[4:]
     proc = run([sys.executable, '-c', '\n'.join(lines)], timeout=300)
     assert proc.stdout.strip().splitlines()[-1] == \
         "['efficientmod-xxs_8xb256_in1k']"

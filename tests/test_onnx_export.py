@@ -7,7 +7,7 @@ import torch
 from parity import REPO, load_parity_fixture
 
 from mmefficientmod import synthetic_data
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 
 ort = pytest.importorskip('onnxruntime')
 CONFIG = osp.join(REPO, 'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
@@ -17,7 +17,7 @@ CONFIG = osp.join(REPO, 'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')
 def xxs_checkpoint(tmp_path_factory):
     fixture = load_parity_fixture('xxs')
     path = tmp_path_factory.mktemp('ckpt') / 'xxs.pth'
-    torch.save(convert_checkpoint(fixture['checkpoint']), path)
+    torch.save(convert_released(fixture['checkpoint']), path)
     return fixture, str(path)
 
 
@@ -49,7 +49,7 @@ def test_dense_backbone_export_has_dynamic_maps(xxs_checkpoint, tmp_path,
     # dense one by building it from the same weights.
     from mmefficientmod import EfficientMod
     from mmefficientmod.deploy import export_onnx
-    state = convert_checkpoint(fixture['checkpoint'])['state_dict']
+    state = convert_released(fixture['checkpoint'])['state_dict']
     dense = EfficientMod('xxs').eval()
     dense.load_state_dict(
         {

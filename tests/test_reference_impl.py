@@ -12,7 +12,7 @@ import torch
 from parity import ARCHS, REPO, upstream_model_file
 
 from mmefficientmod import EfficientMod
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.deploy.authors_model import (build_upstream,
                                                  load_upstream_module)
 from mmefficientmod.models import build_model_from_config
@@ -47,7 +47,7 @@ def randomised_upstream(upstream_file, arch: str, seed: int = 0):
 
 def ours_from(upstream):
     """Our classifier state dict, converted from the authors' model."""
-    return convert_checkpoint({'model': upstream.state_dict()})['state_dict']
+    return convert_released({'model': upstream.state_dict()})['state_dict']
 
 
 def build_classifier(arch: str):
@@ -119,7 +119,7 @@ def test_training_gradients_match_the_authors_model(upstream_file, arch):
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     upstream(x).square().sum().backward()
     classifier(x, mode='tensor').square().sum().backward()
-    expected = convert_checkpoint({
+    expected = convert_released({
         'model': {
             name: param.grad
             for name, param in upstream.named_parameters()

@@ -13,6 +13,7 @@ import functools
 import http.server
 import os
 import pickle
+import re
 import sys
 import threading
 
@@ -26,8 +27,9 @@ from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401  (registers the safe loaders)
 from mmefficientmod import EfficientMod
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.checkpoint.safe_load import (TRUSTED_CHECKPOINTS_ENV,
+                                                 cached_path, file_sha256,
                                                  UnsafeCheckpointError,
                                                  load_checkpoint)
 
@@ -155,6 +157,29 @@ def test_urls_go_through_the_allowlist(evil, released, http_root):
     assert loaded['epoch'] == 299
 
 
+def test_urls_are_cached_by_the_whole_url(evil, released, http_root,
+                                          monkeypatch):
+    """Same file name, other URL: other bytes. Trusting URL B never runs
+    the payload that URL A served under the same name."""
+    path, marker = evil
+    root, base = http_root
+    (root / 'a').mkdir()
+    (root / 'b').mkdir()
+    os.replace(path, root / 'a' / 'model.pth')
+    os.replace(released, root / 'b' / 'model.pth')
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(f'{base}/a/model.pth')
+    loaded = CheckpointLoader.load_checkpoint(f'{base}/b/model.pth')
+    assert loaded['epoch'] == 299
+    trusted = file_sha256(cached_path(f'{base}/b/model.pth'))
+    monkeypatch.setenv(TRUSTED_CHECKPOINTS_ENV, f'sha256:{trusted}')
+    assert CheckpointLoader.load_checkpoint(
+        f'{base}/b/model.pth')['epoch'] == 299
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(f'{base}/a/model.pth')
+    assert not marker.exists()
+
+
 def run_tool(*args):
     return run([sys.executable, *args], check=False)
 
@@ -170,18 +195,32 @@ def test_payload_refused_by_the_converter_and_publish_tools(evil, tmp_path):
         assert not dst.exists()
 
 
-def test_trusted_file_opt_in(evil, monkeypatch):
+def test_trust_is_in_the_bytes_named_by_the_refusal(evil, monkeypatch):
     path, marker = evil
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint(str(path))
+    entry = re.search(r'sha256:[0-9a-f]{64}', str(info.value)).group(0)
+    # Trusting the path is not trusting whatever lies there.
     monkeypatch.setenv(TRUSTED_CHECKPOINTS_ENV, f'other.pth,{path}')
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(str(path))
+    monkeypatch.setenv(TRUSTED_CHECKPOINTS_ENV, f'other.pth,{entry}')
     load_checkpoint(str(path))
     assert marker.read_text() == 'ran'  # full unpickling, as documented
+    # Other bytes at the same path are checked anew.
+    marker.unlink()
+    with open(path, 'ab') as f:
+        f.write(b'\0')
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(str(path))
+    assert not marker.exists()
 
 
 def test_released_checkpoint_needs_no_opt_in(released, tmp_path):
     checkpoint = load_checkpoint(str(released))
     assert isinstance(checkpoint['args'], argparse.Namespace)
     assert checkpoint['max_accuracy'] == 76.0
-    converted = convert_checkpoint(checkpoint, use_ema=True)
+    converted = convert_released(checkpoint, use_ema=True)
     assert converted['meta']['arch'] == 'xxs'
     backbone = EfficientMod(
         'xxs',

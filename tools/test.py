@@ -31,7 +31,6 @@ from _runner_utils import (add_runner_arguments, build_runner,
                            set_local_rank)
 
 from mmefficientmod.checkpoint.bad_files import check_readable
-from mmefficientmod.checkpoint.strict_loading import PARTIAL_LOAD_ENV
 
 
 def parse_args(argv=None):
@@ -61,7 +60,7 @@ def parse_args(argv=None):
         action='store_true',
         help='load the part of the checkpoint that fits the model and test '
         'it, instead of refusing a checkpoint that leaves weights unloaded '
-        f'(sets {PARTIAL_LOAD_ENV}=1)')
+        '(EfficientModConfigCheckHook(strict_test_loading=False))')
     add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     args = parser.parse_args(argv)
     set_local_rank(args)
@@ -128,7 +127,9 @@ def build_config(args):
             raise SystemExit(f'Checkpoint not found: {args.checkpoint}')
         check_readable(args.checkpoint)
     if args.allow_partial_checkpoint:
-        os.environ[PARTIAL_LOAD_ENV] = '1'
+        for hook in cfg.get('custom_hooks', []):
+            if hook.get('type') == 'EfficientModConfigCheckHook':
+                hook['strict_test_loading'] = False
     cfg.load_from = args.checkpoint
     # Testing never resumes; the checkpoint is only loaded.
     cfg.resume = False

@@ -1,14 +1,14 @@
 from .bad_files import UnreadableCheckpointError
-from .convert_released import (NotEfficientModCheckpoint,
-                               convert_backbone_keys, convert_checkpoint,
-                               infer_arch, is_upstream_checkpoint)
-from .loading import load_backbone_weights
-from .strict_loading import (PARTIAL_LOAD_ENV, CheckpointMismatchError,
-                             allow_partial_load)
+from .released import (NotEfficientModCheckpoint, convert_backbone_keys,
+                       convert_released, infer_arch, is_released)
+from .safe_load import UnsafeCheckpointError, open_checkpoint
+from .weights import (CheckpointMismatchError, backbone_weights, check_fit,
+                      read_checkpoint, strip_prefix, summarize)
 
 __all__ = [
-    'CheckpointMismatchError', 'NotEfficientModCheckpoint', 'PARTIAL_LOAD_ENV',
-    'UnreadableCheckpointError', 'allow_partial_load', 'convert_backbone_keys',
-    'convert_checkpoint', 'infer_arch', 'is_upstream_checkpoint',
-    'load_backbone_weights'
+    'CheckpointMismatchError', 'NotEfficientModCheckpoint',
+    'UnreadableCheckpointError', 'UnsafeCheckpointError', 'backbone_weights',
+    'check_fit', 'convert_backbone_keys', 'convert_released', 'infer_arch',
+    'is_released', 'open_checkpoint', 'read_checkpoint', 'strip_prefix',
+    'summarize'
 ]

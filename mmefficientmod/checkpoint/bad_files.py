@@ -1,11 +1,10 @@
 """One clear error for a file that is not a readable PyTorch checkpoint.
 
 torch reports such files with messages that name neither the file nor the
-cause: a 0-byte file (an interrupted download) gives a bare ``EOFError``, a
-truncated one "failed finding central directory", an HTML page saved as
-``.pth`` an unpickling error that advises ``weights_only=False``.
-:func:`unreadable_checkpoint_error` looks at the file's first bytes and
-size, and names the file, what it holds and what to do.
+cause (a bare ``EOFError`` for a 0-byte download, "failed finding central
+directory" for a truncated one, advice to use ``weights_only=False`` for an
+HTML page). :func:`describe_bad_file` reads the file's first bytes and size
+and says what it is instead.
 """
 import os.path as osp
 import pickle
@@ -22,16 +21,7 @@ class UnreadableCheckpointError(ValueError):
     """A checkpoint file that is empty, cut short or not a checkpoint."""
 
 
-def _is_text(head: bytes) -> bool:
-    try:
-        text = head.decode('utf-8')
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in '\r\n\t' for c in text[:512])
-
-
 def _zip_finding(path: str) -> Optional[str]:
-    """What is wrong with a zip file, or None for a complete PyTorch one."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -39,13 +29,16 @@ def _zip_finding(path: str) -> Optional[str]:
         return ('a zip archive cut short (its end, which lists its content, '
                 'is missing): the file is truncated, e.g. by an interrupted '
                 'download or a full disk while it was saved')
+    outside = [n for n in names if n.startswith('/') or '..' in n.split('/')]
+    if outside:
+        return (f'a zip archive with an entry outside it ({outside[0]}), '
+                'which torch.save never writes: not a checkpoint')
     if any(name.endswith('/constants.pkl') for name in names):
         return ('a TorchScript archive (torch.jit.save), not a checkpoint: '
                 "load it with torch.jit.load, or save the model's "
                 'state_dict() with torch.save')
     if not any(name.endswith('data.pkl') for name in names):
-        shown = ', '.join(names[:5]) + (', ...' if len(names) > 5 else '')
-        return f'a zip archive that is not a PyTorch checkpoint ({shown})'
+        return f'a zip archive that is not a PyTorch checkpoint ({names[:5]})'
     return None
 
 
@@ -60,6 +53,8 @@ def describe_bad_file(path: str) -> Optional[str]:
         head = f.read(4096)
     if head.startswith(b'PK'):
         return _zip_finding(path)
+    if head[:1] == b'\x80':  # a pickle (protocol 2+): torch's legacy format
+        return None
     lowered = head.lstrip().lower()
     if lowered.startswith((b'<!doctype html', b'<html', b'<?xml', b'<head')):
         return (f'an HTML page ({size} bytes), not a checkpoint: the '
@@ -77,44 +72,32 @@ def describe_bad_file(path: str) -> Optional[str]:
         return ('a safetensors file: load it with '
                 'safetensors.torch.load_file and save the result with '
                 'torch.save')
-    if head[:1] == b'\x80':  # a pickle (protocol 2+): torch's legacy format
-        return None
-    if _is_text(head):
-        first = head.decode('utf-8').strip().splitlines()
-        first = first[0][:80] if first else ''
+    text = head.decode('utf-8', errors='replace')
+    if '\ufffd' not in text and all(c.isprintable() or c in '\r\n\t'
+                                    for c in text[:512]):
+        first = (text.strip().splitlines() or [''])[0][:80]
         return (f'a text file ({size} bytes, starting {first!r}), not a '
                 'checkpoint')
     return (f'{size} bytes that are neither a PyTorch checkpoint (a zip '
             'archive or a pickle) nor a known format')
 
 
-def _breaks_off(error: BaseException) -> bool:
-    """Whether ``error`` is how torch reports content that stops or is
-    damaged (rather than, say, a device that is missing)."""
-    if isinstance(error, (EOFError, pickle.UnpicklingError, IndexError,
-                          struct.error, zipfile.BadZipFile)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and any(
-        sign in text for sign in ('PytorchStreamReader', 'corrupt', 'EOF'))
-
-
 def unreadable_checkpoint_error(
         path: str, source: str,
         error: BaseException) -> Optional[UnreadableCheckpointError]:
     """The error to raise instead of ``error`` (what ``torch.load`` raised
-    for ``path``), or None when the file looks sound and ``error`` has
-    another cause (a device that is missing, say), which is re-raised.
-
-    Args:
-        path (str): The local file that was read.
-        source (str): What the user gave (a URL, or ``path``).
-        error (BaseException): What torch raised.
-    """
+    for ``path``, read from ``source``), or None when the file looks sound
+    and ``error`` has another cause (a missing device, say)."""
     if not osp.isfile(path):
         return None
     found = describe_bad_file(path)
-    if found is None and _breaks_off(error):
+    # How torch reports content that stops or is damaged.
+    damaged = isinstance(
+        error, (EOFError, pickle.UnpicklingError, IndexError, struct.error,
+                zipfile.BadZipFile)) or isinstance(error, RuntimeError) and any(
+                    sign in str(error)
+                    for sign in ('PytorchStreamReader', 'corrupt', 'EOF'))
+    if found is None and damaged:
         found = (f'a file of {osp.getsize(path)} bytes whose content stops '
                  f'or breaks off ({type(error).__name__}: '
                  f'{str(error).strip() or "no detail"}): it is truncated or '
@@ -132,20 +115,10 @@ def unreadable_checkpoint_error(
 
 def check_readable(path: str) -> None:
     """Raise :class:`UnreadableCheckpointError` when ``path`` is visibly
-    not a complete checkpoint (empty, truncated zip, not a checkpoint),
-    without loading it."""
+    not a complete checkpoint, without loading it."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'The checkpoint {path} does not exist.')
     found = describe_bad_file(path)
     if found is not None:
         raise UnreadableCheckpointError(
             f'Cannot read the checkpoint {path}: it is {found}. {REDOWNLOAD}')
-
-
-def is_complete_checkpoint(path: str) -> bool:
-    """Whether ``path`` passes :func:`check_readable`."""
-    try:
-        check_readable(path)
-    except (UnreadableCheckpointError, OSError):
-        return False
-    return True

@@ -8,12 +8,18 @@ the authors' released EfficientMod checkpoints hold a handful of harmless
 types; :data:`CHECKPOINT_GLOBALS` allows exactly those, and everything else is
 refused before any of it runs.
 
-A file the user trusts can be loaded with full unpickling by listing it in the
-``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` environment variable (or ``trusted=True``
-in Python). That runs any code the file carries: only do it for files you
-made or got from someone you trust.
+A file the user trusts can be loaded with full unpickling by listing its
+SHA-256 (``sha256:<hex>``, what the refusal prints) in the
+``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` environment variable (or
+``trusted=True`` in Python). The trust is in those bytes: another file at the
+same path or URL is checked anew. That runs any code the file carries: only
+do it for files you made or got from someone you trust.
+
+Downloads are cached under a name derived from the whole URL, so two URLs
+that end in the same file name never share a cached file.
 """
 import argparse
+import hashlib
 import os
 import os.path as osp
 import pickle
@@ -27,7 +33,6 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, MMLogger
 
 from .bad_files import unreadable_checkpoint_error
-from .strict_loading import tag_source
 
 TRUSTED_CHECKPOINTS_ENV = 'MMEFFICIENTMOD_TRUSTED_CHECKPOINTS'
 
@@ -105,11 +110,21 @@ def _refused_globals(path: str, error: Exception) -> List[str]:
     return names or [name or call for name, call in found]
 
 
-def _trusted(source: str) -> bool:
-    listed = os.environ.get(TRUSTED_CHECKPOINTS_ENV, '')
-    return any(entry == source or (osp.exists(entry) and osp.exists(source)
-                                   and osp.samefile(entry, source))
-               for entry in (e.strip() for e in listed.split(',')) if entry)
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _trusted(path: str) -> bool:
+    listed = {
+        entry.strip().lower()
+        for entry in os.environ.get(TRUSTED_CHECKPOINTS_ENV, '').split(',')
+    }
+    listed.discard('')
+    return bool(listed) and f'sha256:{file_sha256(path)}' in listed
 
 
 def load_checkpoint(filename: str,
@@ -122,14 +137,10 @@ def load_checkpoint(filename: str,
         filename (str): Local file to load.
         map_location: As for ``torch.load``. Defaults to ``'cpu'``.
         trusted (bool): Load with full unpickling, which runs any code the
-            file carries. Also enabled by listing the file (or ``source``) in
-            ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` (comma-separated).
-            Defaults to False.
+            file carries (also when ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``
+            lists the file's ``sha256:<hex>``). Defaults to False.
         source (str, optional): Where the file came from (a URL), for
-            messages and the trust list. Defaults to ``filename``.
-
-    Returns:
-        The loaded object.
+            messages. Defaults to ``filename``.
 
     Raises:
         UnsafeCheckpointError: The file names a function or class that is not
@@ -138,12 +149,8 @@ def load_checkpoint(filename: str,
             checkpoint (an HTML page, text...); the message says which.
     """
     source = source or filename
-    return tag_source(_load(filename, map_location, trusted, source), source)
-
-
-def _load(filename: str, map_location, trusted: bool, source: str):
     try:
-        if trusted or _trusted(source):
+        if trusted or _trusted(filename):
             MMLogger.get_current_instance().warning(
                 f'Loading {source} with full unpickling (trusted by the '
                 'user): any code it carries runs.')
@@ -156,77 +163,63 @@ def _load(filename: str, map_location, trusted: bool, source: str):
         refused = _refused_globals(filename, error) if isinstance(
             error, pickle.UnpicklingError) else []
         if not refused:
-            # An empty, truncated or non-checkpoint file gets one error
-            # naming it; other failures (a missing device...) stay as they
-            # are.
+            # Other failures (a missing device...) stay as they are.
             unreadable = unreadable_checkpoint_error(filename, source, error)
             if unreadable is None:
                 raise
             raise unreadable from None
-        refused = ', '.join(refused)
         raise UnsafeCheckpointError(
-            f'Refused to load the checkpoint {source}: it names {refused}, '
-            'which is none of the types that OpenMMLab training checkpoints '
-            'and the released EfficientMod checkpoints hold (tensors, numpy '
-            'arrays and scalars, argparse.Namespace, mmengine '
-            'HistoryBuffer). Unpickling it could run code from the file, so '
-            'nothing from it was run. If you trust this file (you made it, '
-            'or it comes from someone you trust), allow it explicitly with '
-            f'{TRUSTED_CHECKPOINTS_ENV}={source} in the environment: it is '
-            'then loaded with full unpickling, which runs any code it '
-            'carries.') from None
-
-
-def _local_path(filename: str) -> str:
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return filename
-
-
-def _cached_download(url: str, model_dir: Optional[str] = None) -> str:
-    """Download ``url`` once into torch hub's checkpoint cache."""
-    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
-    path = osp.join(model_dir, osp.basename(urlparse(url).path))
-    if not osp.isfile(path):
-        torch.hub.download_url_to_file(url, path)
-    return path
+            f'Refused to load the checkpoint {source}: it names '
+            f'{", ".join(refused)}, which is none of the types that '
+            'OpenMMLab training checkpoints and the released EfficientMod '
+            'checkpoints hold (tensors, numpy arrays and scalars, '
+            'argparse.Namespace, mmengine HistoryBuffer). Unpickling it '
+            'could run code from the file, so nothing from it was run. If '
+            'you trust this file (you made it, or it comes from someone you '
+            'trust), allow these bytes explicitly with '
+            f'{TRUSTED_CHECKPOINTS_ENV}=sha256:{file_sha256(filename)} in '
+            'the environment: they are then loaded with full unpickling, '
+            'which runs any code they carry.') from None
 
 
 def load_local_checkpoint(filename: str, map_location=None):
     """mmengine ``CheckpointLoader`` scheme ``''``: a local file, safely."""
-    return load_checkpoint(_local_path(filename), map_location)
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return load_checkpoint(filename, map_location)
+
+
+def cached_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where ``url`` is cached: torch hub's checkpoint folder, under the
+    file name prefixed by a hash of the whole URL."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir, f'{key}-{osp.basename(urlparse(url).path)}')
 
 
 def load_url_checkpoint(url: str,
                         map_location=None,
                         model_dir: Optional[str] = None,
                         progress: bool = True):
-    """mmengine ``CheckpointLoader`` scheme ``http(s)://``, safely.
-
-    As mmengine's loader, rank 0 downloads first and the other ranks read the
-    cached file after a barrier. ``progress`` is accepted for mmengine's
-    signature; torch hub's download always reports progress.
-    """
+    """mmengine ``CheckpointLoader`` scheme ``http(s)://``, safely: as
+    mmengine's loader, rank 0 downloads first and the other ranks read the
+    cached file after a barrier (``progress`` is mmengine's argument)."""
+    path = cached_path(url, model_dir)
     rank, world_size = get_dist_info()
-    if rank == 0:
-        path = _cached_download(url, model_dir)
+    if rank == 0 and not osp.isfile(path):
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path, progress=progress)
     if world_size > 1:
         torch.distributed.barrier()
-        if rank > 0:
-            path = _cached_download(url, model_dir)
     return load_checkpoint(path, map_location, source=url)
 
 
 def open_checkpoint(filename: str, map_location='cpu'):
-    """Load a checkpoint for the plugin, always through the allowlist.
-
-    Local files and http(s) URLs are loaded here; other mmengine schemes
-    (``open-mmlab://``, ``torchvision://``, ...) go through mmengine's
-    ``CheckpointLoader``, whose loaders end in the two safe ones once
-    :mod:`mmefficientmod.stack_fixes` has registered them.
-    """
+    """Load a checkpoint for the plugin, always through the allowlist;
+    schemes other than http(s) (``open-mmlab://``...) go through mmengine's
+    ``CheckpointLoader``, whose loaders end in the two above once
+    :mod:`mmefficientmod.stack_fixes` has registered them."""
     if filename.startswith(('http://', 'https://')):
         return load_url_checkpoint(filename, map_location)
     if '://' in filename:

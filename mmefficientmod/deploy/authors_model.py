@@ -15,7 +15,7 @@ from types import ModuleType
 import torch
 import torch.nn as nn
 
-from ..checkpoint import convert_checkpoint
+from ..checkpoint import convert_released
 
 # Our arch names -> the builders in the authors' file.
 UPSTREAM_BUILDERS = {
@@ -67,7 +67,7 @@ def build_upstream(module: ModuleType, arch: str) -> nn.Module:
 def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
     """Give the authors' classifier the weights of our classifier ``model``.
 
-    The key map is the one of :func:`mmefficientmod.checkpoint.convert_checkpoint`
+    The key map is the one of :func:`mmefficientmod.checkpoint.convert_released`
     (released -> ours), read backwards: each of the authors' tensors is
     stood in for by one filled with its index, so the converted value names
     its source key.
@@ -83,7 +83,7 @@ def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
         k: torch.full(v.shape, float(i))
         for i, (k, v) in enumerate(theirs.items())
     }
-    converted = convert_checkpoint({'model': markers})['state_dict']
+    converted = convert_released({'model': markers})['state_dict']
     ours = model.state_dict()
     mapped = {}
     for key, marker in converted.items():

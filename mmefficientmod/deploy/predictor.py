@@ -50,7 +50,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..argument_checks import check_predictor_arguments
+from ..arch import is_int
 from ..models.from_config import TensorMode
 from .onnx import export_onnx, flatten_outputs, onnxruntime_session
 from .openvino import (compile_for_cpu, compiled_settings, convert_module,
@@ -324,10 +324,33 @@ def cpu_predictor(model: nn.Module,
         CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W
         tensor returns float32 logits, or a tuple of float32 feature maps.
     """
-    check_predictor_arguments(locals(), ENGINES)
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got '
-                         f'{precision!r}.')
+    every_engine = sorted({e for names in ENGINES.values() for e in names})
+    for ok, name, expected, value in [
+        (isinstance(model, nn.Module), 'model', 'a built model (an '
+         'ImageClassifier with an EfficientMod backbone, or an EfficientMod)',
+         type(model).__name__),
+        (precision in PRECISIONS, 'precision', f'one of {PRECISIONS}',
+         precision),
+        (engine == 'auto' or engine in every_engine, 'engine',
+         f"'auto' or one of {every_engine}", engine),
+        (threads is None or is_int(threads) and threads >= 1, 'threads',
+         'None or an integer >= 1', threads),
+        (is_int(num_calibration_batches) and num_calibration_batches >= 1,
+         'num_calibration_batches', 'an integer >= 1',
+         num_calibration_batches),
+        (isinstance(example_shape, Sequence) and len(example_shape) == 4
+         and all(is_int(s) and s >= 1 for s in example_shape),
+         'example_shape', '4 positive integers (N, C, H, W)', example_shape),
+        (calibration_data is None or isinstance(calibration_data, Iterable),
+         'calibration_data', 'None or an iterable of batches (tensors or a '
+         'dataloader)', type(calibration_data).__name__),
+        (workdir is None or isinstance(workdir, str) and
+         (osp.isdir(workdir) or not osp.exists(workdir)), 'workdir',
+         'None or a directory path', workdir),
+    ]:
+        if not ok:
+            raise ValueError(
+                f'cpu_predictor: {name} must be {expected}; got {value!r}.')
     if engine == 'auto':
         engine = auto_engine(precision, calibration_data is not None)
     if engine not in ENGINES[precision]:

@@ -1,23 +1,19 @@
 """Loading weights into built models and folding copies, for the tools."""
 import copy
-from typing import List
-
 import torch.nn as nn
 
-from ..checkpoint.loading import open_in_our_layout
+from ..checkpoint import check_fit, read_checkpoint
 from ..models import EfficientMod
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> List[str]:
-    """Load a converted or a released (upstream) checkpoint.
-
-    Returns:
-        list[str]: The model's keys missing from the checkpoint.
-    """
-    ckpt = open_in_our_layout(checkpoint)
-    state_dict = ckpt.get('state_dict', ckpt)
-    result = model.load_state_dict(state_dict, strict=False)
-    return list(result.missing_keys)
+def load_weights(model: nn.Module, checkpoint: str) -> None:
+    """Load a trained, converted or released (upstream) checkpoint into
+    ``model``, every tensor of which it must hold (else
+    :class:`~mmefficientmod.checkpoint.CheckpointMismatchError`); tensors
+    the model has no place for (a distillation teacher's) are ignored."""
+    state_dict = read_checkpoint(checkpoint)['state_dict']
+    check_fit(model.state_dict(), state_dict, f'the checkpoint {checkpoint}')
+    model.load_state_dict(state_dict, strict=False)
 
 
 def find_backbone(model: nn.Module) -> nn.Module:

@@ -1,36 +1,28 @@
-"""What :class:`EfficientModConfigCheckHook` does about checkpoints.
+"""What :class:`EfficientModConfigCheckHook` does about checkpoints, through
+the runner's public API (``cfg``, ``work_dir``, ``model``, ``optim_wrapper``).
 
-* Resuming (``resume=True``): a latest checkpoint that is unreadable (cut
-  short while it was written, say) is replaced by the newest complete one
-  of the work dir, with one line saying so; a named one that is unreadable
-  stops the run, naming the complete checkpoint to pass instead.
-* Training from ``load_from``: mmengine's behaviour (the weights that fit
-  are loaded), with one warning line saying what the file holds, how many
-  tensors do not fit and the fix. Testing and validating: the model's own
-  check (:mod:`mmefficientmod.checkpoint.strict_loading`) refuses such
-  weights.
+* ``resume``: mmengine resumes from the file ``last_checkpoint`` names and
+  starts over without one; a missing record, or one naming a file cut short,
+  is pointed at the newest complete checkpoint. An unreadable
+  ``--resume CKPT`` stops the run, naming one to pass.
+* A training that is not resumed refuses a work dir holding checkpoints
+  (it would overwrite them) unless the config says ``start_over=True``.
+* Test and validation runs refuse weights that leave the model's tensors
+  missing or of other shapes; training from ``load_from`` logs one line
+  naming what keeps its initial values.
 """
 import glob
 import os.path as osp
 import re
-from collections import OrderedDict
-from typing import List, Optional
+from typing import List
 
+from mmengine.dist import barrier, is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.runner import BaseLoop
-from mmengine.runner.checkpoint import find_latest_checkpoint
+from mmengine.optim import BaseOptimWrapper
 
 from ..checkpoint.bad_files import UnreadableCheckpointError, describe_bad_file
-from ..checkpoint.strict_loading import (SOURCE_KEY, compare, report,
-                                         set_training_load)
-
-
-def _unreadable_reason(path: str) -> Optional[str]:
-    """Why ``path`` cannot be resumed from, or None when it can."""
-    if not osp.isfile(path):
-        return 'it does not exist'
-    found = describe_bad_file(path)
-    return f'it is {found}' if found else None
+from ..checkpoint.weights import (CheckpointMismatchError, check_fit,
+                                  strip_prefix)
 
 
 def _step(path: str) -> int:
@@ -38,81 +30,82 @@ def _step(path: str) -> int:
     return int(numbers[-1]) if numbers else -1
 
 
-def complete_checkpoints(work_dir: str) -> List[str]:
-    """The readable ``*.pth`` files of ``work_dir``, newest first (by the
-    epoch or iteration in their name, then by time)."""
-    paths = glob.glob(osp.join(work_dir, '*.pth'))
-    paths.sort(key=lambda p: (_step(p), osp.getmtime(p)), reverse=True)
-    return [p for p in paths if _unreadable_reason(p) is None]
-
-
-def choose_resume_checkpoint(runner) -> None:
-    """Before a resumed run loads: fall back from an unreadable latest
-    checkpoint, or stop naming the one to pass."""
-    if '://' in str(runner._load_from or ''):
-        return
-    if runner._load_from is None:
-        latest = find_latest_checkpoint(runner.work_dir)
-        if latest is None or '://' in latest:
-            return  # mmengine starts anew or reads a remote file
-        reason = _unreadable_reason(latest)
-        if reason is None:
-            return
-        candidates = [
-            p for p in complete_checkpoints(runner.work_dir)
-            if not osp.isfile(latest) or not osp.samefile(p, latest)
-        ] if osp.isdir(runner.work_dir) else []
-        if not candidates:
-            raise UnreadableCheckpointError(
-                f'Cannot resume: the latest checkpoint {latest} is unusable '
-                f'({reason}) and {runner.work_dir} holds no complete '
-                'checkpoint. Start anew without --resume (resume=False), or '
-                'pass a checkpoint with --resume CKPT.')
-        runner._load_from = candidates[0]
-        runner.logger.warning(
-            f'Resume: the latest checkpoint {latest} is unusable ({reason}); '
-            f'resuming from {candidates[0]}, the newest complete one.')
-        return
-    reason = _unreadable_reason(runner._load_from)
-    if reason is None:
-        return
-    folder = osp.dirname(osp.abspath(runner._load_from))
-    candidates = complete_checkpoints(folder) + (
-        complete_checkpoints(runner.work_dir)
-        if osp.isdir(runner.work_dir) else [])
-    hint = (f'pass the newest complete one instead: --resume {candidates[0]}'
-            if candidates else
-            'no complete checkpoint was found beside it or in the work dir')
-    raise UnreadableCheckpointError(
-        f'Cannot resume from {runner._load_from}: {reason}; {hint}.')
+def complete_checkpoints(folder: str) -> List[str]:
+    """The readable ``*.pth`` files of ``folder``, newest first (by the epoch
+    or iteration in their name, then by time)."""
+    paths = sorted(
+        glob.glob(osp.join(folder, '*.pth')),
+        key=lambda p: (_step(p), osp.getmtime(p)),
+        reverse=True)
+    return [p for p in paths if describe_bad_file(p) is None]
 
 
 def _is_training(runner) -> bool:
-    return bool(runner._resume) or isinstance(runner._train_loop, BaseLoop)
+    # The runner builds the optimizer wrapper for training runs only.
+    return isinstance(runner.optim_wrapper, BaseOptimWrapper)
 
 
-def after_load_checkpoint(runner, checkpoint: dict) -> None:
-    """Between the runner's read of a checkpoint and its load."""
-    if not _is_training(runner):
-        set_training_load(False)  # the model refuses weights that misfit
+def _point_last_checkpoint(runner) -> None:
+    record = osp.join(runner.work_dir, 'last_checkpoint')
+    latest = open(record).read().strip() if osp.isfile(record) else None
+    if latest and osp.isfile(latest) and describe_bad_file(latest) is None:
         return
-    set_training_load(True)
+    candidates = complete_checkpoints(runner.work_dir)
+    if not candidates:
+        return
+    why = (f'{latest} is {describe_bad_file(latest)}' if latest
+           and osp.isfile(latest) else f'{latest} is missing' if latest else
+           'the work dir has no last_checkpoint record')
+    runner.logger.warning(f'Resume: {why}; resuming from {candidates[0]}, '
+                          'the newest complete checkpoint.')
+    if is_main_process():
+        with open(record, 'w') as f:
+            f.write(candidates[0])
+
+
+def before_run(runner) -> None:
+    cfg, work_dir = runner.cfg, runner.work_dir
+    load_from = cfg.get('load_from')
+    if cfg.get('resume') and load_from is None:
+        _point_last_checkpoint(runner)
+        barrier()  # every rank reads last_checkpoint after it is right
+    elif cfg.get('resume') and '://' not in load_from:
+        found = describe_bad_file(load_from) if osp.isfile(load_from) \
+            else 'missing'
+        if found is not None:
+            others = complete_checkpoints(osp.dirname(load_from) or '.')
+            hint = f'pass --resume {others[0]} instead' if others else \
+                'no complete checkpoint is beside it'
+            raise UnreadableCheckpointError(
+                f'Cannot resume from {load_from}: it is {found}; {hint}.')
+    elif (_is_training(runner) and not cfg.get('start_over', False)
+          and glob.glob(osp.join(work_dir, '*.pth'))):
+        raise FileExistsError(
+            f'The work dir {work_dir} holds checkpoints of an earlier run, '
+            'which this training would overwrite. Continue it with '
+            '--resume, train into another --work-dir, or start over on '
+            'purpose with --cfg-options start_over=True.')
+
+
+def after_load_checkpoint(runner, checkpoint: dict, strict: bool) -> None:
     state = checkpoint.get('state_dict', checkpoint)
-    metadata = getattr(state, '_metadata', None) or {}
-    source = metadata.get('', {}).get(SOURCE_KEY) or runner._load_from
-    # As the runner loads it: without DistributedDataParallel's prefix.
-    state = OrderedDict(
-        (re.sub(r'^module\.', '', k), v) for k, v in state.items())
+    state = strip_prefix(state)  # as the runner loads it, without 'module.'
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
-    expected = model.state_dict()
-    fit = compare(expected, state)
-    if not fit.complete:
-        what, fix = report(expected, state, fit, source)
+    source = f"the checkpoint {runner.cfg.get('load_from') or ''}".strip()
+    if strict and not _is_training(runner):
+        try:
+            check_fit(model.state_dict(), state, source)
+        except CheckpointMismatchError as mismatch:
+            raise CheckpointMismatchError(
+                f'{mismatch} To test the part that fits on purpose: '
+                'tools/test.py --allow-partial-checkpoint, or '
+                "dict(type='EfficientModConfigCheckHook', "
+                'strict_test_loading=False) in custom_hooks.') from None
+        return
+    try:
+        check_fit(model.state_dict(), state, source)
+    except CheckpointMismatchError as mismatch:
         runner.logger.warning(
-            f'Training from weights that do not fit the model: {what}; '
-            f'those keep their initial values. {fix}')
-
-
-def before_train(runner) -> None:
-    set_training_load(False)
+            f'{mismatch}'.replace('Refused to load', 'Training from', 1) +
+            ' What does not fit keeps its initial values.')

@@ -14,10 +14,8 @@ Left unchecked, both fail deep inside other code:
 libraries' own ``tools/train.py`` and ``tools/test.py`` report them too; this
 project's configs register it in ``custom_hooks``.
 
-The hook also handles checkpoints in those tools (see
-:mod:`.checkpoint_checks`): resuming falls back from an unreadable latest
-checkpoint, and training from a ``load_from`` that does not fit the model
-warns in one line.
+The hook also keeps checkpoints honest in those tools (see
+:mod:`.checkpoint_checks`).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -177,24 +175,36 @@ def check_config(cfg: Dict) -> None:
 
 @HOOKS.register_module()
 class EfficientModConfigCheckHook(Hook):
-    """Stop before anything runs when the config's parts do not fit.
+    """Stop before anything runs when the config's parts do not fit, and
+    keep checkpoints honest.
 
     Before the run (model weights not yet loaded), checks the EfficientMod
     backbone's output widths against the neck's or heads' ``in_channels``,
     and the class counts of the heads and ``data_preprocessor`` against each
-    other; before training and testing, against the dataset's classes. It
-    also picks a readable checkpoint to resume from, and warns when training
-    starts from weights that do not fit (see :mod:`.checkpoint_checks`).
+    other; before training and testing, against the dataset's classes. For
+    checkpoints (see :mod:`.checkpoint_checks`): resumes from the newest
+    complete one, refuses to train over an earlier run's, refuses test and
+    validation weights that do not fit, and says what a ``load_from``
+    training leaves at its initial values.
+
+    Args:
+        strict_test_loading (bool): Refuse test and validation checkpoints
+            that leave tensors of the model missing or of other shapes.
+            ``False`` keeps mmengine's behaviour (a warning). Defaults to
+            True.
     """
     priority = 'VERY_HIGH'
 
+    def __init__(self, strict_test_loading: bool = True):
+        self.strict_test_loading = strict_test_loading
+
     def before_run(self, runner) -> None:
         check_config(runner.cfg)
-        if runner._resume:
-            checkpoint_checks.choose_resume_checkpoint(runner)
+        checkpoint_checks.before_run(runner)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint_checks.after_load_checkpoint(runner, checkpoint)
+        checkpoint_checks.after_load_checkpoint(runner, checkpoint,
+                                                self.strict_test_loading)
 
     def _check_dataset(self, runner, loader, split: str) -> None:
         dataset = getattr(loader, 'dataset', None)
@@ -207,7 +217,6 @@ class EfficientModConfigCheckHook(Hook):
             raise ConfigError(message)
 
     def before_train(self, runner) -> None:
-        checkpoint_checks.before_train(runner)
         self._check_dataset(runner, runner.train_dataloader, 'training')
 
     def before_test(self, runner) -> None:

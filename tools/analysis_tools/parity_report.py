@@ -16,7 +16,7 @@ import torch
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.analysis import count_flops
-from mmefficientmod.checkpoint import convert_checkpoint
+from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -59,7 +59,7 @@ def find_fixture(arch, folders):
 def parity(arch, classifier, fixture):
     """Largest |ours - reference| over both inputs, for logits and dense outputs."""
     classifier.load_state_dict(
-        convert_checkpoint(fixture['checkpoint'])['state_dict'])
+        convert_released(fixture['checkpoint'])['state_dict'])
     dense = EfficientMod(
         arch).eval()  # the four stage outputs, before the final norm
     dense.load_state_dict(classifier.backbone.state_dict(), strict=False)

@@ -150,9 +150,7 @@ def main(argv=None):
     args = parse_args(argv)
     model = build_model_from_config(args.config)
     if args.checkpoint:
-        missing = load_weights(model, args.checkpoint)
-        if missing:
-            print(f'warning: weights missing from the checkpoint: {missing}')
+        load_weights(model, args.checkpoint)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if args.int8:
         return export_int8(model, args)

@@ -1,12 +1,14 @@
 """Convert a released EfficientMod checkpoint into an mmefficientmod one.
 
-    python tools/model_converters/efficientmod_to_mm.py SRC DST [--ema]
+    python tools/model_converters/efficientmod_to_mm.py SRC DST [--ema] [--force]
 
 SRC may be an ImageNet classifier (``{'model': ..., 'state_dict_ema': ...}``),
 or a COCO Mask R-CNN / ADE20K Semantic FPN model (``{'state_dict': ...}`` with
 ``backbone.`` keys). The arch is read off the weights' shapes. DST loads into
 the matching config of this project (``ImageClassifier``, ``MaskRCNN`` or
-``EncoderDecoder``) with no missing or unexpected keys.
+``EncoderDecoder``) with no missing or unexpected keys. DST is written
+whole or not at all; an existing file is only replaced with ``--force``, and
+never SRC itself.
 """
 import argparse
 import os
@@ -16,10 +18,8 @@ import sys
 import torch
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
-                                       convert_checkpoint)
-from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
-from mmefficientmod.checkpoint.safe_load import (UnsafeCheckpointError,
-                                                 load_checkpoint)
+                                       UnreadableCheckpointError,
+                                       UnsafeCheckpointError, read_checkpoint)
 
 
 def parse_args():
@@ -36,27 +36,56 @@ def parse_args():
     return parser.parse_args()
 
 
+def path_problem(src: str, dst: str, force: bool):
+    """What is wrong with the two paths, or None."""
+    if not osp.lexists(src):
+        return f'{src} does not exist.'
+    try:
+        os.stat(src)
+    except OSError as error:  # a symlink loop, or one to nothing
+        return f'{src} cannot be read: {error.strerror}.'
+    if osp.isdir(src):
+        return f'{src} is a directory: give the checkpoint file.'
+    if osp.isdir(dst):
+        return f'{dst} is a directory: give the file to write, e.g. ' \
+               f'{osp.join(dst, osp.basename(src))}.'
+    parent = osp.dirname(osp.abspath(dst))
+    if osp.exists(parent) and not osp.isdir(parent):
+        return f'{parent} is a file, so {dst} cannot be written in it.'
+    if osp.exists(dst) and osp.samefile(src, dst):
+        return f'{dst} is SRC itself: write the conversion to another file.'
+    if osp.exists(dst) and not force:
+        return f'{dst} exists; pass --force to overwrite it.'
+    return None
+
+
 def main():
     args = parse_args()
-    if not osp.isfile(args.src):
-        sys.exit(f'error: {args.src} does not exist.')
-    if osp.exists(args.dst) and not args.force:
-        sys.exit(f'error: {args.dst} exists; pass --force to overwrite it.')
-    # Only the types released checkpoints hold are unpickled.
+    problem = path_problem(args.src, args.dst, args.force)
+    if problem:
+        sys.exit(f'error: {problem}')
     try:
-        checkpoint = load_checkpoint(args.src)
-    except (UnsafeCheckpointError, UnreadableCheckpointError) as error:
+        converted = read_checkpoint(args.src, use_ema=args.ema)
+    except (UnsafeCheckpointError, UnreadableCheckpointError,
+            NotEfficientModCheckpoint) as error:
         sys.exit(f'error: {error}')
-    try:
-        converted = convert_checkpoint(checkpoint, use_ema=args.ema)
-    except NotEfficientModCheckpoint as error:
-        sys.exit(f'error: {args.src}: {error}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    # Write to a temporary name first so a failure never leaves half a file.
-    tmp = args.dst + '.tmp'
-    torch.save(converted, tmp)
-    os.replace(tmp, args.dst)
     meta = converted['meta']
+    if 'converted_from' not in meta:
+        sys.exit(f'error: {args.src} is already in this project\'s layout: '
+                 'use it as it is.')
+    for key, value in converted['state_dict'].items():
+        if not torch.isfinite(value).all():
+            sys.exit(f'error: {args.src} holds non-finite values in {key} '
+                     '(a diverged training): it would give NaN outputs.')
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    # Written beside DST, then renamed: a failure never leaves half a file.
+    tmp = f'{args.dst}.tmp{os.getpid()}'
+    try:
+        torch.save(converted, tmp)
+        os.replace(tmp, args.dst)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
     print(f'{args.src} -> {args.dst}: EfficientMod-{meta["arch"]} '
           f'{meta["task"]} checkpoint, {len(converted["state_dict"])} tensors'
           f'{", EMA weights" if meta["ema"] else ""}.')

@@ -30,7 +30,7 @@ from collections import OrderedDict
 import torch
 
 from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
-from mmefficientmod.checkpoint.keys import strip_prefix
+from mmefficientmod.checkpoint import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 

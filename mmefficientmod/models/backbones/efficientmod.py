@@ -8,6 +8,8 @@ written anew for OpenMMLab 2.0 from the paper and the released checkpoints'
 semantics; it shares no code with the authors' model file, and loads their
 released checkpoints through :mod:`mmefficientmod.checkpoint`.
 """
+import math
+import numbers
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -18,15 +20,27 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ...arch import ARCH_ZOO, NUM_STAGES, parse_arch, parse_out_indices
-from ...argument_checks import backbone_input, check_backbone_arguments
-from ...checkpoint import NotEfficientModCheckpoint, load_backbone_weights
+from ...arch import (ARCH_ZOO, NUM_STAGES, argument_error, is_int,
+                     parse_arch, parse_out_indices)
+from ...checkpoint import (NotEfficientModCheckpoint, backbone_weights,
+                           check_fit, strip_prefix)
 from ..layers import AttentionBlock, ModulationBlock
 
 # mmengine schemes that name other networks' weights (ResNet and the like),
 # as the ``model.pretrained`` of the libraries' base configs do.
 MODEL_ZOO_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://',
                      'modelzoo://', 'mmcls://')
+OUT_TYPES = ('featmap', 'avg_featmap')
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_init_cfg(value) -> bool:
+    configs = value if isinstance(value, (list, tuple)) else [value]
+    return value is None or all(
+        isinstance(c, dict) and 'type' in c for c in configs)
 
 
 class Downsample(nn.Module):
@@ -149,7 +163,6 @@ class EfficientMod(BaseModule):
 
     arch_zoo = ARCH_ZOO
     num_stages = NUM_STAGES
-    out_types = ('featmap', 'avg_featmap')
 
     def __init__(self,
                  arch: Union[str, Dict] = 'xxs',
@@ -164,7 +177,45 @@ class EfficientMod(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None,
                  pretrained: Optional[str] = None):
-        check_backbone_arguments(locals())
+        self.arch_settings = parse_arch(arch)
+        self.out_indices = parse_out_indices(out_indices)
+        # Unchecked, some bad values fail far away (a conv's size mismatch)
+        # and others run silently wrong (drop_path_rate=1 gives NaN).
+        for ok, name, expected, value in [
+            (is_int(in_channels) and in_channels >= 1, 'in_channels',
+             'an integer >= 1 (channels of the input images)', in_channels),
+            (out_type in OUT_TYPES, 'out_type', f'one of {OUT_TYPES}',
+             out_type),
+            (is_int(frozen_stages) and -1 <= frozen_stages <= NUM_STAGES,
+             'frozen_stages', f'in [-1, {NUM_STAGES}] (an integer: -1 '
+             'freezes nothing, 0 the stem, k the stem and k stages)',
+             frozen_stages),
+            (_is_real(drop_path_rate) and 0 <= drop_path_rate < 1,
+             'drop_path_rate', 'a number in [0, 1) (the stochastic depth '
+             'rate of the last block)', drop_path_rate),
+            (_is_real(layer_scale_init_value)
+             and math.isfinite(layer_scale_init_value)
+             and layer_scale_init_value > 0, 'layer_scale_init_value',
+             'a finite number > 0 (1e-4 in the paper)',
+             layer_scale_init_value),
+            (is_int(kernel_size) and kernel_size >= 1 and kernel_size % 2,
+             'kernel_size', 'an odd integer >= 1 (even kernels shift the '
+             'map)', kernel_size),
+            (isinstance(with_cp, bool), 'with_cp', 'True or False', with_cp),
+            (isinstance(deploy, bool), 'deploy', 'True or False', deploy),
+            (_is_init_cfg(init_cfg), 'init_cfg', "None, a dict with a "
+             "'type' (e.g. dict(type='Pretrained', checkpoint=...)) or a "
+             'list of them', init_cfg),
+            (pretrained is None or isinstance(pretrained, str), 'pretrained',
+             'None or a checkpoint path or URL', pretrained),
+        ]:
+            if not ok:
+                raise argument_error(name, expected, value)
+        if out_type == 'avg_featmap' and self.out_indices != [3]:
+            raise ValueError(
+                "out_type='avg_featmap' gives the classification feature of "
+                f'the last stage only; got out_indices={out_indices}. Use '
+                "out_indices=(3,), or out_type='featmap' for dense outputs.")
         if pretrained is not None:
             init_cfg = self._pretrained_init_cfg(pretrained, init_cfg)
         if init_cfg is None:
@@ -178,23 +229,8 @@ class EfficientMod(BaseModule):
             ]
         super().__init__(init_cfg=init_cfg)
         self.pretrained = pretrained
-        self.arch_settings = parse_arch(arch)
         self.in_channels = in_channels
-        self.out_indices = parse_out_indices(out_indices)
-        if out_type not in self.out_types:
-            raise ValueError(f'out_type must be one of {self.out_types}, '
-                             f'got {out_type!r}.')
-        if out_type == 'avg_featmap' and self.out_indices != [3]:
-            raise ValueError(
-                "out_type='avg_featmap' gives the classification feature of "
-                f'the last stage only; got out_indices={out_indices}. Use '
-                "out_indices=(3,), or out_type='featmap' for dense outputs.")
         self.out_type = out_type
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(
-                f'frozen_stages must be in [-1, {self.num_stages}] (-1 freezes '
-                f'nothing, 0 the stem, k the stem and k stages); got '
-                f'{frozen_stages}.')
         self.frozen_stages = frozen_stages
         self.deploy = deploy
 
@@ -243,22 +279,42 @@ class EfficientMod(BaseModule):
         return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem(self._checked_input(x).permute(0, 2, 3, 1))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(self.norm(x).mean(dim=(1, 2)) if self.out_type ==
+                            'avg_featmap' else x.permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)
+
+    def _checked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the stem computes it: a batch of the wrong shape, an
+        empty one or integer images are refused with the fix; floating input
+        of another precision is cast to the weights' (unless autocast is on,
+        which casts per operation itself)."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return x
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'EfficientMod expects an N x {self.in_channels} x H x W image '
                 f'batch, got shape {tuple(x.shape)}; convert the input to '
                 f'{self.in_channels} channels or set in_channels to match it.')
-        x = backbone_input(x, self.stem.conv.weight)
-        x = self.stem(x.permute(0, 2, 3, 1))
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                if self.out_type == 'avg_featmap':
-                    outs.append(self.norm(x).mean(dim=(1, 2)))
-                else:
-                    outs.append(x.permute(0, 3, 1, 2).contiguous())
-        return tuple(outs)
+        if x.shape[0] == 0:
+            raise ValueError(
+                f'EfficientMod got an empty batch (shape {tuple(x.shape)}): '
+                'pass at least one image (check the dataloader or the list '
+                'of inputs).')
+        if not x.is_floating_point():
+            raise TypeError(
+                f'EfficientMod takes floating-point images, got {x.dtype}: '
+                'normalise them first (the data preprocessor does), e.g. '
+                '(x.float() - mean) / std.')
+        weight = self.stem.conv.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(
+                x.device.type):
+            x = x.to(weight.dtype)
+        return x
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
@@ -296,18 +352,41 @@ class EfficientMod(BaseModule):
         self._freeze_stages()
         return self
 
+    def _own_keys(self, state_dict: Dict, prefix: str) -> Dict:
+        """The entries of ``state_dict`` under ``prefix``, unprefixed; a
+        classifier's final norm is left out where this backbone has none."""
+        own = strip_prefix(state_dict, prefix, drop_others=True)
+        if not hasattr(self, 'norm'):
+            own = {k: v for k, v in own.items() if not k.startswith('norm.')}
+        return own
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Whoever loads (torch, mmengine, an inferencer), weights under this
+        # backbone's prefix must be of this arch and network. strict=False
+        # may leave some out; none may be another arch's or network's.
+        given = self._own_keys(state_dict, prefix)
+        if given:
+            check_fit(
+                self.state_dict(),
+                given,
+                f"the weights under '{prefix}'" if prefix else 'the weights',
+                allow_missing=True,
+                allow_unexpected=False)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def init_weights(self):
         init_cfg = self.init_cfg if isinstance(self.init_cfg, dict) else None
         if init_cfg is None or init_cfg.get('type') != 'Pretrained':
             super().init_weights()
             return
         # Loaded here rather than by mmengine's PretrainedInit, so that a
-        # released upstream checkpoint works as well as a converted one.
+        # released upstream checkpoint works as well as a converted one, and
+        # every backbone weight must be in the file.
+        source = init_cfg['checkpoint']
         try:
-            state_dict = load_backbone_weights(
-                init_cfg['checkpoint'],
-                prefix=init_cfg.get('prefix'),
-                use_ema=init_cfg.get('use_ema', False))
+            state_dict = self._own_keys(
+                backbone_weights(source, init_cfg.get('prefix'),
+                                 init_cfg.get('use_ema', False)), '')
         except NotEfficientModCheckpoint as error:
             if self.pretrained is None:
                 raise
@@ -316,15 +395,10 @@ class EfficientMod(BaseModule):
                 '(model.pretrained of an mmseg config): set '
                 'model.pretrained=None if it names weights of another '
                 'backbone.') from None
-        result = self.load_state_dict(state_dict, strict=False)
-        logger = MMLogger.get_current_instance()
-        logger.info(f'EfficientMod: loaded {init_cfg["checkpoint"]}')
-        if result.missing_keys:
-            logger.warning(f'EfficientMod: missing keys {result.missing_keys}')
-        if result.unexpected_keys:
-            logger.info(
-                'EfficientMod: ignored keys '
-                f'{result.unexpected_keys} (not used by this backbone)')
+        check_fit(self.state_dict(), state_dict, f'the backbone weights of '
+                  f'{source}')
+        self.load_state_dict(state_dict)
+        MMLogger.get_current_instance().info(f'EfficientMod: loaded {source}')
         self._is_init = True
 
     def get_layer_depth(self,

@@ -49,8 +49,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
-from ...checkpoint.keys import strip_prefix
-from ...checkpoint.safe_load import open_checkpoint
+from ...checkpoint import check_fit, read_checkpoint, strip_prefix
 
 
 def soft_distillation_loss(student_logits: torch.Tensor,
@@ -258,23 +257,10 @@ class KnowledgeDistillationImageClassifier(ImageClassifier):
     def load_teacher_checkpoint(self, filename: str) -> None:
         """Load the teacher's weights; every teacher weight must be in the
         checkpoint (an incomplete teacher would silently teach noise)."""
-        ckpt = open_checkpoint(filename)
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
-            else ckpt
-        state = strip_prefix(state)
-        result = self.teacher.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            raise KeyError(
-                f'The teacher checkpoint {filename} lacks '
-                f'{len(result.missing_keys)} weights of the teacher, e.g. '
-                f'{result.missing_keys[:5]}.')
-        if result.unexpected_keys:
-            print_log(
-                f'Teacher checkpoint {filename}: ignored '
-                f'{len(result.unexpected_keys)} keys that the teacher does '
-                f'not have, e.g. {result.unexpected_keys[:5]}.',
-                logger='current',
-                level=30)
+        state = strip_prefix(read_checkpoint(filename)['state_dict'])
+        check_fit(self.teacher.state_dict(), state,
+                  f'the teacher checkpoint {filename}')
+        self.teacher.load_state_dict(state, strict=False)
         print_log(
             f'Loaded the distillation teacher from {filename}.',
             logger='current')
