@@ -65,6 +65,34 @@ def test_resume_continues_from_last_checkpoint(det):
     assert 'resumed epoch: 1' in log and 'Epoch(train) [2][4/4]' in log
 
 
+def test_finetune_with_another_num_classes_through_load_from(det):
+    """A detector of 5 classes fine-tuned to the config's 3: the class
+    layers get other shapes, the run says so in one line and trains, with
+    the backbone and the rest loaded."""
+    import torch
+
+    from mmefficientmod.models.from_config import build_model_from_config
+    five = build_model_from_config(
+        det['cfg'], {
+            'model.roi_head.bbox_head.num_classes': 5,
+            'model.roi_head.mask_head.num_classes': 5
+        },
+        init_weights=False)
+    source = det['root'] / 'five_classes.pth'
+    torch.save({'state_dict': five.state_dict(), 'meta': {}}, source)
+    work = det['root'] / 'work_finetune'
+    log = tool('train.py', det['cfg'], '--work-dir', work, '--cfg-options',
+               f'load_from={source}', 'train_cfg.max_epochs=1',
+               'train_cfg.val_interval=100').stdout
+    lines = [line for line in log.splitlines()
+             if 'Training from the checkpoint' in line]
+    assert len(lines) == 1, log[-3000:]
+    assert 'have other shapes (e.g. roi_head.bbox_head.fc_cls.weight' \
+        in lines[0]
+    assert 'Epoch(train) [1][4/4]' in log
+    assert osp.isfile(work / 'epoch_1.pth')
+
+
 def test_test_tool_coco_metrics_dump_and_pictures(det):
     pkl = det['root'] / 'results.pkl'
     vis = det['root'] / 'vis'
