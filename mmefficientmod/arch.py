@@ -46,7 +46,6 @@ ARCH_ZOO = {
         attention_mlp_ratios=[4, 4, 4, 4]),
 }
 
-
 #: Lower bound and meaning of the per-stage integer lists of an arch dict.
 STAGE_LISTS = {
     'widths': (1, 'channels of each stage'),
@@ -108,8 +107,7 @@ def parse_out_indices(out_indices: Union[int, Sequence[int]]) -> List[int]:
     indices = [out_indices] if is_int(out_indices) else out_indices
     if (not isinstance(indices, Sequence) or isinstance(indices, str)
             or not indices or not all(
-                is_int(i) and -NUM_STAGES <= i < NUM_STAGES
-                for i in indices)):
+                is_int(i) and -NUM_STAGES <= i < NUM_STAGES for i in indices)):
         raise argument_error(
             'out_indices', f'in [-{NUM_STAGES}, {NUM_STAGES - 1}] (0-based '
             'stage numbers, negative ones counting from the end): an integer '

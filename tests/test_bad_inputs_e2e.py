@@ -18,8 +18,8 @@ from _detseg_utils import (DET_EMBEDDED, REPO, SEG_EMBEDDED, run,
                            tiny_det_config, tiny_seg_config)
 
 from mmefficientmod import EfficientMod
-from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint import CheckpointMismatchError
+from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.models.from_config import build_model_from_config
 
 pytestmark = pytest.mark.e2e

@@ -210,11 +210,21 @@ def test_converter_names_every_bad_input(tmp_path, load_tool, monkeypatch):
     ema_only = tmp_path / 'ema_only.pth'
     torch.save({'state_dict_ema': released['model']}, ema_only)
     nan = tmp_path / 'nan.pth'
-    torch.save({'model': {**released['model'], 'head.bias': torch.full(
-        (1000, ), float('nan'))}}, nan)
+    torch.save(
+        {
+            'model': {
+                **released['model'], 'head.bias':
+                torch.full((1000, ), float('nan'))
+            }
+        }, nan)
     ints = tmp_path / 'ints.pth'
-    torch.save({'model': {**released['model'], 'head.bias': torch.zeros(
-        1000, dtype=torch.int64)}}, ints)
+    torch.save(
+        {
+            'model': {
+                **released['model'], 'head.bias':
+                torch.zeros(1000, dtype=torch.int64)
+            }
+        }, ints)
     loop = tmp_path / 'loop.pth'
     loop.symlink_to(loop)
     escaping = tmp_path / 'escaping.pth'

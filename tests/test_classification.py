@@ -19,8 +19,7 @@ from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
 from mmefficientmod import synthetic_data
-from mmefficientmod.checkpoint import convert_released
-from mmefficientmod.checkpoint import strip_prefix
+from mmefficientmod.checkpoint import convert_released, strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')

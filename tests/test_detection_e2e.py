@@ -84,8 +84,10 @@ def test_finetune_with_another_num_classes_through_load_from(det):
     log = tool('train.py', det['cfg'], '--work-dir', work, '--cfg-options',
                f'load_from={source}', 'train_cfg.max_epochs=1',
                'train_cfg.val_interval=100').stdout
-    lines = [line for line in log.splitlines()
-             if 'Training from the checkpoint' in line]
+    lines = [
+        line for line in log.splitlines()
+        if 'Training from the checkpoint' in line
+    ]
     assert len(lines) == 1, log[-3000:]
     assert 'have other shapes (e.g. roi_head.bbox_head.fc_cls.weight' \
         in lines[0]

@@ -230,7 +230,8 @@ def test_help_flags_reads_the_option_list():
 
 def test_identifier_check_catches_what_the_code_lacks(tmp_path):
     (tmp_path / 'mmefficientmod').mkdir()
-    (tmp_path / 'mmefficientmod' / 'a.py').write_text('def load_weights(): pass')
+    (tmp_path / 'mmefficientmod' /
+     'a.py').write_text('def load_weights(): pass')
     (tmp_path / 'README.md').write_text(
         'Call `load_weights()` or `mmefficientmod.checkpoint.check_fit`, not '
         '`load_wieghts()`, `torch.no_such_thing` or '

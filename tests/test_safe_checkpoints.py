@@ -29,8 +29,8 @@ import mmefficientmod  # noqa: F401  (registers the safe loaders)
 from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.checkpoint.safe_load import (TRUSTED_CHECKPOINTS_ENV,
-                                                 cached_path, file_sha256,
                                                  UnsafeCheckpointError,
+                                                 cached_path, file_sha256,
                                                  load_checkpoint)
 
 

@@ -111,14 +111,12 @@ def test_backbone_refuses_another_network(models):
     torchvision = pytest.importorskip('torchvision')
     resnet = prefixed(torchvision.models.resnet18().state_dict())
     with pytest.raises(CheckpointMismatchError, match='ResNet-style'):
-        copy.deepcopy(models['detector']).load_state_dict(
-            resnet, strict=False)
+        copy.deepcopy(models['detector']).load_state_dict(resnet, strict=False)
 
 
 def test_deep_copy_keeps_the_check(models):
     """mmengine's EMA model is a deep copy, loaded under 'module.'."""
-    ema = torch.nn.ModuleDict(
-        dict(module=copy.deepcopy(models['detector'])))
+    ema = torch.nn.ModuleDict(dict(module=copy.deepcopy(models['detector'])))
     s_weights = prefixed(EfficientMod('s').state_dict(), 'module.backbone.')
     with pytest.raises(CheckpointMismatchError, match='EfficientMod-s'):
         ema.load_state_dict(s_weights, strict=False)
@@ -137,15 +135,15 @@ def test_classifier_final_norm_is_not_a_misfit(models, tmp_path):
     """A classifier's backbone has the final norm a detector's lacks."""
     classifier = models['classifier'].state_dict()
     assert 'backbone.norm.weight' in classifier
-    copy.deepcopy(models['detector']).load_state_dict(
-        classifier, strict=False)
+    copy.deepcopy(models['detector']).load_state_dict(classifier, strict=False)
 
 
 def test_init_cfg_refuses_another_arch_and_missing_weights(tmp_path):
     xs = save(tmp_path, 'xs.pth', prefixed(EfficientMod('xs').state_dict()))
     with pytest.raises(CheckpointMismatchError, match='EfficientMod-xs'):
         EfficientMod(
-            's', init_cfg=dict(type='Pretrained', checkpoint=xs)).init_weights()
+            's', init_cfg=dict(type='Pretrained',
+                               checkpoint=xs)).init_weights()
     partial = prefixed(EfficientMod('xxs').state_dict())
     del partial['backbone.stages.3.blocks.3.ffn.fc2.weight']
     path = save(tmp_path, 'partial.pth', partial)

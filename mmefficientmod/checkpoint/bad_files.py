@@ -93,10 +93,11 @@ def unreadable_checkpoint_error(
     found = describe_bad_file(path)
     # How torch reports content that stops or is damaged.
     damaged = isinstance(
-        error, (EOFError, pickle.UnpicklingError, IndexError, struct.error,
-                zipfile.BadZipFile)) or isinstance(error, RuntimeError) and any(
-                    sign in str(error)
-                    for sign in ('PytorchStreamReader', 'corrupt', 'EOF'))
+        error,
+        (EOFError, pickle.UnpicklingError, IndexError, struct.error,
+         zipfile.BadZipFile)) or isinstance(error, RuntimeError) and any(
+             sign in str(error)
+             for sign in ('PytorchStreamReader', 'corrupt', 'EOF'))
     if found is None and damaged:
         found = (f'a file of {osp.getsize(path)} bytes whose content stops '
                  f'or breaks off ({type(error).__name__}: '

@@ -31,7 +31,10 @@ ATTENTION_KEYS = {
 }
 BLOCK_KEY = re.compile(r'layers\.(\d+)\.blocks\.(\d+)\.(.+)')
 DOWNSAMPLE_KEY = re.compile(r'layers\.(\d+)\.downsample\.(proj|norm)\.(.+)')
-STEM_KEYS = {'patch_embed.proj.': 'stem.conv.', 'patch_embed.norm.': 'stem.norm.'}
+STEM_KEYS = {
+    'patch_embed.proj.': 'stem.conv.',
+    'patch_embed.norm.': 'stem.norm.'
+}
 #: The stem weight in the authors' layout and in ours.
 UPSTREAM_STEM = 'patch_embed.proj.weight'
 STEM = 'stem.conv.weight'
@@ -41,6 +44,17 @@ class NotEfficientModCheckpoint(ValueError):
     """The checkpoint holds no EfficientMod weights this project can use."""
 
 
+def strip_prefix(state_dict: Dict,
+                 prefix: str = 'module.',
+                 drop_others: bool = False) -> Dict:
+    """``state_dict`` with ``prefix`` (by default a wrapper's: DDP, EMA)
+    removed from its keys; keys without it are kept, or left out with
+    ``drop_others``."""
+    return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
+                       for k, v in state_dict.items()
+                       if k.startswith(prefix) or not drop_others)
+
+
 def _rename(key: str, table: Dict[str, str]) -> Optional[str]:
     for old, new in table.items():
         if key.startswith(old):
@@ -48,7 +62,8 @@ def _rename(key: str, table: Dict[str, str]) -> Optional[str]:
     return None
 
 
-def convert_backbone_keys(state_dict: Dict) -> 'OrderedDict[str, torch.Tensor]':
+def convert_backbone_keys(
+        state_dict: Dict) -> 'OrderedDict[str, torch.Tensor]':
     """Upstream backbone keys (no prefix) in this project's names; the
     classification ``norm.*`` keeps its name."""
     attention = {
@@ -60,8 +75,9 @@ def convert_backbone_keys(state_dict: Dict) -> 'OrderedDict[str, torch.Tensor]':
         block, downsample = BLOCK_KEY.match(key), DOWNSAMPLE_KEY.match(key)
         if block:
             stage, index, rest = block.groups()
-            new = _rename(rest, ATTENTION_KEYS if (stage, index) in attention
-                          else MODULATION_KEYS)
+            new = _rename(
+                rest, ATTENTION_KEYS if
+                (stage, index) in attention else MODULATION_KEYS)
             new = new and f'stages.{stage}.blocks.{index}.{new}'
         elif downsample:
             stage, part, rest = downsample.groups()
@@ -87,7 +103,8 @@ def _signature(backbone: Dict) -> Tuple:
         kinds = []
         for key in sorted((k for k in backbone if re.fullmatch(
                 fr'stages\.{stage}\.blocks\.\d+\.(fc_value|ffn\.fc1)\.weight',
-                k)), key=lambda k: int(k.split('.')[3])):
+                k)),
+                          key=lambda k: int(k.split('.')[3])):
             kind = 'm' if 'fc_value' in key else 'a'
             kinds.append(f'{kind}{backbone[key].shape[0] // width}')
         stages.append((width, tuple(kinds)))
@@ -96,8 +113,9 @@ def _signature(backbone: Dict) -> Tuple:
 
 def _signature_of(settings: Dict) -> Tuple:
     ratios = settings['ratios']
-    return tuple((settings['widths'][i], tuple(
-        f'm{ratios[j % len(ratios)]}' for j in range(settings['depths'][i])) +
+    return tuple((settings['widths'][i],
+                  tuple(f'm{ratios[j % len(ratios)]}'
+                        for j in range(settings['depths'][i])) +
                   (f'a{settings["attention_mlp_ratios"][i]}', ) *
                   settings['attention_depths'][i]) for i in range(NUM_STAGES))
 
@@ -130,8 +148,8 @@ def is_released(checkpoint) -> bool:
     if not isinstance(checkpoint, dict):
         return False
     state = checkpoint.get('state_dict')
-    return bool(_imagenet_weights(checkpoint)) or (
-        isinstance(state, dict) and 'backbone.' + UPSTREAM_STEM in state)
+    return bool(_imagenet_weights(checkpoint)) or (isinstance(
+        state, dict) and 'backbone.' + UPSTREAM_STEM in state)
 
 
 def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
@@ -161,8 +179,11 @@ def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
                 "The file holds only EMA weights ('state_dict_ema', no "
                 "'model'): convert it with --ema (use_ema=True).")
         source = imagenet[wanted]
-        source = {re.sub(r'^module\.', '', k): v for k, v in source.items()}
-        backbone = {k: v for k, v in source.items() if not k.startswith('head.')}
+        source = strip_prefix(source)
+        backbone = {
+            k: v
+            for k, v in source.items() if not k.startswith('head.')
+        }
         rest = [('head.fc.' + k[len('head.'):], v) for k, v in source.items()
                 if k.startswith('head.')]
         task = 'classification'
@@ -172,8 +193,10 @@ def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
                 'use_ema (--ema) applies to the ImageNet files only; the '
                 'released COCO and ADE20K files hold one set of weights.')
         source = checkpoint['state_dict']
-        backbone = {k[len('backbone.'):]: v for k, v in source.items()
-                    if k.startswith('backbone.')}
+        backbone = {
+            k[len('backbone.'):]: v
+            for k, v in source.items() if k.startswith('backbone.')
+        }
         rest = [(k, v) for k, v in source.items()
                 if not k.startswith('backbone.')]
         task = 'segmentation' if any(
@@ -190,6 +213,9 @@ def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
                 'checkpoint, or was damaged.')
     state_dict = OrderedDict((k, v.float() if v.is_floating_point() else v)
                              for k, v in state_dict.items())
-    meta = dict(arch=infer_arch(backbone), task=task, ema=use_ema,
-                converted_from='upstream EfficientMod')
+    meta = dict(
+        arch=infer_arch(backbone),
+        task=task,
+        ema=use_ema,
+        converted_from='upstream EfficientMod')
     return dict(state_dict=state_dict, meta=meta)

@@ -1,22 +1,13 @@
 """Loading checkpoints without running code carried by them.
 
-A ``.pth`` file is a pickle: loading it with ``weights_only=False`` calls
-whatever functions the file names, so a crafted file runs its own code.
-torch's ``weights_only`` unpickler refuses every function or class that is
-not on an allowlist. Besides tensors, OpenMMLab 2.0 training checkpoints and
-the authors' released EfficientMod checkpoints hold a handful of harmless
-types; :data:`CHECKPOINT_GLOBALS` allows exactly those, and everything else is
-refused before any of it runs.
-
-A file the user trusts can be loaded with full unpickling by listing its
-SHA-256 (``sha256:<hex>``, what the refusal prints) in the
-``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` environment variable (or
-``trusted=True`` in Python). The trust is in those bytes: another file at the
-same path or URL is checked anew. That runs any code the file carries: only
-do it for files you made or got from someone you trust.
-
-Downloads are cached under a name derived from the whole URL, so two URLs
-that end in the same file name never share a cached file.
+A ``.pth`` file is a pickle, which can name any function to call. Every
+load goes through torch's ``weights_only`` unpickler with
+:data:`CHECKPOINT_GLOBALS`, exactly the harmless types that OpenMMLab 2.0
+training checkpoints and the authors' released files hold; anything else is
+refused before any of it runs. A file the user trusts is loaded with full
+unpickling when ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` lists its SHA-256
+(``sha256:<hex>``, printed by the refusal): the trust is in those bytes.
+Downloads are cached under a hash of the whole URL.
 """
 import argparse
 import hashlib
@@ -38,18 +29,13 @@ TRUSTED_CHECKPOINTS_ENV = 'MMEFFICIENTMOD_TRUSTED_CHECKPOINTS'
 
 
 def _numpy_globals() -> List:
-    """numpy's pickling entry points under both of their module names.
-
-    Arrays and scalars pickle as calls to ``_reconstruct``/``scalar``, which
-    numpy 2 moved from ``numpy.core`` to ``numpy._core``; files written with
-    either version name their own module.
-    """
+    """numpy's pickling entry points under both module names (numpy 2 moved
+    ``numpy.core`` to ``numpy._core``) and every dtype class."""
     multiarray = np._core.multiarray
     found = [np.ndarray, np.dtype]
     for func in (multiarray._reconstruct, multiarray.scalar):
         for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
             found.append((func, f'{module}.{func.__name__}'))
-    # Each dtype pickles as an instance of its own class (numpy >= 1.25).
     found += sorted({type(np.dtype(code))
                      for code in np.typecodes['All']},
                     key=lambda cls: cls.__name__)
@@ -61,13 +47,9 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 def _statistics_method(owner, name: str):
-    """``getattr`` restricted to what mmengine's message hub pickles with it.
-
-    Pickle protocol 2 writes a nested function such as ``HistoryBuffer.min``
-    (kept in every buffer's statistics methods) as ``getattr(HistoryBuffer,
-    'min')``. A general ``getattr`` would reach any method of any allowed
-    class, so only the buffer's statistics methods are handed out.
-    """
+    """``getattr`` restricted to the statistics methods of mmengine's
+    ``HistoryBuffer``, which pickle protocol 2 writes as ``getattr(cls,
+    name)``; a general ``getattr`` would reach any method of any class."""
     allowed = {'min', 'max', 'current', 'mean'}
     allowed |= set(HistoryBuffer._statistics_methods)
     if owner is not HistoryBuffer or name not in allowed:
@@ -76,11 +58,8 @@ def _statistics_method(owner, name: str):
     return getattr(owner, name)
 
 
-#: What OpenMMLab 2.0 training checkpoints (the message hub's history
-#: buffers with their statistics methods, numpy scalars and arrays in logs
-#: and metrics) and the released EfficientMod checkpoints (the training
-#: script's ``argparse.Namespace``) hold besides tensors and the containers
-#: torch allows by default.
+#: Besides tensors: the message hub's history buffers, numpy values in logs
+#: and metrics, and the released files' ``argparse.Namespace``.
 CHECKPOINT_GLOBALS = [
     HistoryBuffer,
     (_statistics_method, '__builtin__.getattr'),

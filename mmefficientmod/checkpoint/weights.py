@@ -9,13 +9,12 @@ and the converter read through them. :func:`check_fit` refuses weights that
 leave a model's tensors missing or of other shapes, naming what the file
 holds (read off its keys and shapes) and the fix.
 """
-from collections import OrderedDict
 from typing import Dict, NamedTuple, Optional
 
 import torch
 
 from .released import (STEM, UPSTREAM_STEM, NotEfficientModCheckpoint,
-                       convert_released, infer_arch, is_released)
+                       convert_released, infer_arch, is_released, strip_prefix)
 from .safe_load import open_checkpoint
 
 CONVERTER = 'python tools/model_converters/efficientmod_to_mm.py SRC DST'
@@ -23,17 +22,6 @@ CONVERTER = 'python tools/model_converters/efficientmod_to_mm.py SRC DST'
 
 class CheckpointMismatchError(RuntimeError):
     """Weights that leave part of a model unloaded or have other shapes."""
-
-
-def strip_prefix(state_dict: Dict,
-                 prefix: str = 'module.',
-                 drop_others: bool = False) -> Dict:
-    """``state_dict`` with ``prefix`` (by default a wrapper's: DDP, EMA)
-    removed from its keys; keys without it are kept, or left out with
-    ``drop_others``."""
-    return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
-                       for k, v in state_dict.items()
-                       if k.startswith(prefix) or not drop_others)
 
 
 def read_checkpoint(filename: str, use_ema: bool = False) -> Dict:
@@ -67,8 +55,8 @@ def backbone_weights(filename: str,
     (``prefix``: by default ``'backbone.'`` when the file has such keys)."""
     state = read_checkpoint(filename, use_ema)['state_dict']
     if prefix is None:
-        prefix = 'backbone.' if any(
-            k.startswith('backbone.') for k in state) else ''
+        prefix = 'backbone.' if any(k.startswith('backbone.')
+                                    for k in state) else ''
     selected = strip_prefix(state, prefix, drop_others=True)
     if STEM not in selected:
         raise NotEfficientModCheckpoint(
@@ -89,20 +77,22 @@ def summarize(state_dict: Dict) -> Summary:
     """What a state dict (a model's or a file's) holds."""
     keys = [k for k in state_dict if isinstance(k, str)]
     groups = {k.split('.', 1)[0] for k in keys}
-    task = ('semantic segmentor' if 'decode_head' in groups else 'detector'
-            if groups & {'rpn_head', 'roi_head', 'bbox_head'} else
+    task = ('semantic segmentor' if 'decode_head' in groups else
+            'detector' if groups & {'rpn_head', 'roi_head', 'bbox_head'} else
             'image classifier' if 'head' in groups else 'backbone alone')
     if 'model' in keys or any(k.endswith(UPSTREAM_STEM) for k in keys):
-        return Summary('released', '', task, False, 'EfficientMod weights in '
-                       "the authors' released layout, not converted")
+        return Summary(
+            'released', '', task, False, 'EfficientMod weights in '
+            "the authors' released layout, not converted")
     prefixes = [k[:-len(STEM)] for k in keys if k.endswith(STEM)]
     if not prefixes:
-        parts = sorted({k.split('.')[k.startswith('backbone.')]
-                        for k in keys})
-        network = 'a ResNet-style network' if {'conv1', 'layer1'} <= set(
-            parts) else 'another network'
-        return Summary('other', '', task, False, f'{network} with no '
-                       f'EfficientMod weights (parts: {parts[:8]})')
+        parts = sorted({k.split('.')[k.startswith('backbone.')] for k in keys})
+        network = 'a ResNet-style network' if {
+            'conv1', 'layer1'
+        } <= set(parts) else 'another network'
+        return Summary(
+            'other', '', task, False, f'{network} with no '
+            f'EfficientMod weights (parts: {parts[:8]})')
     backbone = strip_prefix(state_dict, prefixes[0], drop_others=True)
     arch = infer_arch(backbone)
     deploy = not any(k.endswith('layer_scale') for k in backbone) and any(

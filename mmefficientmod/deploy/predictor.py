@@ -329,18 +329,18 @@ def cpu_predictor(model: nn.Module,
         (isinstance(model, nn.Module), 'model', 'a built model (an '
          'ImageClassifier with an EfficientMod backbone, or an EfficientMod)',
          type(model).__name__),
-        (precision in PRECISIONS, 'precision', f'one of {PRECISIONS}',
-         precision),
+        (precision
+         in PRECISIONS, 'precision', f'one of {PRECISIONS}', precision),
         (engine == 'auto' or engine in every_engine, 'engine',
          f"'auto' or one of {every_engine}", engine),
         (threads is None or is_int(threads) and threads >= 1, 'threads',
          'None or an integer >= 1', threads),
-        (is_int(num_calibration_batches) and num_calibration_batches >= 1,
-         'num_calibration_batches', 'an integer >= 1',
-         num_calibration_batches),
+        (is_int(num_calibration_batches)
+         and num_calibration_batches >= 1, 'num_calibration_batches',
+         'an integer >= 1', num_calibration_batches),
         (isinstance(example_shape, Sequence) and len(example_shape) == 4
-         and all(is_int(s) and s >= 1 for s in example_shape),
-         'example_shape', '4 positive integers (N, C, H, W)', example_shape),
+         and all(is_int(s) and s >= 1 for s in example_shape), 'example_shape',
+         '4 positive integers (N, C, H, W)', example_shape),
         (calibration_data is None or isinstance(calibration_data, Iterable),
          'calibration_data', 'None or an iterable of batches (tensors or a '
          'dataloader)', type(calibration_data).__name__),

@@ -1,5 +1,6 @@
 """Loading weights into built models and folding copies, for the tools."""
 import copy
+
 import torch.nn as nn
 
 from ..checkpoint import check_fit, read_checkpoint

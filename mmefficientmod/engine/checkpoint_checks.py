@@ -20,9 +20,9 @@ from mmengine.dist import barrier, is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper
 
-from ..checkpoint.bad_files import UnreadableCheckpointError, describe_bad_file
-from ..checkpoint.weights import (CheckpointMismatchError, check_fit,
-                                  strip_prefix)
+from ..checkpoint import (CheckpointMismatchError, UnreadableCheckpointError,
+                          check_fit, strip_prefix)
+from ..checkpoint.bad_files import describe_bad_file
 
 
 def _step(path: str) -> int:
@@ -53,9 +53,9 @@ def _point_last_checkpoint(runner) -> None:
     candidates = complete_checkpoints(runner.work_dir)
     if not candidates:
         return
-    why = (f'{latest} is {describe_bad_file(latest)}' if latest
-           and osp.isfile(latest) else f'{latest} is missing' if latest else
-           'the work dir has no last_checkpoint record')
+    why = (f'{latest} is {describe_bad_file(latest)}'
+           if latest and osp.isfile(latest) else f'{latest} is missing'
+           if latest else 'the work dir has no last_checkpoint record')
     runner.logger.warning(f'Resume: {why}; resuming from {candidates[0]}, '
                           'the newest complete checkpoint.')
     if is_main_process():

@@ -29,8 +29,8 @@ from collections import OrderedDict
 
 import torch
 
-from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint import strip_prefix
+from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 

@@ -20,8 +20,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ...arch import (ARCH_ZOO, NUM_STAGES, argument_error, is_int,
-                     parse_arch, parse_out_indices)
+from ...arch import (ARCH_ZOO, NUM_STAGES, argument_error, is_int, parse_arch,
+                     parse_out_indices)
 from ...checkpoint import (NotEfficientModCheckpoint, backbone_weights,
                            check_fit, strip_prefix)
 from ..layers import AttentionBlock, ModulationBlock
@@ -184,8 +184,8 @@ class EfficientMod(BaseModule):
         for ok, name, expected, value in [
             (is_int(in_channels) and in_channels >= 1, 'in_channels',
              'an integer >= 1 (channels of the input images)', in_channels),
-            (out_type in OUT_TYPES, 'out_type', f'one of {OUT_TYPES}',
-             out_type),
+            (out_type
+             in OUT_TYPES, 'out_type', f'one of {OUT_TYPES}', out_type),
             (is_int(frozen_stages) and -1 <= frozen_stages <= NUM_STAGES,
              'frozen_stages', f'in [-1, {NUM_STAGES}] (an integer: -1 '
              'freezes nothing, 0 the stem, k the stem and k stages)',
@@ -284,8 +284,9 @@ class EfficientMod(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(self.norm(x).mean(dim=(1, 2)) if self.out_type ==
-                            'avg_featmap' else x.permute(0, 3, 1, 2).contiguous())
+                outs.append(
+                    self.norm(x).mean(dim=(1, 2)) if self.out_type ==
+                    'avg_featmap' else x.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
 
     def _checked_input(self, x: torch.Tensor) -> torch.Tensor:
