@@ -239,8 +239,8 @@ def run_stage(bar,
 
 
 def make_data(data_root):
-    from mmefficientmod.synthetic_data import (make_ade20k_shapes, make_coco,
-                                               make_imagenet)
+    from dataset_converters.synthetic_data import (make_ade20k_shapes,
+                                                   make_coco, make_imagenet)
     make_coco(osp.join(data_root, 'coco'))
     make_ade20k_shapes(
         osp.join(data_root, 'ade20k_shapes'), osp.join(data_root, 'coco'))
