@@ -247,26 +247,27 @@ done
 
 # 3. The GPU benchmark, alone on the machine.
 BENCH_LOG="$OUT/benchmark.log"
+bench() {  # limit csv options...
+  local limit=$1 csv=$2; shift 2
+  limited "$limit" "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark.py "$@" --csv "$OUT/$csv"
+}
 if ! want bench; then
   :
 elif [[ "$GPU" == 1 ]]; then
   # Training first: it compiles nothing, so it is quick; inference then
   # takes what is left (Inductor compiles each precision and shape).
-  limited 90 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --archs xxs s --train \
-    --dtypes float16 bfloat16 --batch-sizes 256 --csv "$OUT/benchmark_train.csv"
+  bench 90 benchmark_train.csv --archs xxs s --device cuda --train --dtypes float16 bfloat16 --batch-sizes 256
   RC2=$?
-  limited 240 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --archs xxs s \
-    --dtypes float32 float16 bfloat16 --batch-sizes 1 64 256 --csv "$OUT/benchmark_inference.csv"
+  bench 240 benchmark_inference.csv --archs xxs s --device cuda --dtypes float32 float16 bfloat16 --batch-sizes 1 64 256
   RC1=$?
   note "benchmark: inference exit $RC1, training exit $RC2 (124: out of time; the CSVs keep the rows measured); $(grep -c '' "$OUT/benchmark_inference.csv" 2>/dev/null || echo 0) + $(grep -c '' "$OUT/benchmark_train.csv" 2>/dev/null || echo 0) CSV lines"
-else
-  limited 200 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --device cpu --archs xxs \
-    --dtypes float32 bfloat16 --batch-sizes 1 2 --input-size 64 64 --warmup 1 --iters 2 \
-    --compile-backend eager --threads 1 --csv "$OUT/benchmark_inference.csv"
+else  # the same forms and precisions on the CPU, at 64x64
+  TINY=(--device cpu --archs xxs --input-size 64 64 --warmup 1 --iters 2 --threads 1)
+  AUTHORS=(); [[ -n "${MMEFFICIENTMOD_REFERENCE:-}" ]] && AUTHORS=(authors-eager)
+  bench 200 benchmark_inference.csv "${TINY[@]}" --forms "${AUTHORS[@]}" eager compiled \
+    --dtypes float32 bfloat16 --batch-sizes 1 2 --compile-backend eager
   RC1=$?
-  limited 100 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --device cpu --archs xxs --train \
-    --dtypes bfloat16 --batch-sizes 2 --input-size 64 64 --warmup 1 --iters 2 --threads 1 \
-    --csv "$OUT/benchmark_train.csv"
+  bench 100 benchmark_train.csv "${TINY[@]}" --train --dtypes bfloat16 --batch-sizes 2
   RC2=$?
   note "benchmark: no GPU, so no figures; its code ran on the CPU at 64x64: inference exit $RC1, training exit $RC2"
 fi
