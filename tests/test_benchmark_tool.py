@@ -86,10 +86,10 @@ def test_own_forms_without_upstream_backbone_only(load_tool):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize('env, policy', [
-    (dict(), 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 10000'),
+    (dict(), 'OMP_WAIT_POLICY unset; GOMP_SPINCOUNT 10000'),
     (dict(OMP_WAIT_POLICY='PASSIVE'),
-     'OMP_WAIT_POLICY PASSIVE, GOMP_SPINCOUNT unset'),
-    (dict(GOMP_SPINCOUNT='50'), 'OMP_WAIT_POLICY unset, GOMP_SPINCOUNT 50'),
+     'OMP_WAIT_POLICY PASSIVE; GOMP_SPINCOUNT unset'),
+    (dict(GOMP_SPINCOUNT='50'), 'OMP_WAIT_POLICY unset; GOMP_SPINCOUNT 50'),
 ])
 def test_thread_wait_policy_default_and_caller_setting(env, policy):
     """A fresh process gets the bounded spin unless the caller chose."""

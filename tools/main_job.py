@@ -145,18 +145,10 @@ def make_hooks(bar, task, pictures=None):
             if bar.tasks[task].total is None:
                 bar.update(task, total=len(runner.val_loop.dataloader))
 
-        def after_train_iter(self,
-                             runner,
-                             batch_idx,
-                             data_batch=None,
-                             outputs=None):
+        def after_train_iter(self, *args, **kwargs):
             bar.advance(task)
 
-        def after_val_iter(self,
-                           runner,
-                           batch_idx,
-                           data_batch=None,
-                           outputs=None):
+        def after_val_iter(self, runner, batch_idx, data_batch, outputs):
             bar.advance(task)
             if pictures is None:
                 return
@@ -248,10 +240,10 @@ def make_data(data_root):
     return make_imagenet(osp.join(data_root, spec.pop('folder')), **spec)
 
 
-def data_options(key, data_root):
-    """Point a task's config at ``data_root`` (the configs read
+def data_options(folder, data_root, key=None):
+    """Point a config at ``data_root/folder`` (the configs read
     data/embedded relative to the working directory)."""
-    root = osp.abspath(osp.join(data_root, TASKS[key]['data'])) + '/'
+    root = osp.abspath(osp.join(data_root, folder)) + '/'
     opts = {
         f'{split}_dataloader.dataset.data_root': root
         for split in ('train', 'val', 'test')
@@ -268,14 +260,9 @@ def data_options(key, data_root):
 def pretrain(bar, args, logs):
     import importlib
     work = osp.join(args.work_dir, 'pretrain')
-    root = osp.abspath(osp.join(args.data_root, PRETRAIN_DATA['folder']))
-    opts = {
-        f'{split}_dataloader.dataset.data_root': root
-        for split in ('train', 'val', 'test')
-    }
     result = run_stage(bar, 'pretrain EfficientMod-xxs (mmpretrain)',
                        osp.join(logs, 'pretrain.log'), PRETRAIN_CONFIG, work,
-                       opts)
+                       data_options(PRETRAIN_DATA['folder'], args.data_root))
     publish_ema = importlib.import_module('model_converters.publish_ema')
     with output_to(osp.join(logs, 'pretrain.log')):
         # A fixed name (no hash suffix) that the README's examples use.
@@ -291,7 +278,8 @@ def run_task(bar, key, args, logs, published):
     work = osp.join(args.work_dir, key)
     pictures = osp.join(args.work_dir, 'pictures', key)
     os.makedirs(pictures, exist_ok=True)
-    opts = dict(data_options(key, args.data_root), **task['schedule'])
+    opts = dict(
+        data_options(task['data'], args.data_root, key), **task['schedule'])
     # _delete_: replaces the embedded configs' from-scratch init_cfg.
     init = {
         'model.backbone.init_cfg':
@@ -392,17 +380,7 @@ def report(console, args, pre, results, wall, load):
     summary = dict(
         pretrain=dict(
             top1=top1, weights=pre['published'], seconds=pre['seconds']),
-        tasks={
-            key: {
-                run:
-                dict(
-                    metrics=r['metrics'],
-                    seconds=r['seconds'],
-                    checkpoint=r['checkpoint'])
-                for run, r in runs.items()
-            }
-            for key, runs in results.items()
-        },
+        tasks=results,  # per task and run: metrics, seconds, checkpoint
         wall_seconds=wall,
         load_average=load)
     with open(

@@ -62,6 +62,7 @@ import os.path as osp
 import platform
 import tempfile
 import time
+import warnings
 from typing import Callable, Dict, List, Optional
 
 # How idle OpenMP threads wait between PyTorch's parallel regions decides
@@ -631,8 +632,8 @@ def metadata(args) -> Dict[str, str]:
     return dict(
         device=device_name(args.device),
         threads=str(torch.get_num_threads()),
-        omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
-        gomp_spincount=os.environ.get('GOMP_SPINCOUNT', ''),
+        OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', ''),
+        GOMP_SPINCOUNT=os.environ.get('GOMP_SPINCOUNT', ''),
         torch=torch.__version__,
         cuda=torch.version.cuda or '',
         cudnn=str(torch.backends.cudnn.version() or ''),
@@ -676,7 +677,10 @@ def main(argv=None) -> List[Dict]:
                     upstream = build_upstream(authors, name)
                     copy_weights_to_upstream(model, upstream)
                 ours = TensorMode(model, args.backbone_only)
-                flops = count_flops(ours, torch.randn(1, 3, *args.input_size))
+                with warnings.catch_warnings():  # the tracer's, about ours
+                    warnings.simplefilter('ignore')
+                    flops = count_flops(ours,
+                                        torch.randn(1, 3, *args.input_size))
 
                 def report(*row_args, **extra):
                     # Written at once: a run cut short keeps what it measured.

@@ -62,10 +62,10 @@ def _write_json(path, obj):
 
 def _write_image(path, img):
     """An RGB image as JPEG (quality 95), or a label map as PNG."""
-    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    if img.ndim == 3:
-        img = img[..., ::-1]  # OpenCV writes BGR
-    if not cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+    img, params = np.clip(np.rint(img), 0, 255).astype(np.uint8), []
+    if img.ndim == 3:  # OpenCV writes BGR
+        img, params = img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]
+    if not cv2.imwrite(path, img, params):
         raise OSError(f'failed to write {path}')
 
 
