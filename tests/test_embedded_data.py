@@ -33,7 +33,8 @@ def make_all(root, seed=0, **kwargs):
     """The three datasets under ``root/{coco,ade20k,imagenet}``; ``kwargs``
     maps a dataset name to keyword overrides of its ``make_*``."""
     return {
-        name: getattr(synthetic_data, f'make_{name}')(
+        name:
+        getattr(synthetic_data, f'make_{name}')(
             osp.join(root, name), seed=seed, **kwargs.get(name, {}))
         for name in ('coco', 'ade20k', 'imagenet')
     }

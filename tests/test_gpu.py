@@ -291,8 +291,8 @@ def parse_error(argv, capsys):
 def test_benchmark_gpu_without_gpu_names_the_cpu_flag(no_reference, capsys,
                                                       monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    assert '--device cpu' in parse_error(['--archs', 'xxs', '--device', 'cuda'],
-                                         capsys)
+    assert '--device cpu' in parse_error(
+        ['--archs', 'xxs', '--device', 'cuda'], capsys)
 
 
 def test_benchmark_gpu_defaults(no_reference, monkeypatch):
@@ -337,8 +337,8 @@ def test_benchmark_gpu_reads_the_reference_setting(monkeypatch, tmp_path,
 def test_benchmark_gpu_bad_arguments(no_reference, capsys, monkeypatch, argv,
                                      message):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    assert message in parse_error(['--archs', 'xxs', '--device', 'cuda', *argv],
-                                  capsys)
+    assert message in parse_error(
+        ['--archs', 'xxs', '--device', 'cuda', *argv], capsys)
 
 
 @pytest.fixture
@@ -358,9 +358,9 @@ def test_benchmark_gpu_cpu_inference(tmp_path, restore_threads):
     out = tmp_path / 'bench.csv'
     rows = benchmark().main([
         '--device', 'cpu', '--archs', 'xxs', '--upstream',
-        upstream_model_file(), '--forms', 'authors-eager', 'eager',
-        'compiled', '--dtypes', 'float32', 'bfloat16', '--batch-sizes', '1',
-        '2', '--input-size', '64', '64', '--warmup', '1', '--iters', '2',
+        upstream_model_file(), '--forms', 'authors-eager', 'eager', 'compiled',
+        '--dtypes', 'float32', 'bfloat16', '--batch-sizes', '1', '2',
+        '--input-size', '64', '64', '--warmup', '1', '--iters', '2',
         '--compile-backend', 'eager', '--threads', '1', '--csv',
         str(out)
     ])

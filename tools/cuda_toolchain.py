@@ -67,7 +67,8 @@ def nvcc_release(nvcc: str) -> Optional[str]:
     """The ``release X.Y`` that ``nvcc --version`` prints, or None."""
     try:
         out = subprocess.run([nvcc, '--version'],
-                             capture_output=True, text=True,
+                             capture_output=True,
+                             text=True,
                              timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -95,8 +96,10 @@ def candidate_homes(
     tried, without duplicates: the registry's ``nvidia/cu<N>`` in
     ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``
     (``$CUDA_HOME`` is the caller's: a user's choice is never skipped)."""
-    found = [('this environment', home) for site in site_dirs
-             for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))]
+    found = [
+        ('this environment', home) for site in site_dirs
+        for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
+    ]
     on_path = shutil.which('nvcc', path=env.get('PATH', ''))
     if on_path:
         found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))
@@ -348,7 +351,10 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
     sms = [(int(m.group(1)[:-1]), int(m.group(1)[-1]))
            for m in (re.match(r'sm_(\d+)', a) for a in torch_arches) if m]
     newest = max(sms) if sms else None
-    arches = {min(tuple(c), newest) if newest else tuple(c) for c in capabilities}
+    arches = {
+        min(tuple(c), newest) if newest else tuple(c)
+        for c in capabilities
+    }
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
 
 
@@ -445,7 +451,8 @@ def _setup_from_torch() -> Dict[str, str]:
     capabilities = [torch.cuda.get_device_capability(i) for i in range(count)]
     paths = sysconfig.get_paths()
     return setup(torch.version.cuda, capabilities, torch.cuda.get_arch_list(),
-                 dict(os.environ), sorted({paths['purelib'], paths['platlib']}),
+                 dict(os.environ), sorted({paths['purelib'],
+                                           paths['platlib']}),
                  _toolkit_version())
 
 

@@ -109,8 +109,8 @@ CPU_FORMS = ('authors-onnx', *AUTHORS_OPENVINO, 'deploy', 'fp32', 'bf16',
                              for precision, engines in ENGINES.items()
                              for engine in engines)
 DEFAULT_FORMS = dict(
-    cpu=('authors-eager', 'authors-onnx', *AUTHORS_OPENVINO, 'eager',
-         'deploy', 'fp32', 'bf16', 'int8'),
+    cpu=('authors-eager', 'authors-onnx', *AUTHORS_OPENVINO, 'eager', 'deploy',
+         'fp32', 'bf16', 'int8'),
     cuda=DEVICE_FORMS)
 # Per device: precisions, batch sizes (latency at 1, throughput above),
 # warm-up calls, timed rounds at batch 1.
@@ -159,7 +159,10 @@ def parse_args(argv=None):
         default='autocast',
         help='float16/bfloat16 through autocast, or by casting the model '
         'and input (inference only)')
-    add('--batch-sizes', nargs='+', type=int, help='default: 1 32 (cpu), '
+    add('--batch-sizes',
+        nargs='+',
+        type=int,
+        help='default: 1 32 (cpu), '
         '1 64 256 (cuda)')
     add('--input-size', nargs=2, type=int, default=[224, 224], metavar='N')
     add('--channels-last',
@@ -214,8 +217,8 @@ def parse_args(argv=None):
         args.forms = [
             f for f in default
             if (args.upstream or not f.startswith('authors-')) and (
-                f not in AUTHORS_OPENVINO or openvino_available())
-            and (f in DEVICE_FORMS or 'float32' in args.dtypes)
+                f not in AUTHORS_OPENVINO or openvino_available()) and (
+                    f in DEVICE_FORMS or 'float32' in args.dtypes)
         ]
     if args.train:
         args.forms = [f for f in args.forms if f in DEVICE_FORMS]
@@ -352,10 +355,12 @@ def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
                 session = onnxruntime_session(authors_onnx, args.threads)
                 forms.append(
                     Form(
-                        name, lambda x, s=session: [
+                        name,
+                        lambda x, s=session: [
                             torch.from_numpy(o)
                             for o in s.run(None, {'input': x.numpy()})
-                        ], 'onnxruntime fp32'))
+                        ],
+                        'onnxruntime fp32'))
             else:
                 compiled = compile_for_cpu(authors_onnx,
                                            name.rpartition('-')[2],
@@ -422,8 +427,8 @@ def agreement(out, reference: List[torch.Tensor], classifier: bool) -> Dict:
                             if classifier else ''))
 
 
-def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module],
-                        args, report: Callable, model: nn.Module,
+def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
+                        report: Callable, model: nn.Module,
                         tmpdir: str) -> None:
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
@@ -446,23 +451,26 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module],
     for dtype in args.dtypes:
         forms = device_forms(ours, upstream, args, dtype)
         checks = {
-            f.name: agreement(
+            f.name:
+            agreement(
                 f.run(prepare_input(check_x, args, dtype)), reference,
                 classifier)
             for f in forms
         }
         if dtype == 'float32':
-            forms = sorted(forms + on_cpu, key=lambda f: args.forms.index(f.name))
+            forms = sorted(
+                forms + on_cpu, key=lambda f: args.forms.index(f.name))
             checks.update({
-                f.name: agreement(f.run(check_x), reference, classifier)
+                f.name:
+                agreement(f.run(check_x), reference, classifier)
                 for f in on_cpu
             })
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, h, w, generator=gen)
             on_device = prepare_input(x, args, dtype)
             medians = time_forms(
-                forms, lambda f: (x, ) if f in on_cpu else (on_device, ),
-                args, batch)
+                forms, lambda f: (x, )
+                if f in on_cpu else (on_device, ), args, batch)
             for form in forms:
                 report(
                     form,
@@ -610,8 +618,8 @@ def make_row(model: str, form: Form, mode: str, dtype: str, batch: int,
         p90_ms=float(np.percentile(form.times, 90)) * 1e3,
         images_per_s=batch / median,
         # A training step's FLOPs are not counted (backward is not traced).
-        gflop_per_s=flops * batch / median / 1e9 if mode == 'inference' else
-        '',
+        gflop_per_s=flops * batch / median /
+        1e9 if mode == 'inference' else '',
         x_authors_onnx=over('authors-onnx'),
         x_authors_eager=over('authors-eager'),
         x_authors_best=min(authors) / median if authors else '',
@@ -655,9 +663,8 @@ def main(argv=None) -> List[Dict]:
     meta = metadata(args)
     print('; '.join(f'{k} {v or "unset"}' for k, v in meta.items()))
     authors = load_upstream_module(args.upstream) if args.upstream else None
-    models = [(arch, arch_config(arch)) for arch in args.archs or []] or [
-        (osp.splitext(osp.basename(args.config))[0], args.config)
-    ]
+    models = [(arch, arch_config(arch)) for arch in args.archs or []
+              ] or [(osp.splitext(osp.basename(args.config))[0], args.config)]
     rows: List[Dict] = []
     writer = None
     if args.csv:

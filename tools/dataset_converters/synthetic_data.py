@@ -267,7 +267,8 @@ def _segmentation(mask, crowd, ann_id):
     polygons of the outer contours."""
     if crowd:
         flat = mask.flatten(order='F')
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1,
+        bounds = np.concatenate([[0],
+                                 np.flatnonzero(np.diff(flat)) + 1,
                                  [flat.size]])
         counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()
         return dict(counts=counts, size=list(mask.shape))
@@ -500,8 +501,7 @@ def make_ade20k_shapes(root, coco_root):
         dict(
             dataset='ade20k_shapes',
             version=_FORMAT_VERSION,
-            coco=source['params']),
-        COCO_CLASSES,
+            coco=source['params']), COCO_CLASSES,
         lambda out, split: _shapes_split(coco_root, out, split))
 
 
