@@ -34,21 +34,10 @@ authors' forms of the same precision and batch, and the agreement with the
 authors' float32 eager output (our eager one without their file) on a
 separate input: cosine, largest difference and, for classifiers, top-1.
 ``--train`` times a training step instead (forward, cross-entropy, backward,
-AdamW; float16 with a gradient scaler) with its peak memory.
+AdamW; float16 with a gradient scaler) with its peak memory. The commands
+of the tables: docs/speed.md (CPU) and docs/gpu.md (GPU); any config of
+ours, without the authors' code::
 
-Examples::
-
-    # docs/speed.md: the CPU table of the four ImageNet classifiers.
-    python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
-        --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
-        --forms authors-onnx authors-openvino-fp32 authors-openvino-bf16 \\
-            fp32 bf16 int8 fp32-onnxruntime --csv work_dirs/benchmark/cpu.csv
-    # docs/gpu.md: the GPU table, then AMP training at batch 256.
-    python tools/analysis_tools/benchmark.py --device cuda --archs xxs s \\
-        --dtypes float32 float16 bfloat16 --csv work_dirs/benchmark/gpu.csv
-    python tools/analysis_tools/benchmark.py --device cuda --archs xxs s \\
-        --train --dtypes float16 bfloat16 --batch-sizes 256
-    # Any config of ours, backbone only, without the authors' code.
     python tools/analysis_tools/benchmark.py CONFIG --backbone-only \\
         --forms eager deploy fp32 bf16
 """
@@ -129,65 +118,31 @@ def arch_config(arch: str) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        epilog=f'defaults by --device: {DEFAULTS}; without --forms, every '
+        'form of the device that applies')
     add = parser.add_argument
     add('config', nargs='?', help='model config file')
-    add('--archs',
-        nargs='+',
-        choices=ARCHS,
-        help="this project's ImageNet classifier of each arch (instead of "
-        'CONFIG)')
-    add('--upstream',
-        metavar='FILE',
-        help="the authors' models/EfficientMod.py (default with --archs: "
-        f'${REFERENCE_ENV}/upstream/EfficientMod.py when set)')
+    add('--archs', nargs='+', choices=ARCHS, help='our classifier of each')
+    add('--upstream', metavar='FILE', help="the authors' EfficientMod.py")
     add('--checkpoint', help='weights to load (speed does not need them)')
-    add('--backbone-only',
-        action='store_true',
-        help='time model.backbone alone (not with the authors\' model)')
+    add('--backbone-only', action='store_true', help='time model.backbone')
     add('--device', choices=['cpu', 'cuda'], default='cpu')
-    add('--forms',
-        nargs='+',
-        choices=DEVICE_FORMS + CPU_FORMS,
-        help='default: all of the device that apply')
-    add('--dtypes',
-        nargs='+',
-        choices=DTYPES,
-        help='default: float32 (cpu), all three (cuda)')
-    add('--precision',
-        choices=['autocast', 'cast'],
-        default='autocast',
-        help='float16/bfloat16 through autocast, or by casting the model '
-        'and input (inference only)')
-    add('--batch-sizes',
-        nargs='+',
-        type=int,
-        help='default: 1 32 (cpu), '
-        '1 64 256 (cuda)')
+    add('--forms', nargs='+', choices=DEVICE_FORMS + CPU_FORMS)
+    add('--dtypes', nargs='+', choices=DTYPES)
+    add('--precision', choices=['autocast', 'cast'], default='autocast')
+    add('--batch-sizes', nargs='+', type=int)
     add('--input-size', nargs=2, type=int, default=[224, 224], metavar='N')
-    add('--channels-last',
-        action='store_true',
-        help='models and inputs in channels-last memory format')
+    add('--channels-last', action='store_true')
     add('--tf32', action='store_true', help='TF32 matrix products (cuda)')
-    add('--compile-backend',
-        default='inductor',
-        help='torch.compile backend of the compiled form')
-    add('--threads',
-        type=int,
-        help="intra-op threads of torch and ONNX Runtime (default: torch's)")
-    add('--warmup', type=int, help='warm-up calls (default: 3 cpu, 5 cuda)')
-    add('--iters',
-        type=int,
-        help='timed rounds at batch 1, each running every form once; batch '
-        'N > 4 gets max(3, iters * 4 / N) (default: 20 cpu, 40 cuda)')
-    add('--calib-batches',
-        type=int,
-        default=4,
-        help='calibration batches of the int8 forms')
-    add('--train',
-        action='store_true',
-        help='time a training step and its peak memory')
-    add('--csv', help='write the rows to this CSV file as they come')
+    add('--compile-backend', default='inductor', help='of the compiled form')
+    add('--threads', type=int, help='of torch and ONNX Runtime')
+    add('--warmup', type=int, help='calls per form before timing')
+    add('--iters', type=int, help='rounds at batch 1; N: max(3, iters*4/N)')
+    add('--calib-batches', type=int, default=4, help='of the int8 forms')
+    add('--train', action='store_true', help='time a training step')
+    add('--csv', help='write the rows to this file as they come')
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.device].items():
         if getattr(args, key) is None:
@@ -267,24 +222,17 @@ class Form:
         self.times: List[float] = []
 
 
-def prepare(module: nn.Module, args, dtype: str) -> nn.Module:
-    """A copy on the device, in the memory format and (``--precision
-    cast``) the dtype of the run."""
-    module = copy.deepcopy(module).to(args.device)
+def prepare(obj, args, dtype: str):
+    """A tensor, or a copy of a module, on the device, in the memory format
+    and (``--precision cast``) the dtype of the run."""
+    if isinstance(obj, nn.Module):
+        obj = copy.deepcopy(obj)
+    obj = obj.to(args.device)
     if args.precision == 'cast':
-        module = module.to(getattr(torch, dtype))
+        obj = obj.to(getattr(torch, dtype))
     if args.channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    return module
-
-
-def prepare_input(x: torch.Tensor, args, dtype: str) -> torch.Tensor:
-    x = x.to(args.device)
-    if args.precision == 'cast':
-        x = x.to(getattr(torch, dtype))
-    if args.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+        obj = obj.to(memory_format=torch.channels_last)
+    return obj
 
 
 def autocast(device: str, dtype: str, precision: str = 'autocast'):
@@ -453,8 +401,7 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
         checks = {
             f.name:
             agreement(
-                f.run(prepare_input(check_x, args, dtype)), reference,
-                classifier)
+                f.run(prepare(check_x, args, dtype)), reference, classifier)
             for f in forms
         }
         if dtype == 'float32':
@@ -467,7 +414,7 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
             })
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, h, w, generator=gen)
-            on_device = prepare_input(x, args, dtype)
+            on_device = prepare(x, args, dtype)
             medians = time_forms(
                 forms, lambda f: (x, )
                 if f in on_cpu else (on_device, ), args, batch)
@@ -534,7 +481,7 @@ def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
     gen = torch.Generator().manual_seed(0)
     for dtype in args.dtypes:
         for batch in args.batch_sizes:
-            x = prepare_input(
+            x = prepare(
                 torch.randn(batch, 3, h, w, generator=gen), args, 'float32')
             labels = torch.randint(
                 0, 1000, (batch, ), generator=gen).to(args.device)
