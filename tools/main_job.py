@@ -3,27 +3,14 @@
     python tools/main_job.py [--work-dir work_dirs/main_job]
         [--data-root data/embedded]
 
-1. **data**: writes the embedded COCO dataset, its shapes as an
-   ADE20K-layout segmentation set, and an ImageNet-layout set of the same
-   shapes (circle, square, triangle, plus stripes; 4,000 images),
-   deterministic, no downloads;
-2. **pretrain**: trains the EfficientMod-xxs classifier on it with the
-   ImageNet recipe in miniature through mmpretrain
-   (``configs/efficientmod/efficientmod-xxs_1xb32_embedded-64px.py``) and
-   publishes its EMA weights with ``tools/model_converters/publish_ema.py``;
-3. **Mask R-CNN** and **Semantic FPN**
-   (``mask-rcnn_efficientmod-xxs_fpn_embedded.py``,
-   ``fpn_efficientmod-xxs_embedded-shapes.py``):
-   evaluates the untrained model, then trains it twice with the same
-   schedule, once from scratch and once with the backbone started from the
-   published weights through ``model.backbone.init_cfg``;
-4. prints the three side by side and writes ``summary.md`` (table),
-   ``summary.png`` (chart), ``summary.json``, the pictures of the
-   predictions (ground truth left, prediction right) in ``pictures/det``
-   and ``pictures/seg``, and the libraries' full logs in ``logs/``.
-
-Everything runs in this process; the console shows one progress bar per
-stage and the summary.
+Writes the embedded COCO, its shapes as an ADE20K-layout set and an
+ImageNet-layout set of the same shapes (4,000 images); pretrains the
+EfficientMod-xxs classifier on it through mmpretrain and publishes its EMA
+weights; evaluates Mask R-CNN and Semantic FPN untrained, then trains each
+twice with the same schedule, from scratch and from the published weights;
+writes ``summary.md``, ``summary.png``, ``summary.json``, pictures of the
+predictions and the libraries' logs. Everything runs in this process, with
+one progress bar per stage (docs/main_job.md).
 """
 import argparse
 import json
@@ -312,26 +299,18 @@ def percent(key, value):
     return 100 * value if key.startswith('coco/') else value
 
 
-def table_rows(results):
-    rows = []
-    for key, task in TASKS.items():
-        for metric, label in task['metrics']:
-            rows.append((f'{task["name"]} {label}', [
-                percent(metric, results[key][run]['metrics'][metric])
-                for run, _ in RUNS
-            ]))
-    return rows
-
-
-def markdown_table(rows):
+def markdown_table(results):
     head = ' | '.join(label for _, label in RUNS)
     lines = [
         f'| embedded validation set (%) | {head} |',
         '|---' * (len(RUNS) + 1) + '|'
     ]
-    for name, values in rows:
-        cells = ' | '.join(f'{v:.1f}' for v in values)
-        lines.append(f'| {name} | {cells} |')
+    for key, task in TASKS.items():
+        for metric, label in task['metrics']:
+            cells = ' | '.join(
+                f"{percent(metric, results[key][run]['metrics'][metric]):.1f}"
+                for run, _ in RUNS)
+            lines.append(f'| {task["name"]} {label} | {cells} |')
     return '\n'.join(lines)
 
 
@@ -369,8 +348,7 @@ def write_chart(results, path):
 
 
 def report(console, args, pre, results, wall, load):
-    rows = table_rows(results)
-    table = markdown_table(rows)
+    table = markdown_table(results)
     top1 = pre['metrics'].get('accuracy/top1')
     work = osp.relpath(args.work_dir)
     with open(
