@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mmefficientmod import EfficientMod, synthetic_data
+from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -24,6 +24,7 @@ SEG_EMBEDDED = osp.join(REPO, 'configs', 'sem_fpn',
 
 def make_tiny_data(root):
     """Small embedded COCO and ADE20K datasets under ``root``."""
+    synthetic_data = load_tool('dataset_converters/synthetic_data')
     coco = osp.join(root, 'coco')
     ade = osp.join(root, 'ade20k')
     synthetic_data.make_coco(coco, num_train=8, num_val=4, img_size=(160, 160))
@@ -182,23 +183,21 @@ def tool(name, *args, **kwargs):
 
 def load_tool(name):
     """Import ``tools/<name>.py`` as a module (for in-process calls);
-    ``name`` may name a sub-folder, e.g. ``'model_converters/publish_ema'``."""
-    path = osp.join(REPO, 'tools', name + '.py')
+    ``name`` may name a sub-folder, e.g. ``'model_converters/publish_ema'``.
+    Its own imports of the files beside it (``from authors_model import
+    ...``) are found as when it runs as a script: from its folder."""
     module_name = '_tool_' + name.replace('/', '_')
-    # train.py and test.py import their sibling as a script would find it.
-    if '_runner_utils' not in sys.modules:
-        sys.modules['_runner_utils'] = _import_file(
-            '_runner_utils', osp.join(REPO, 'tools', '_runner_utils.py'))
-    return _import_file(module_name, path)
-
-
-def _import_file(module_name, path):
     if module_name in sys.modules:
         return sys.modules[module_name]
+    path = osp.join(REPO, 'tools', name + '.py')
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    sys.path.insert(0, osp.dirname(path))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(osp.dirname(path))
     return module
 
 

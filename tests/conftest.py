@@ -19,7 +19,6 @@ from _detseg_utils import load_tool as _load_tool
 from _detseg_utils import make_tiny_data
 
 import mmefficientmod.apply_stack_fixes  # noqa: F401
-from mmefficientmod import synthetic_data
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,6 +53,6 @@ def embedded_imagenet(tmp_path_factory):
     """A small embedded ImageNet (4 classes, 4 train and 4 val images each,
     64 px), made once per session."""
     root = str(tmp_path_factory.mktemp('embedded') / 'imagenet')
-    synthetic_data.make_imagenet(
+    _load_tool('dataset_converters/synthetic_data').make_imagenet(
         root, num_per_class_train=4, num_per_class_val=4, img_size=64)
     return root

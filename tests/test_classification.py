@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from _detseg_utils import REPO
+from _detseg_utils import REPO, load_tool
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
@@ -18,9 +18,11 @@ from mmengine.registry import MODELS, init_default_scope
 from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
-from mmefficientmod import synthetic_data
-from mmefficientmod.checkpoint import convert_released, strip_prefix
+from mmefficientmod.checkpoint import convert_released
+from mmefficientmod.checkpoint import strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
+
+synthetic_data = load_tool('dataset_converters/synthetic_data')
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 EMBEDDED_CFG = osp.join(CONFIGS,

@@ -291,6 +291,29 @@ def test_teacher_from_a_config_file_and_a_module():
         build_student(teacher=dict(checkpoint='x.pth'))
 
 
+@pytest.mark.parametrize('arch', ['xxs', 'xs', 's', 's-conv'])
+def test_distill_configs_are_their_plain_recipe_plus_distillation(arch):
+    """The distill configs share _base_/distill.py and give their arch's
+    settings: apart from the distillation entries, each is its plain
+    recipe, entry for entry."""
+    cfg = Config.fromfile(
+        osp.join(CONFIGS, f'efficientmod-{arch}_distill_8xb256_in1k.py'))
+    plain = Config.fromfile(
+        osp.join(CONFIGS, f'efficientmod-{arch}_8xb256_in1k.py'))
+    distill = cfg.to_dict()
+    model = distill.pop('model')
+    for key in ('teacher', 'distill_loss_weight', 'temperature',
+                'distill_reduction'):
+        model.pop(key)
+    assert model.pop('type') == 'KnowledgeDistillationImageClassifier'
+    expected = plain.to_dict()
+    expected['model'].pop('type')
+    assert model == expected.pop('model')
+    assert distill.pop('custom_imports')['imports'] == expected.pop(
+        'custom_imports')['imports'] + ['mmefficientmod.models.classifiers']
+    assert distill == expected
+
+
 @pytest.mark.parametrize('arch,width', [('xxs', 256), ('xs', 288), ('s', 312),
                                         ('s-conv', 344)])
 def test_distill_configs_build(arch, width):

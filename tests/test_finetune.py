@@ -4,15 +4,16 @@ import os.path as osp
 
 import pytest
 import torch
-from _detseg_utils import REPO
+from _detseg_utils import REPO, load_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
-from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_released
+
+synthetic_data = load_tool('dataset_converters/synthetic_data')
 
 CONFIGS = osp.join(REPO, 'configs', 'efficientmod')
 FT_CFG = osp.join(CONFIGS, 'efficientmod-s_8xb64_in1k-ft-lrd.py')

@@ -270,10 +270,11 @@ def test_onnx_export_runs_on_cuda(tmp_path):
             torch.from_numpy(got), logits.float(), rtol=0, atol=1e-4)
 
 
-# The GPU benchmark (tools/analysis_tools/benchmark_gpu.py): its arguments,
-# and the same code on the CPU (its CUDA figures come from the GPU check).
-def benchmark_gpu():
-    return load_tool('analysis_tools/benchmark_gpu')
+# The benchmark's --device cuda path (tools/analysis_tools/benchmark.py):
+# its arguments, and the same code on the CPU (its CUDA figures come from the
+# GPU check).
+def benchmark():
+    return load_tool('analysis_tools/benchmark')
 
 
 @pytest.fixture
@@ -283,49 +284,61 @@ def no_reference(monkeypatch):
 
 def parse_error(argv, capsys):
     with pytest.raises(SystemExit):
-        benchmark_gpu().parse_args(argv)
+        benchmark().parse_args(argv)
     return capsys.readouterr().err
 
 
 def test_benchmark_gpu_without_gpu_names_the_cpu_flag(no_reference, capsys,
                                                       monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    assert '--device cpu' in parse_error([], capsys)
+    assert '--device cpu' in parse_error(
+        ['--archs', 'xxs', '--device', 'cuda'], capsys)
 
 
-def test_benchmark_gpu_defaults(no_reference):
-    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+def test_benchmark_gpu_defaults(no_reference, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    args = benchmark().parse_args(['--archs', 'xxs', '--device', 'cuda'])
     # Without the authors' file, their form is left out rather than failed.
     assert args.forms == ['eager', 'compiled']
     assert args.dtypes == ['float32', 'float16', 'bfloat16']
     assert args.batch_sizes == [1, 64, 256]
+    assert (args.warmup, args.iters) == (5, 40)
     assert args.precision == 'autocast' and not args.train
-    train = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    train = benchmark().parse_args(
+        ['--archs', 'xxs', '--device', 'cuda', '--train'])
     assert train.forms == ['eager']
+    cpu = benchmark().parse_args(['--archs', 'xxs'])
+    assert cpu.dtypes == ['float32'] and cpu.batch_sizes == [1, 32]
+    assert 'compiled' not in cpu.forms and 'int8' in cpu.forms
 
 
 def test_benchmark_gpu_reads_the_reference_setting(monkeypatch, tmp_path,
                                                    capsys):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     authors = tmp_path / 'upstream' / 'EfficientMod.py'
     authors.parent.mkdir()
     authors.write_text('')
     monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path))
-    args = benchmark_gpu().parse_args(['--device', 'cpu'])
+    argv = ['--archs', 'xxs', '--device', 'cuda']
+    args = benchmark().parse_args(argv)
     assert args.upstream == str(authors)
     assert args.forms == ['authors-eager', 'eager', 'compiled']
     monkeypatch.setenv('MMEFFICIENTMOD_REFERENCE', str(tmp_path / 'none'))
-    assert 'MMEFFICIENTMOD_REFERENCE' in parse_error(['--device', 'cpu'],
-                                                     capsys)
+    assert 'MMEFFICIENTMOD_REFERENCE' in parse_error(argv, capsys)
 
 
 @pytest.mark.parametrize('argv,message', [
-    (['--forms', 'authors-eager'], "needs the authors' model file"),
+    (['--forms', 'authors-eager'], "the authors' forms need"),
     (['--train', '--precision', 'cast'], 'drop --precision cast'),
     (['--batch-sizes', '0'], 'must be positive'),
     (['--dtypes', 'float8'], 'invalid choice'),
+    (['--forms', 'eager', 'fp32'], "['fp32'] run on the CPU"),
 ])
-def test_benchmark_gpu_bad_arguments(no_reference, capsys, argv, message):
-    assert message in parse_error(['--device', 'cpu', *argv], capsys)
+def test_benchmark_gpu_bad_arguments(no_reference, capsys, monkeypatch, argv,
+                                     message):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert message in parse_error(
+        ['--archs', 'xxs', '--device', 'cuda', *argv], capsys)
 
 
 @pytest.fixture
@@ -339,14 +352,16 @@ def restore_threads():
 
 
 def test_benchmark_gpu_cpu_inference(tmp_path, restore_threads):
+    """The GPU check's rehearsal command: every device form in float32 and
+    bfloat16 autocast."""
     from parity import upstream_model_file
     out = tmp_path / 'bench.csv'
-    rows = benchmark_gpu().main([
+    rows = benchmark().main([
         '--device', 'cpu', '--archs', 'xxs', '--upstream',
-        upstream_model_file(), '--dtypes', 'float32', 'bfloat16',
-        '--batch-sizes', '1', '2', '--input-size', '64', '64', '--warmup', '1',
-        '--iters', '2', '--compile-backend', 'eager', '--threads', '1',
-        '--csv',
+        upstream_model_file(), '--forms', 'authors-eager', 'eager', 'compiled',
+        '--dtypes', 'float32', 'bfloat16', '--batch-sizes', '1', '2',
+        '--input-size', '64', '64', '--warmup', '1', '--iters', '2',
+        '--compile-backend', 'eager', '--threads', '1', '--csv',
         str(out)
     ])
     assert [(r['dtype'], r['batch'], r['form']) for r in rows] == [
@@ -360,39 +375,43 @@ def test_benchmark_gpu_cpu_inference(tmp_path, restore_threads):
         # The same weights: float32 agrees with the authors' float32
         # logits; bfloat16 autocast stays close.
         floor = 0.99999 if r['dtype'] == 'float32' else 0.99
-        assert r['cos_vs_authors_fp32'] > floor, r
+        assert r['cos_vs_fp32'] > floor, r
+        assert r['reference'] == 'authors-eager'
         if r['form'] == 'authors-eager':
             assert r['x_authors_eager'] == pytest.approx(1.0)
+        autocast = r['dtype'] == 'bfloat16'
+        assert ('autocast' in r['engine']) == autocast, r['engine']
     with open(out) as f:
         lines = f.read().splitlines()
     assert len(lines) == 1 + len(rows)
-    assert lines[0].startswith('model,mode,dtype,precision,batch,form')
+    assert lines[0].startswith('model,mode,dtype,batch,form')
     assert ',device,' in lines[0] and 'logical cores' in lines[1]
-    assert lines[0].endswith(',threads,input_size') and ',1,64x64' in lines[1]
+    assert lines[0].endswith(',compile_backend,input_size')
+    assert ',eager,64x64' in lines[1]
 
 
 def test_benchmark_gpu_cpu_training_rows(no_reference, restore_threads):
-    rows = benchmark_gpu().main([
+    rows = benchmark().main([
         '--device', 'cpu', '--archs', 'xxs', '--train', '--dtypes', 'bfloat16',
         '--batch-sizes', '2', '--input-size', '64', '64', '--warmup', '1',
         '--iters', '2', '--threads', '1'
     ])
     assert [(r['mode'], r['form'], r['batch'], r['dtype']) for r in rows] \
         == [('train step', 'eager', 2, 'bfloat16')]
-    assert rows[0]['peak_mem_mb'] == ''  # device memory: CUDA only
+    assert rows[0]['peak_mem_mb'] > 0  # the CPU's, from the profiler
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float16', 'bfloat16'])
 def test_benchmark_gpu_train_step_updates_weights(dtype):
     """The timed step trains: weights move and stay finite (float16 goes
     through the gradient scaler)."""
-    args = benchmark_gpu().parse_args(['--device', 'cpu', '--train'])
+    args = benchmark().parse_args(['--archs', 'xxs', '--train'])
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(), torch.nn.Linear(8, 10))
     before = [p.detach().clone() for p in net.parameters()]
-    step = benchmark_gpu().train_step(net, args, dtype)
+    step = benchmark().train_step(net, args, dtype)
     x, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
     for _ in range(2):
         step(x, labels)
@@ -406,15 +425,16 @@ def test_benchmark_gpu_cuda_path(tmp_path):
     """The benchmark's CUDA path, small: every precision, inference and an
     AMP training step, the card named and its peak memory read."""
     args = [
-        '--archs', 'xxs', '--batch-sizes', '2', '--input-size', '64', '64',
-        '--warmup', '1', '--iters', '2', '--compile-backend', 'eager'
+        '--device', 'cuda', '--archs', 'xxs', '--batch-sizes', '2',
+        '--input-size', '64', '64', '--warmup', '1', '--iters', '2',
+        '--compile-backend', 'eager'
     ]
-    rows = benchmark_gpu().main(args + ['--csv', str(tmp_path / 'b.csv')])
+    rows = benchmark().main(args + ['--csv', str(tmp_path / 'b.csv')])
     assert {r['dtype'] for r in rows} == {'float32', 'float16', 'bfloat16'}
-    assert all(r['cos_vs_authors_fp32'] > 0.99 for r in rows), rows
+    assert all(r['cos_vs_fp32'] > 0.99 for r in rows), rows
     with open(tmp_path / 'b.csv') as f:
         assert torch.cuda.get_device_name(0) in f.read()
-    train = benchmark_gpu().main(args + ['--train', '--forms', 'eager'])
+    train = benchmark().main(args + ['--train', '--forms', 'eager'])
     assert len(train) == 3 and all(r['peak_mem_mb'] > 0 for r in train)
 
 

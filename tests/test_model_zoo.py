@@ -11,10 +11,11 @@ import sys
 import zipfile
 
 import pytest
-from _detseg_utils import REPO, run
+from _detseg_utils import REPO, load_tool, run
 
 import mmefficientmod
-from mmefficientmod import synthetic_data
+
+synthetic_data = load_tool('dataset_converters/synthetic_data')
 
 CONFIGS = sorted(
     osp.relpath(p, REPO)

@@ -4,10 +4,12 @@ import os.path as osp
 
 import pytest
 import torch
+from _detseg_utils import load_tool
 from parity import REPO, load_parity_fixture
 
-from mmefficientmod import synthetic_data
 from mmefficientmod.checkpoint import convert_released
+
+synthetic_data = load_tool('dataset_converters/synthetic_data')
 
 ort = pytest.importorskip('onnxruntime')
 CONFIG = osp.join(REPO, 'configs/efficientmod/efficientmod-xxs_8xb256_in1k.py')

@@ -9,14 +9,14 @@ authors' shows in the outputs and in every gradient.
 """
 import pytest
 import torch
+from _detseg_utils import load_tool
 from parity import ARCHS, REPO, upstream_model_file
 
 from mmefficientmod import EfficientMod
 from mmefficientmod.checkpoint import convert_released
-from mmefficientmod.deploy.authors_model import (build_upstream,
-                                                 load_upstream_module)
 from mmefficientmod.models import build_model_from_config
 
+authors_model = load_tool('analysis_tools/authors_model')
 CONFIG = REPO + '/configs/efficientmod/efficientmod-{}_8xb256_in1k.py'
 # Two batches: the training resolution, and an odd size whose maps need
 # padding at every stride.
@@ -25,12 +25,12 @@ INPUT_SHAPES = ((2, 3, 224, 224), (1, 3, 97, 131))
 
 @pytest.fixture(scope='module')
 def upstream_file():
-    return load_upstream_module(upstream_model_file())
+    return authors_model.load_upstream_module(upstream_model_file())
 
 
 def randomised_upstream(upstream_file, arch: str, seed: int = 0):
     """The authors' classifier with random weights of unit-gain scale."""
-    model = build_upstream(upstream_file, arch)
+    model = authors_model.build_upstream(upstream_file, arch)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():

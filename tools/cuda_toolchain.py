@@ -6,22 +6,17 @@ Usage::
     python tools/cuda_toolchain.py check-ops   # RoIAlign and nms on the GPU
     python tools/cuda_toolchain.py requirement 13.0.3  # pinned pip spec
 
-``setup`` finds an nvcc whose CUDA major version matches the one torch was
-built with (``$CUDA_HOME``, the registry's toolkit inside this environment,
-``nvcc`` on ``PATH``, ``/usr/local/cuda``, in that order) and, when none
-matches, installs the registry's nvcc of torch's CUDA version into this
-environment with pip (so it works from a wheelhouse too: pip reads
-``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``), with every component that nvcc's
-wheel pulls in pinned to the same CUDA release (see
-:func:`toolkit_requirement`). Before the long mmcv build it compiles a
-one-kernel ``.cu`` file for the target architectures, and stops with the
-compiler's message and the fix when that fails. It then prints
-``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` (the visible GPUs' compute
-capabilities unless the variable is already set) for the shell to ``eval``.
-Messages go to stderr.
-
-Only the standard library is imported at module level, so the tests can
-drive every decision with fake ``nvcc`` scripts and fake device lists.
+``setup`` finds an nvcc of torch's CUDA major version (``$CUDA_HOME``, the
+registry's toolkit in this environment, ``nvcc`` on ``PATH``,
+``/usr/local/cuda``, in that order), else installs the registry's nvcc of
+torch's CUDA version with pip (a wheelhouse works too: pip reads
+``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``) with its components pinned to one
+release (:func:`toolkit_requirement`). Before the long mmcv build it
+compiles a one-kernel ``.cu`` file for the target architectures and stops
+with the compiler's message and the fix when that fails. It prints
+``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval``;
+messages go to stderr. Only the standard library is imported at module
+level, so the tests drive every decision with fake ``nvcc`` scripts.
 """
 import argparse
 import glob
@@ -30,6 +25,7 @@ import os
 import os.path as osp
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -68,8 +64,7 @@ def log(message: str) -> None:
 
 
 def nvcc_release(nvcc: str) -> Optional[str]:
-    """The ``release X.Y`` that ``nvcc --version`` prints, or None when the
-    file does not run."""
+    """The ``release X.Y`` that ``nvcc --version`` prints, or None."""
     try:
         out = subprocess.run([nvcc, '--version'],
                              capture_output=True,
@@ -93,34 +88,19 @@ def is_toolkit(home: str) -> bool:
             and osp.isfile(osp.join(home, 'include', 'cuda_runtime.h')))
 
 
-def registry_homes(site_dirs: Sequence[str]) -> List[str]:
-    """``nvidia/cu<N>`` folders with an nvcc inside the given site-packages
-    folders (where the registry's toolkit wheels install)."""
-    found = []
-    for site in site_dirs:
-        for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*'))):
-            if is_toolkit(home):
-                found.append(home)
-    return found
-
-
-def _which(name: str, path: str) -> Optional[str]:
-    for folder in path.split(os.pathsep):
-        candidate = osp.join(folder, name)
-        if folder and osp.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def candidate_homes(
         env: Dict[str, str],
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> List[Tuple[str, str]]:
     """``(where it was found, CUDA home)`` pairs in the order they are
-    tried, without duplicates; ``$CUDA_HOME``/``$CUDA_PATH`` are left to
-    the caller because a user's explicit choice is never skipped."""
-    found = [('this environment', home) for home in registry_homes(site_dirs)]
-    on_path = _which('nvcc', env.get('PATH', ''))
+    tried, without duplicates: the registry's ``nvidia/cu<N>`` in
+    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``
+    (``$CUDA_HOME`` is the caller's: a user's choice is never skipped)."""
+    found = [
+        ('this environment', home) for site in site_dirs
+        for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
+    ]
+    on_path = shutil.which('nvcc', path=env.get('PATH', ''))
     if on_path:
         found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))
     found += [(home, home) for home in system_homes]
@@ -135,14 +115,10 @@ def candidate_homes(
 
 def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
                          *extras: str) -> str:
-    """The pip requirement for the registry's nvcc matching torch's CUDA.
-
-    Args:
-        torch_cuda: ``torch.version.cuda``, e.g. ``'13.0'``.
-        toolkit_version: the installed ``cuda-toolkit`` distribution's
-            version (torch's own CUDA libraries come through it), or None.
-        extras: ``cuda-toolkit`` extras beyond ``nvcc,cccl`` (the
-            components :func:`toolkit_requirement` pins).
+    """The pip requirement for the registry's nvcc of ``torch_cuda``
+    (``torch.version.cuda``): the installed ``toolkit_version`` (torch's CUDA
+    libraries come through it) when it is of that release, with ``extras``
+    beyond ``nvcc,cccl`` (the components :func:`toolkit_requirement` pins).
     """
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
@@ -179,17 +155,15 @@ def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
 def drifting_extras(resolved: Dict[str, str],
                     toolkit_requires: Sequence[str]) -> List[str]:
     """The ``cuda-toolkit`` extras whose component pip resolved to another
-    release than the toolkit's own.
+    release than the toolkit's own (``resolved``: ``{distribution:
+    version}`` pip would install; ``toolkit_requires``: the toolkit's
+    ``Requires-Dist``).
 
     ``nvidia-cuda-nvcc`` depends on ``nvidia-nvvm``, ``nvidia-cuda-crt`` and
     ``nvidia-cuda-runtime`` without an upper bound, so pip takes their newest
     release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
     that ptxas 13.0 rejects (``Unsupported .version 9.5``). Asking for the
     component's extra pins it to the toolkit's release.
-
-    Args:
-        resolved: ``{distribution: version}`` that pip would install.
-        toolkit_requires: the ``cuda-toolkit`` release's ``Requires-Dist``.
     """
     pins = component_pins(toolkit_requires)
     extras = []
@@ -268,11 +242,8 @@ def parse_arches(arch_list_value: str) -> List[str]:
 
 
 def compile_probe(home: str, arches: str, fix: str) -> None:
-    """Compile :data:`PROBE_KERNEL` with ``home``'s nvcc for ``arches``.
-
-    Raises:
-        ToolchainError: with the compiler's message and ``fix``.
-    """
+    """Compile :data:`PROBE_KERNEL` with ``home``'s nvcc for ``arches``, or
+    raise :class:`ToolchainError` with the compiler's message and ``fix``."""
     nvcc = osp.join(home, 'bin', 'nvcc')
     with tempfile.TemporaryDirectory() as tmp:
         source, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
@@ -306,10 +277,9 @@ def find_cuda_home(
         env: Dict[str, str],
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> Optional[str]:
-    """A CUDA home whose nvcc has torch's CUDA major version, or None.
-
-    An exact ``major.minor`` match wins over a major-only one (torch's
-    extension builder accepts both and warns about the latter).
+    """A CUDA home whose nvcc has torch's CUDA major version, or None; an
+    exact ``major.minor`` match wins (torch's extension builder accepts both
+    and warns about the other).
 
     Raises:
         ToolchainError: ``$CUDA_HOME`` (or ``$CUDA_PATH``) is set but has no
@@ -353,11 +323,8 @@ def find_cuda_home(
 
 
 def ensure_cudart_link(home: str) -> None:
-    """Give the registry's toolkit the unversioned ``libcudart.so``.
-
-    The wheels ship only ``libcudart.so.<N>``; the extension build links
-    with ``-lcudart``, which only finds the unversioned name.
-    """
+    """Give the registry's toolkit the unversioned ``libcudart.so``: the
+    wheels ship ``libcudart.so.<N>``, the build links with ``-lcudart``."""
     lib = osp.join(home, 'lib')
     if osp.exists(osp.join(lib, 'libcudart.so')):
         return
@@ -368,16 +335,10 @@ def ensure_cudart_link(home: str) -> None:
 
 def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
               torch_arches: Sequence[str]) -> str:
-    """``TORCH_CUDA_ARCH_LIST`` for the build.
-
-    Args:
-        env: the environment; a non-empty ``TORCH_CUDA_ARCH_LIST`` in it is
-            the user's choice and returned as it is.
-        capabilities: the visible GPUs' compute capabilities.
-        torch_arches: ``torch.cuda.get_arch_list()``, e.g. ``['sm_90']``;
-            a GPU newer than torch's newest architecture is built for that
-            one, as torch's own extension builder does.
-    """
+    """``TORCH_CUDA_ARCH_LIST`` for the build: the user's (in ``env``), else
+    the visible GPUs' ``capabilities``; a GPU newer than the newest of
+    ``torch_arches`` (``torch.cuda.get_arch_list()``) is built for that one,
+    as torch's own extension builder does."""
     chosen = env.get('TORCH_CUDA_ARCH_LIST', '').strip()
     if chosen:
         return chosen
@@ -390,17 +351,11 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
     sms = [(int(m.group(1)[:-1]), int(m.group(1)[-1]))
            for m in (re.match(r'sm_(\d+)', a) for a in torch_arches) if m]
     newest = max(sms) if sms else None
-    arches = set()
-    for cap in capabilities:
-        major, minor = min(tuple(cap), newest) if newest else tuple(cap)
-        arches.add((major, minor))
+    arches = {
+        min(tuple(c), newest) if newest else tuple(c)
+        for c in capabilities
+    }
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
-
-
-def site_packages() -> List[str]:
-    """This interpreter's site-packages folders (purelib and platlib)."""
-    paths = sysconfig.get_paths()
-    return sorted({paths['purelib'], paths['platlib']})
 
 
 def _index_hint() -> str:
@@ -434,22 +389,13 @@ def setup(torch_cuda: Optional[str],
           install: Callable[[str], None] = pip_install,
           system_homes: Sequence[str] = SYSTEM_HOMES,
           resolve: Callable = pip_resolve) -> Dict[str, str]:
-    """The variables the mmcv build needs: ``CUDA_HOME`` and
-    ``TORCH_CUDA_ARCH_LIST``; installs the registry's nvcc when no
-    matching one is found, and checks that it compiles a kernel for the
-    target architectures.
-
-    Args:
-        torch_cuda: ``torch.version.cuda`` (None for a CPU-only torch).
-        capabilities: the visible GPUs' compute capabilities.
-        torch_arches: ``torch.cuda.get_arch_list()``.
-        env: the environment.
-        site_dirs: where the registry's toolkit is (or will be) installed.
-        toolkit_version: the installed ``cuda-toolkit`` version, or None.
-        install: installs one pip requirement.
-        system_homes: system-wide toolkit folders to try last.
-        resolve: what pip would install for a requirement
-            (:func:`pip_resolve`).
+    """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build:
+    installs the registry's nvcc (``install(requirement)``) when no matching
+    one is found, and checks that it compiles a kernel for the target
+    architectures. ``torch_cuda`` is ``torch.version.cuda``,
+    ``torch_arches`` ``torch.cuda.get_arch_list()``, ``site_dirs`` where
+    the registry's toolkit is (or goes), ``toolkit_version`` the installed
+    ``cuda-toolkit``'s, ``resolve`` :func:`pip_resolve`.
 
     Raises:
         ToolchainError: no usable toolkit, or its nvcc cannot compile the
@@ -503,16 +449,16 @@ def _setup_from_torch() -> Dict[str, str]:
     import torch
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     capabilities = [torch.cuda.get_device_capability(i) for i in range(count)]
+    paths = sysconfig.get_paths()
     return setup(torch.version.cuda, capabilities, torch.cuda.get_arch_list(),
-                 dict(os.environ), site_packages(), _toolkit_version())
+                 dict(os.environ), sorted({paths['purelib'],
+                                           paths['platlib']}),
+                 _toolkit_version())
 
 
 def check_ops() -> None:
-    """Run mmcv's RoIAlign and nms on the GPU and compare them with the CPU.
-
-    Raises:
-        ToolchainError: mmcv has no CUDA ops, or they disagree with the CPU.
-    """
+    """Run mmcv's RoIAlign and nms on the GPU and compare them with the CPU
+    (:class:`ToolchainError` when they are missing or disagree)."""
     import torch
     from mmcv.ops import RoIAlign, get_compiling_cuda_version, nms
     fix = ('rebuild mmcv with its CUDA ops: pip uninstall -y mmcv, then run '

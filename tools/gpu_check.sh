@@ -3,27 +3,25 @@
 #
 #   bash tools/gpu_check.sh --prepare DIR --mmcv-wheel WHL
 #       on a connected machine: fills DIR (about 18 MB) with the wheels that a
-#       GPU machine's image lacks to run and test the plugin, the given mmcv
-#       wheel (built with CUDA ops for that image's torch) and, where the
-#       setting MMEFFICIENTMOD_REFERENCE names the reference folder, the
-#       authors' model file (for the benchmark; never committed). The image
-#       is modelled by a Python 3.12 environment with its torch and packages
-#       (GPU_CHECK_MODEL, default ~/.cache/mmefficientmod/gpu-model; made once,
-#       a few minutes), and DIR is filled with what that environment lacks:
-#       tools/install.sh --fill-wheelhouse DIR --like MODEL --mmcv-wheel WHL.
+#       GPU machine's image lacks (install.sh --fill-wheelhouse DIR --like
+#       MODEL --mmcv-wheel WHL, the mmcv wheel built with CUDA ops for that
+#       image's torch) and, where MMEFFICIENTMOD_REFERENCE names the reference
+#       folder, the authors' model file (the benchmark's baseline; never
+#       committed). MODEL is a Python 3.12 environment with the image's torch
+#       and packages (GPU_CHECK_MODEL, default ~/.cache/mmefficientmod/gpu-model;
+#       made once, a few minutes).
 #   bash tools/gpu_check.sh DIR
 #       on the GPU machine, without network: installs DIR's wheels and the
-#       plugin into $PYTHON (default python3, the image's torch environment),
-#       then runs the `cuda` tests, short --amp float16/bfloat16 trainings of
-#       Mask R-CNN and Semantic FPN on the embedded data, and the GPU
-#       benchmark against the authors' code. Logs, CSVs and summary.txt go to
-#       $OUT (default work_dirs/gpu_check), at most 8 files. Each step has a
-#       time limit; the whole check ends within GPU_CHECK_BUDGET_S seconds
-#       (default 480). GPU_CHECK_STEPS="tests train bench" (the default)
-#       names the steps to run after the install. Without a GPU it says so,
-#       still installs, collects the tests and runs the trainings and the
-#       benchmark's code in float32 on the CPU (tiny sizes, no figures; step
-#       limits and budget 3 times longer): the rehearsal of docs/gpu.md.
+#       plugin into $PYTHON (default python3), then runs the `cuda` tests,
+#       short --amp float16/bfloat16 trainings of Mask R-CNN and Semantic FPN
+#       on the embedded data, and the benchmark against the authors' code.
+#       Logs, CSVs and summary.txt go to $OUT (default work_dirs/gpu_check),
+#       at most 8 files. Each step has a time limit; the whole check ends
+#       within GPU_CHECK_BUDGET_S seconds (default 480). GPU_CHECK_STEPS
+#       ("tests train bench" by default) names the steps after the install.
+#       Without a GPU it still installs, collects the tests and runs the
+#       trainings and the benchmark in float32 on the CPU (tiny sizes, no
+#       figures; limits 3 times longer): the rehearsal of docs/gpu.md.
 #   bash tools/gpu_check.sh --rehearse DIR
 #       on a connected machine without a GPU: runs the line above in a fresh
 #       environment on top of the model, with no network (unshare -n).
@@ -247,26 +245,27 @@ done
 
 # 3. The GPU benchmark, alone on the machine.
 BENCH_LOG="$OUT/benchmark.log"
+bench() {  # limit csv options...
+  local limit=$1 csv=$2; shift 2
+  limited "$limit" "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark.py "$@" --csv "$OUT/$csv"
+}
 if ! want bench; then
   :
 elif [[ "$GPU" == 1 ]]; then
   # Training first: it compiles nothing, so it is quick; inference then
   # takes what is left (Inductor compiles each precision and shape).
-  limited 90 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --archs xxs s --train \
-    --dtypes float16 bfloat16 --batch-sizes 256 --csv "$OUT/benchmark_train.csv"
+  bench 90 benchmark_train.csv --archs xxs s --device cuda --train --dtypes float16 bfloat16 --batch-sizes 256
   RC2=$?
-  limited 240 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --archs xxs s \
-    --dtypes float32 float16 bfloat16 --batch-sizes 1 64 256 --csv "$OUT/benchmark_inference.csv"
+  bench 240 benchmark_inference.csv --archs xxs s --device cuda --dtypes float32 float16 bfloat16 --batch-sizes 1 64 256
   RC1=$?
   note "benchmark: inference exit $RC1, training exit $RC2 (124: out of time; the CSVs keep the rows measured); $(grep -c '' "$OUT/benchmark_inference.csv" 2>/dev/null || echo 0) + $(grep -c '' "$OUT/benchmark_train.csv" 2>/dev/null || echo 0) CSV lines"
-else
-  limited 200 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --device cpu --archs xxs \
-    --dtypes float32 bfloat16 --batch-sizes 1 2 --input-size 64 64 --warmup 1 --iters 2 \
-    --compile-backend eager --threads 1 --csv "$OUT/benchmark_inference.csv"
+else  # the same forms and precisions on the CPU, at 64x64
+  TINY=(--device cpu --archs xxs --input-size 64 64 --warmup 1 --iters 2 --threads 1)
+  AUTHORS=(); [[ -n "${MMEFFICIENTMOD_REFERENCE:-}" ]] && AUTHORS=(authors-eager)
+  bench 200 benchmark_inference.csv "${TINY[@]}" --forms "${AUTHORS[@]}" eager compiled \
+    --dtypes float32 bfloat16 --batch-sizes 1 2 --compile-backend eager
   RC1=$?
-  limited 100 "$BENCH_LOG" "$PY" tools/analysis_tools/benchmark_gpu.py --device cpu --archs xxs --train \
-    --dtypes bfloat16 --batch-sizes 2 --input-size 64 64 --warmup 1 --iters 2 --threads 1 \
-    --csv "$OUT/benchmark_train.csv"
+  bench 100 benchmark_train.csv "${TINY[@]}" --train --dtypes bfloat16 --batch-sizes 2
   RC2=$?
   note "benchmark: no GPU, so no figures; its code ran on the CPU at 64x64: inference exit $RC1, training exit $RC2"
 fi

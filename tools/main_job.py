@@ -3,27 +3,14 @@
     python tools/main_job.py [--work-dir work_dirs/main_job]
         [--data-root data/embedded]
 
-1. **data**: writes the embedded COCO dataset, its shapes as an
-   ADE20K-layout segmentation set, and an ImageNet-layout set of the same
-   shapes (circle, square, triangle, plus stripes; 4,000 images),
-   deterministic, no downloads;
-2. **pretrain**: trains the EfficientMod-xxs classifier on it with the
-   ImageNet recipe in miniature through mmpretrain
-   (``configs/efficientmod/efficientmod-xxs_1xb32_embedded-64px.py``) and
-   publishes its EMA weights with ``tools/model_converters/publish_ema.py``;
-3. **Mask R-CNN** and **Semantic FPN**
-   (``mask-rcnn_efficientmod-xxs_fpn_embedded.py``,
-   ``fpn_efficientmod-xxs_embedded-shapes.py``):
-   evaluates the untrained model, then trains it twice with the same
-   schedule, once from scratch and once with the backbone started from the
-   published weights through ``model.backbone.init_cfg``;
-4. prints the three side by side and writes ``summary.md`` (table),
-   ``summary.png`` (chart), ``summary.json``, the pictures of the
-   predictions (ground truth left, prediction right) in ``pictures/det``
-   and ``pictures/seg``, and the libraries' full logs in ``logs/``.
-
-Everything runs in this process; the console shows one progress bar per
-stage and the summary.
+Writes the embedded COCO, its shapes as an ADE20K-layout set and an
+ImageNet-layout set of the same shapes (4,000 images); pretrains the
+EfficientMod-xxs classifier on it through mmpretrain and publishes its EMA
+weights; evaluates Mask R-CNN and Semantic FPN untrained, then trains each
+twice with the same schedule, from scratch and from the published weights;
+writes ``summary.md``, ``summary.png``, ``summary.json``, pictures of the
+predictions and the libraries' logs. Everything runs in this process, with
+one progress bar per stage (docs/main_job.md).
 """
 import argparse
 import json
@@ -145,18 +132,10 @@ def make_hooks(bar, task, pictures=None):
             if bar.tasks[task].total is None:
                 bar.update(task, total=len(runner.val_loop.dataloader))
 
-        def after_train_iter(self,
-                             runner,
-                             batch_idx,
-                             data_batch=None,
-                             outputs=None):
+        def after_train_iter(self, *args, **kwargs):
             bar.advance(task)
 
-        def after_val_iter(self,
-                           runner,
-                           batch_idx,
-                           data_batch=None,
-                           outputs=None):
+        def after_val_iter(self, runner, batch_idx, data_batch, outputs):
             bar.advance(task)
             if pictures is None:
                 return
@@ -239,8 +218,8 @@ def run_stage(bar,
 
 
 def make_data(data_root):
-    from mmefficientmod.synthetic_data import (make_ade20k_shapes, make_coco,
-                                               make_imagenet)
+    from dataset_converters.synthetic_data import (make_ade20k_shapes,
+                                                   make_coco, make_imagenet)
     make_coco(osp.join(data_root, 'coco'))
     make_ade20k_shapes(
         osp.join(data_root, 'ade20k_shapes'), osp.join(data_root, 'coco'))
@@ -248,10 +227,10 @@ def make_data(data_root):
     return make_imagenet(osp.join(data_root, spec.pop('folder')), **spec)
 
 
-def data_options(key, data_root):
-    """Point a task's config at ``data_root`` (the configs read
+def data_options(folder, data_root, key=None):
+    """Point a config at ``data_root/folder`` (the configs read
     data/embedded relative to the working directory)."""
-    root = osp.abspath(osp.join(data_root, TASKS[key]['data'])) + '/'
+    root = osp.abspath(osp.join(data_root, folder)) + '/'
     opts = {
         f'{split}_dataloader.dataset.data_root': root
         for split in ('train', 'val', 'test')
@@ -268,14 +247,9 @@ def data_options(key, data_root):
 def pretrain(bar, args, logs):
     import importlib
     work = osp.join(args.work_dir, 'pretrain')
-    root = osp.abspath(osp.join(args.data_root, PRETRAIN_DATA['folder']))
-    opts = {
-        f'{split}_dataloader.dataset.data_root': root
-        for split in ('train', 'val', 'test')
-    }
     result = run_stage(bar, 'pretrain EfficientMod-xxs (mmpretrain)',
                        osp.join(logs, 'pretrain.log'), PRETRAIN_CONFIG, work,
-                       opts)
+                       data_options(PRETRAIN_DATA['folder'], args.data_root))
     publish_ema = importlib.import_module('model_converters.publish_ema')
     with output_to(osp.join(logs, 'pretrain.log')):
         # A fixed name (no hash suffix) that the README's examples use.
@@ -291,7 +265,8 @@ def run_task(bar, key, args, logs, published):
     work = osp.join(args.work_dir, key)
     pictures = osp.join(args.work_dir, 'pictures', key)
     os.makedirs(pictures, exist_ok=True)
-    opts = dict(data_options(key, args.data_root), **task['schedule'])
+    opts = dict(
+        data_options(task['data'], args.data_root, key), **task['schedule'])
     # _delete_: replaces the embedded configs' from-scratch init_cfg.
     init = {
         'model.backbone.init_cfg':
@@ -324,26 +299,18 @@ def percent(key, value):
     return 100 * value if key.startswith('coco/') else value
 
 
-def table_rows(results):
-    rows = []
-    for key, task in TASKS.items():
-        for metric, label in task['metrics']:
-            rows.append((f'{task["name"]} {label}', [
-                percent(metric, results[key][run]['metrics'][metric])
-                for run, _ in RUNS
-            ]))
-    return rows
-
-
-def markdown_table(rows):
+def markdown_table(results):
     head = ' | '.join(label for _, label in RUNS)
     lines = [
         f'| embedded validation set (%) | {head} |',
         '|---' * (len(RUNS) + 1) + '|'
     ]
-    for name, values in rows:
-        cells = ' | '.join(f'{v:.1f}' for v in values)
-        lines.append(f'| {name} | {cells} |')
+    for key, task in TASKS.items():
+        for metric, label in task['metrics']:
+            cells = ' | '.join(
+                f"{percent(metric, results[key][run]['metrics'][metric]):.1f}"
+                for run, _ in RUNS)
+            lines.append(f'| {task["name"]} {label} | {cells} |')
     return '\n'.join(lines)
 
 
@@ -381,8 +348,7 @@ def write_chart(results, path):
 
 
 def report(console, args, pre, results, wall, load):
-    rows = table_rows(results)
-    table = markdown_table(rows)
+    table = markdown_table(results)
     top1 = pre['metrics'].get('accuracy/top1')
     work = osp.relpath(args.work_dir)
     with open(
@@ -392,17 +358,7 @@ def report(console, args, pre, results, wall, load):
     summary = dict(
         pretrain=dict(
             top1=top1, weights=pre['published'], seconds=pre['seconds']),
-        tasks={
-            key: {
-                run:
-                dict(
-                    metrics=r['metrics'],
-                    seconds=r['seconds'],
-                    checkpoint=r['checkpoint'])
-                for run, r in runs.items()
-            }
-            for key, runs in results.items()
-        },
+        tasks=results,  # per task and run: metrics, seconds, checkpoint
         wall_seconds=wall,
         load_average=load)
     with open(

@@ -1,5 +1,4 @@
-"""Deployment: the fastest CPU predictor per precision, ONNX export, and the
-authors' model file loaded at run time for side-by-side measurement."""
+"""Deployment: the fastest CPU predictor per precision, and ONNX export."""
 from .onnx import (compare_onnx, export_onnx, flatten_outputs,
                    onnxruntime_session)
 from .precision import (DTYPES, autocast, cast_input, cosine_similarity,

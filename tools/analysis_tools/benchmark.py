@@ -1,82 +1,67 @@
 """Speed of EfficientMod against the authors' code, side by side in one process.
 
-Inference forms (``--forms``), all on CPU, all from the same weights:
+All forms (``--forms``) start from the same weights. On every device
+(``--device cpu`` or ``cuda``), in each ``--dtypes`` precision (float16 and
+bfloat16 through autocast, or with ``--precision cast`` the model and input
+cast):
 
-* ``authors-eager``: the authors' model file (``--upstream FILE``, their
-  ``models/EfficientMod.py``), eager PyTorch, float32.
+* ``authors-eager``: the authors' model file, eager PyTorch. The file is
+  ``--upstream FILE`` (their ``models/EfficientMod.py``) or, with
+  ``--archs``, ``upstream/EfficientMod.py`` in the folder named by the
+  setting ``MMEFFICIENTMOD_REFERENCE``.
+* ``eager``: this project's model as built.
+* ``compiled``: the same under ``torch.compile`` (``--compile-backend``; it
+  compiles once per precision and shape, during the untimed warm-up).
+
+On the CPU only, from float32 input (timed beside the float32 rows):
+
 * ``authors-onnx``: the authors' model exported with ``torch.onnx.export``
-  (constant folding) and run by ONNX Runtime, as their ``benchmark_onnx.py``
-  and the paper's CPU column do (opset 17: their attention calls
-  ``scaled_dot_product_attention``, which opset 12 cannot express).
-* ``authors-openvino-fp32``, ``authors-openvino-bf16``: the same ONNX file
-  compiled by OpenVINO at that precision, with the settings of
-  ``cpu_predictor``'s OpenVINO engine: their graph in the engine that serves
-  ours (when OpenVINO is installed).
-* ``eager``: this project's model as built, float32.
-* ``deploy``: after ``backbone.switch_to_deploy()``, float32 (PyTorch).
+  (constant folding, opset 17) in ONNX Runtime, as their ``benchmark_onnx.py``
+  and the paper's CPU column do; ``authors-openvino-fp32`` and
+  ``authors-openvino-bf16``: that ONNX file compiled by OpenVINO with the
+  settings of ``cpu_predictor``'s OpenVINO engine.
+* ``deploy``: after ``backbone.switch_to_deploy()``, float32 PyTorch.
 * ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
-  at that precision with ``engine='auto'`` (OpenVINO when installed; int8 is
-  calibrated on ``--calib-batches`` batches of the benchmark's random
-  inputs).
-* ``PRECISION-ENGINE`` (only when asked for): ``cpu_predictor`` with that
-  engine, e.g. ``fp32-onnxruntime``, ``bf16-torch``, ``int8-onnxruntime``
-  (dynamic), ``int8-onnxruntime-static``, ``fp32-openvino``;
-  ``fp32-inductor`` and ``bf16-inductor`` compile for each input shape and
-  batch size.
+  with ``engine='auto'`` (int8 calibrated on ``--calib-batches`` batches of
+  random inputs); ``PRECISION-ENGINE``, e.g. ``fp32-onnxruntime``,
+  ``int8-onnxruntime-static``, ``bf16-inductor``: with that engine.
 
-Every ONNX Runtime session has thread spinning off, so that it does not take
-the cores from the form timed after it. Forms are timed in turns, round by
-round, after warm-up. The table gives the median latency, images/s, the
-speed-up against ``authors-onnx``, ``authors-eager`` and the fastest of the
-authors' forms (``x_authors_best``: their graph in the best engine timed),
-the engine and precision that ran (as the predictor records them), and the
-agreement of the output with the authors' float32 eager output (or our eager
-one without ``--upstream``) on a separate input: cosine similarity, largest
-absolute difference and, for classifiers, top-1 agreement.
+Forms are timed in turns, round by round, after warm-up (the device
+synchronised around each call). Each row has the median and 90th-percentile
+time, images/s, GFLOP/s (mmengine's count: one multiply-add is one FLOP),
+the speed-up over ``authors-onnx``, ``authors-eager`` and the fastest of the
+authors' forms of the same precision and batch, and the agreement with the
+authors' float32 eager output (our eager one without their file) on a
+separate input: cosine, largest difference and, for classifiers, top-1.
+``--train`` times a training step instead (forward, cross-entropy, backward,
+AdamW; float16 with a gradient scaler) with its peak memory. The commands
+of the tables: docs/speed.md (CPU) and docs/gpu.md (GPU); any config of
+ours, without the authors' code::
 
-``--train`` times a classifier training step instead (forward, cross-entropy,
-backward, AdamW step) of ``authors-eager`` and ``eager``, with the peak memory
-allocated during a step.
-
-Examples::
-
-    # The table of docs/speed.md: the four ImageNet classifiers against the
-    # authors' forms.
-    python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
-        --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
-        --forms authors-onnx authors-openvino-fp32 authors-openvino-bf16 \\
-            fp32 bf16 int8 fp32-onnxruntime \\
-        --csv work_dirs/benchmark/inference.csv
-
-    # Training step, batch 32.
-    python tools/analysis_tools/benchmark.py --archs xxs xs s s_conv \\
-        --upstream ../EfficientMod/models/EfficientMod.py --threads 2 \\
-        --train --batch-sizes 32
-
-    # Any config of ours, backbone only, without the authors' code.
     python tools/analysis_tools/benchmark.py CONFIG --backbone-only \\
         --forms eager deploy fp32 bf16
 """
 import argparse
+import contextlib
 import copy
 import csv
+import functools
 import os
 import os.path as osp
 import platform
 import tempfile
 import time
+import warnings
 from typing import Callable, Dict, List, Optional
 
 # How idle OpenMP threads wait between PyTorch's parallel regions decides
-# batch-1 latency. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every
-# region wake its threads, which cost about 80 us per region on a 2-core
-# virtual machine (a batch-1 xxs forward of the authors' model: 31.6 ms
-# instead of 14.5 ms); libgomp's default spin (300,000 rounds) let single
-# forwards take 0.8 s on a machine shared with other jobs. A bound of 10,000
-# rounds (about 0.3 ms of spinning after the last region) keeps the fast
-# case without holding the cores long from the next form or other jobs.
-# It must be set before torch loads OpenMP; an explicit setting of the
-# caller (either variable) wins.
+# batch-1 latency on the CPU. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+# makes every region wake its threads, about 80 us per region on a 2-core
+# virtual machine (the authors' xxs at batch 1: 31.6 ms instead of 14.5 ms);
+# libgomp's default spin (300,000 rounds) let single forwards take 0.8 s on
+# a machine shared with other jobs. 10,000 rounds (about 0.3 ms) keep the
+# fast case without holding the cores long. It must be set before torch
+# loads OpenMP; the caller's setting of either variable wins.
 if 'OMP_WAIT_POLICY' not in os.environ:
     os.environ.setdefault('GOMP_SPINCOUNT', '10000')
 
@@ -84,15 +69,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from authors_model import (build_upstream, copy_weights_to_upstream,
+                           load_upstream_module)
 
+from mmefficientmod.analysis import count_flops
 from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    deploy_copy, export_onnx, flatten_outputs,
                                    load_weights, onnxruntime_session,
                                    top1_agreement)
-from mmefficientmod.deploy.authors_model import (build_upstream,
-                                                 copy_weights_to_upstream,
-                                                 load_upstream_module)
-from mmefficientmod.deploy.openvino import (compile_for_cpu,
+from mmefficientmod.deploy.openvino import (compile_for_cpu, compiled_settings,
                                             openvino_available,
                                             openvino_runner)
 from mmefficientmod.deploy.predictor import ENGINES
@@ -101,205 +86,189 @@ from mmefficientmod.models import TensorMode, build_model_from_config
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     'efficientmod')
+REFERENCE_ENV = 'MMEFFICIENTMOD_REFERENCE'
 ARCHS = ('xxs', 'xs', 's', 's_conv')
+DTYPES = ('float32', 'float16', 'bfloat16')
+# Forms in PyTorch, on the device, in every --dtypes precision.
+DEVICE_FORMS = ('authors-eager', 'eager', 'compiled')
+# Forms on the CPU from float32 input, each with its own precision.
 AUTHORS_OPENVINO = ('authors-openvino-fp32', 'authors-openvino-bf16')
-UPSTREAM_FORMS = ('authors-eager', 'authors-onnx') + AUTHORS_OPENVINO
-OWN_FORMS = ('eager', 'deploy', 'fp32', 'bf16', 'int8')
-ENGINE_FORMS = tuple(f'{precision}-{engine}'
-                     for precision, engines in ENGINES.items()
-                     for engine in engines)
-ALL_FORMS = UPSTREAM_FORMS + OWN_FORMS + ENGINE_FORMS
-DEFAULT_FORMS = UPSTREAM_FORMS + OWN_FORMS
-TRAIN_FORMS = ('authors-eager', 'eager')
-
-
-def arch_config(arch: str) -> str:
-    """This project's ImageNet classifier config of ``arch``."""
-    name = f"efficientmod-{arch.replace('_', '-')}_8xb256_in1k.py"
-    return osp.join(CONFIG_DIR, name)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', nargs='?', help='model config file')
-    parser.add_argument(
-        '--archs',
-        nargs='+',
-        choices=ARCHS,
-        help="benchmark this project's ImageNet classifier "
-        'config of each arch (instead of CONFIG)')
-    parser.add_argument(
-        '--upstream',
-        metavar='FILE',
-        help="the authors' models/EfficientMod.py (a checkout "
-        'of github.com/ma-xu/EfficientMod), timed side by side '
-        'with the same weights')
-    parser.add_argument(
-        '--checkpoint',
-        help='weights to load (optional; '
-        'speed does not depend on them)')
-    parser.add_argument(
-        '--backbone-only',
-        action='store_true',
-        help='time model.backbone rather than the whole model '
-        '(not with --upstream)')
-    parser.add_argument(
-        '--forms',
-        nargs='+',
-        choices=ALL_FORMS,
-        help='forms to time (default: all that apply)')
-    parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
-    parser.add_argument(
-        '--input-size',
-        nargs=2,
-        type=int,
-        default=[224, 224],
-        metavar=('H', 'W'))
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='intra-op threads of torch and ONNX Runtime '
-        "(default: torch's current setting)")
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument(
-        '--iters',
-        type=int,
-        default=20,
-        help='timed rounds at batch 1 (each round runs every '
-        'form once); batch N gets max(3, iters * 4 / N)')
-    parser.add_argument(
-        '--calib-batches',
-        type=int,
-        default=4,
-        help='calibration batches of the int8-onnxruntime-static form')
-    parser.add_argument(
-        '--train',
-        action='store_true',
-        help='time a training step and its peak memory')
-    parser.add_argument('--csv', help='write the results to this CSV file')
-    args = parser.parse_args(argv)
-    if not args.config and not args.archs:
-        parser.error('give a CONFIG or --archs')
-    if args.upstream and args.backbone_only:
-        parser.error("--backbone-only cannot be compared with the authors' "
-                     'model, which is a classifier; drop one of the two')
-    if args.upstream and args.config and not args.archs:
-        parser.error('--upstream needs --archs (the authors have the four '
-                     'ImageNet classifiers)')
-    forms = args.forms or [
-        f for f in DEFAULT_FORMS if (args.upstream or f not in UPSTREAM_FORMS)
-        and (f not in AUTHORS_OPENVINO or openvino_available())
-    ]
-    if not args.upstream and set(forms) & set(UPSTREAM_FORMS):
-        parser.error("the authors' forms need --upstream FILE")
-    args.forms = [f for f in forms if not args.train or f in TRAIN_FORMS]
-    return args
-
-
+CPU_FORMS = ('authors-onnx', *AUTHORS_OPENVINO, 'deploy', 'fp32', 'bf16',
+             'int8') + tuple(f'{precision}-{engine}'
+                             for precision, engines in ENGINES.items()
+                             for engine in engines)
+DEFAULT_FORMS = dict(
+    cpu=('authors-eager', 'authors-onnx', *AUTHORS_OPENVINO, 'eager', 'deploy',
+         'fp32', 'bf16', 'int8'),
+    cuda=DEVICE_FORMS)
+# Per device: precisions, batch sizes (latency at 1, throughput above),
+# warm-up calls, timed rounds at batch 1.
+DEFAULTS = dict(
+    cpu=dict(dtypes=['float32'], batch_sizes=[1, 32], warmup=3, iters=20),
+    cuda=dict(
+        dtypes=list(DTYPES), batch_sizes=[1, 64, 256], warmup=5, iters=40))
 # The CPU features that decide the reduced-precision engines' speed.
 SPEED_FLAGS = ('avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_int8')
 
 
-def device_name() -> str:
-    """The CPU's model name, logical cores and :data:`SPEED_FLAGS`."""
-    name = platform.processor() or platform.machine()
-    flags = set()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    name = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-                    break
-    except OSError:
-        pass
-    found = ' '.join(f for f in SPEED_FLAGS
-                     if f in flags) or 'none of ' + (' '.join(SPEED_FLAGS))
-    return f'{name} ({os.cpu_count()} logical cores; {found})'
+def arch_config(arch: str) -> str:
+    """This project's ImageNet classifier config of ``arch``."""
+    return osp.join(CONFIG_DIR,
+                    f"efficientmod-{arch.replace('_', '-')}_8xb256_in1k.py")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        epilog=f'defaults by --device: {DEFAULTS}; without --forms, every '
+        'form of the device that applies')
+    add = parser.add_argument
+    add('config', nargs='?', help='model config file')
+    add('--archs', nargs='+', choices=ARCHS, help='our classifier of each')
+    add('--upstream', metavar='FILE', help="the authors' EfficientMod.py")
+    add('--checkpoint', help='weights to load (speed does not need them)')
+    add('--backbone-only', action='store_true', help='time model.backbone')
+    add('--device', choices=['cpu', 'cuda'], default='cpu')
+    add('--forms', nargs='+', choices=DEVICE_FORMS + CPU_FORMS)
+    add('--dtypes', nargs='+', choices=DTYPES)
+    add('--precision', choices=['autocast', 'cast'], default='autocast')
+    add('--batch-sizes', nargs='+', type=int)
+    add('--input-size', nargs=2, type=int, default=[224, 224], metavar='N')
+    add('--channels-last', action='store_true')
+    add('--tf32', action='store_true', help='TF32 matrix products (cuda)')
+    add('--compile-backend', default='inductor', help='of the compiled form')
+    add('--threads', type=int, help='of torch and ONNX Runtime')
+    add('--warmup', type=int, help='calls per form before timing')
+    add('--iters', type=int, help='rounds at batch 1; N: max(3, iters*4/N)')
+    add('--calib-batches', type=int, default=4, help='of the int8 forms')
+    add('--train', action='store_true', help='time a training step')
+    add('--csv', help='write the rows to this file as they come')
+    args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.device].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+    if not args.config and not args.archs:
+        parser.error('give a CONFIG or --archs')
+    if any(b < 1 for b in args.batch_sizes):
+        parser.error('--batch-sizes must be positive')
+    if args.upstream and args.backbone_only:
+        parser.error("--backbone-only cannot be compared with the authors' "
+                     'model, which is a classifier; drop one of the two')
+    if args.upstream and not args.archs:
+        parser.error('--upstream needs --archs (the authors have the four '
+                     'ImageNet classifiers)')
+    if (args.upstream is None and args.archs and not args.backbone_only
+            and os.environ.get(REFERENCE_ENV)):
+        args.upstream = osp.join(os.environ[REFERENCE_ENV], 'upstream',
+                                 'EfficientMod.py')
+    if args.upstream and not osp.isfile(args.upstream):
+        parser.error(f"no authors' model file at {args.upstream!r}: pass "
+                     f'--upstream FILE or set {REFERENCE_ENV} to the folder '
+                     'that holds upstream/EfficientMod.py')
+    if args.forms is None:
+        default = ('authors-eager', 'eager') if args.train else \
+            DEFAULT_FORMS[args.device]
+        args.forms = [
+            f for f in default
+            if (args.upstream or not f.startswith('authors-')) and (
+                f not in AUTHORS_OPENVINO or openvino_available()) and (
+                    f in DEVICE_FORMS or 'float32' in args.dtypes)
+        ]
+    if args.train:
+        args.forms = [f for f in args.forms if f in DEVICE_FORMS]
+        if args.precision == 'cast':
+            parser.error('--train uses autocast (mixed precision); drop '
+                         '--precision cast')
+    if not args.upstream and any(f.startswith('authors-') for f in args.forms):
+        parser.error("the authors' forms need --upstream FILE or "
+                     f'{REFERENCE_ENV}')
+    cpu_forms = [f for f in args.forms if f in CPU_FORMS]
+    if cpu_forms and (args.device != 'cpu' or 'float32' not in args.dtypes):
+        parser.error(f'{cpu_forms} run on the CPU from float32 input: pass '
+                     '--device cpu and keep float32 in --dtypes')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('no GPU: torch.cuda.is_available() is False (torch '
+                     f'{torch.__version__}); run on a CUDA machine, or pass '
+                     '--device cpu to run the same code on the CPU')
+    return args
+
+
+def device_name(device: str = 'cpu') -> str:
+    """The card, or the CPU with its logical cores and :data:`SPEED_FLAGS`."""
+    if device == 'cuda':
+        props = torch.cuda.get_device_properties(0)
+        return (f'{props.name} ({props.total_memory / 2**30:.0f} GiB, '
+                f'sm_{props.major}{props.minor}, '
+                f'{props.multi_processor_count} SMs)')
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('model name'):
+                name = line.split(':', 1)[1].strip()
+            elif line.startswith('flags'):
+                flags = set(line.split(':', 1)[1].split())
+                break
+    found = ' '.join(f for f in SPEED_FLAGS if f in flags)
+    return (f'{name} ({os.cpu_count()} logical cores; '
+            f"{found or 'none of ' + ' '.join(SPEED_FLAGS)})")
 
 
 class Form:
-    """One way of running the model: a callable of the float32 input."""
+    """One way of running the model, timed; ``engine`` says what ran."""
 
-    def __init__(self, name: str, run: Callable, engine: str = ''):
-        self.name = name
-        self.run = run
-        self.engine = engine  # what ran: engine, precision and settings
+    def __init__(self, name: str, run: Callable, engine: str):
+        self.name, self.run, self.engine = name, run, engine
         self.times: List[float] = []
 
 
-def ort_runner(session) -> Callable:
+def prepare(obj, args, dtype: str):
+    """A tensor, or a copy of a module, on the device, in the memory format
+    and (``--precision cast``) the dtype of the run."""
+    if isinstance(obj, nn.Module):
+        obj = copy.deepcopy(obj)
+    obj = obj.to(args.device)
+    if args.precision == 'cast':
+        obj = obj.to(getattr(torch, dtype))
+    if args.channels_last:
+        obj = obj.to(memory_format=torch.channels_last)
+    return obj
+
+
+def autocast(device: str, dtype: str, precision: str = 'autocast'):
+    if dtype == 'float32' or precision == 'cast':
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=getattr(torch, dtype))
+
+
+def inference(module: nn.Module, context=contextlib.nullcontext):
+    """``module(x)`` in inference mode, in a fresh ``context()``."""
 
     def run(x):
-        return [
-            torch.from_numpy(o)
-            for o in session.run(None, {'input': x.numpy()})
-        ]
-
-    return run
-
-
-def torch_runner(module: nn.Module) -> Callable:
-
-    def run(x):
-        with torch.inference_mode():
+        with torch.inference_mode(), context():
             return module(x)
 
     return run
 
 
-def make_forms(model: nn.Module, upstream: Optional[nn.Module], args,
-               tmpdir: str) -> List[Form]:
-    ours = TensorMode(model, args.backbone_only).eval()
-    gen = torch.Generator().manual_seed(1)
-    calib = [
-        torch.randn(4, 3, *args.input_size, generator=gen)
-        for _ in range(args.calib_batches)
-    ]
-    predicted = model.backbone if args.backbone_only else model
+def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
+                 dtype: str) -> List[Form]:
+    """The PyTorch forms on ``args.device`` in ``dtype``."""
     forms = []
-    authors_onnx = None
     for name in args.forms:
-        engine = ''
-        if name == 'authors-eager':
-            run = torch_runner(upstream)
-        elif name == 'authors-onnx' or name in AUTHORS_OPENVINO:
-            # One export of this model for its ONNX Runtime and OpenVINO
-            # forms, in a folder of its own (the next arch gets another).
-            if authors_onnx is None:
-                authors_onnx = osp.join(
-                    tempfile.mkdtemp(dir=tmpdir), 'authors.onnx')
-                export_onnx(upstream, authors_onnx, (1, 3, *args.input_size))
-            if name == 'authors-onnx':
-                run = ort_runner(
-                    onnxruntime_session(authors_onnx, args.threads))
-            else:
-                compiled = compile_for_cpu(authors_onnx,
-                                           name.rpartition('-')[2],
-                                           args.threads)
-                run, engine = openvino_runner(compiled), describe(compiled)
-        elif name == 'eager':
-            run = torch_runner(copy.deepcopy(ours))
-        elif name == 'deploy':
-            run = torch_runner(
-                TensorMode(deploy_copy(model), args.backbone_only))
-        else:
-            precision, _, engine = name.partition('-')
-            try:
-                run = cpu_predictor(
-                    predicted,
-                    precision,
-                    engine or 'auto',
-                    calibration_data=calib,
-                    threads=args.threads,
-                    example_shape=(1, 3, *args.input_size))
-            except NotImplementedError as err:
-                print(f'  {name}: skipped ({err})')
-                continue
-            engine = describe(run.compiled_model, run.engine, precision)
-        forms.append(Form(name, run, engine))
+        if name not in DEVICE_FORMS:
+            continue
+        module = prepare(upstream if name == 'authors-eager' else ours, args,
+                         dtype)
+        engine = f'torch {dtype}'
+        if dtype != 'float32':
+            engine += f' {args.precision}'
+        if name == 'compiled':
+            module = torch.compile(module, backend=args.compile_backend)
+            engine += f' compile={args.compile_backend}'
+        context = functools.partial(autocast, args.device, dtype,
+                                    args.precision)
+        forms.append(Form(name, inference(module, context), engine))
     return forms
 
 
@@ -307,112 +276,195 @@ def describe(compiled, engine: str = 'openvino', precision: str = '') -> str:
     """What ran, e.g. ``openvino int8 (INFERENCE_PRECISION_HINT=f32 ...)``."""
     if compiled is None:
         return f'{engine} {precision}'
-    from mmefficientmod.deploy.openvino import compiled_settings
     settings = ' '.join(f'{k}={v}'
                         for k, v in compiled_settings(compiled).items())
     return f'{engine} {precision} ({settings})'.replace('  ', ' ')
 
 
-def time_forms(forms: List[Form], x: Optional[torch.Tensor], warmup: int,
-               rounds: int):
+def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
+              tmpdir: str) -> List[Form]:
+    """The CPU engines' forms, each given float32 input."""
+    gen = torch.Generator().manual_seed(1)
+    calib = [
+        torch.randn(4, 3, *args.input_size, generator=gen)
+        for _ in range(args.calib_batches)
+    ]
+    shape = (1, 3, *args.input_size)
+    authors_onnx = osp.join(tempfile.mkdtemp(dir=tmpdir), 'authors.onnx')
+    forms = []
+    for name in args.forms:
+        if name not in CPU_FORMS:
+            continue
+        if name.startswith('authors-'):
+            # One export per model for its ONNX Runtime and OpenVINO forms.
+            if not osp.exists(authors_onnx):
+                export_onnx(upstream, authors_onnx, shape)
+            if name == 'authors-onnx':
+                session = onnxruntime_session(authors_onnx, args.threads)
+                forms.append(
+                    Form(
+                        name,
+                        lambda x, s=session: [
+                            torch.from_numpy(o)
+                            for o in s.run(None, {'input': x.numpy()})
+                        ],
+                        'onnxruntime fp32'))
+            else:
+                compiled = compile_for_cpu(authors_onnx,
+                                           name.rpartition('-')[2],
+                                           args.threads)
+                forms.append(
+                    Form(name, openvino_runner(compiled), describe(compiled)))
+        elif name == 'deploy':
+            module = TensorMode(deploy_copy(model), args.backbone_only)
+            forms.append(Form(name, inference(module), 'torch fp32 deploy'))
+        else:
+            precision, _, engine = name.partition('-')
+            try:
+                run = cpu_predictor(
+                    model.backbone if args.backbone_only else model,
+                    precision,
+                    engine or 'auto',
+                    calibration_data=calib,
+                    threads=args.threads,
+                    example_shape=shape)
+            except NotImplementedError as err:
+                print(f'  {name}: skipped ({err})')
+                continue
+            forms.append(
+                Form(name, run,
+                     describe(run.compiled_model, run.engine, precision)))
+    return forms
+
+
+def synchronize(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_forms(forms: List[Form], make_args: Callable, args,
+               batch: int) -> Dict[str, float]:
+    """Warm each form up, time them in turns; the median of each.
+    ``make_args(form)`` gives the arguments of a call."""
     for form in forms:
-        for _ in range(max(warmup, 1)):
-            form.run(x)
+        form.times = []
+        for _ in range(max(args.warmup, 1)):
+            form.run(*make_args(form))
+        synchronize(args.device)
+    rounds = args.iters if batch <= 4 else max(3, args.iters * 4 // batch)
     for i in range(rounds):
         # Rotate the order, so that no form always follows the same one.
         for form in forms[i % len(forms):] + forms[:i % len(forms)]:
+            call_args = make_args(form)
+            synchronize(args.device)
             start = time.perf_counter()
-            form.run(x)
+            form.run(*call_args)
+            synchronize(args.device)
             form.times.append(time.perf_counter() - start)
+    return {f.name: float(np.median(f.times)) for f in forms}
 
 
-def measure_agreement(form: Form, x: torch.Tensor,
-                      reference: List[torch.Tensor], classifier: bool) -> Dict:
-    out = [o.float() for o in flatten_outputs(form.run(x))]
-    row = dict(
+def agreement(out, reference: List[torch.Tensor], classifier: bool) -> Dict:
+    out = [o.float().cpu() for o in flatten_outputs(out)]
+    return dict(
         cos_vs_fp32=min(
             cosine_similarity(a, b).item() for a, b in zip(out, reference)),
         max_abs_diff_vs_fp32=max(
-            (a - b).abs().max().item() for a, b in zip(out, reference)))
-    row['top1_agree_vs_fp32'] = (
-        top1_agreement(out[0], reference[0]) if classifier else '')
-    return row
+            (a - b).abs().max().item() for a, b in zip(out, reference)),
+        top1_agree_vs_fp32=(top1_agreement(out[0], reference[0])
+                            if classifier else ''))
 
 
-def benchmark_inference(name: str, model: nn.Module,
-                        upstream: Optional[nn.Module], args, rows: List[Dict],
-                        tmpdir: str):
+def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
+                        report: Callable, model: nn.Module,
+                        tmpdir: str) -> None:
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
-    check_x = torch.randn(8, 3, h, w, generator=gen)
-    if upstream is not None:
-        ref_module, ref_name = upstream, 'authors-eager'
-    else:
-        ref_module, ref_name = TensorMode(model, args.backbone_only), 'eager'
+    # 8 images; with the compiled form as many as the first batch (up to
+    # 8), so that its first compile serves that batch too.
+    check_x = torch.randn(
+        min(args.batch_sizes[0], 8) if 'compiled' in args.forms else 8,
+        3,
+        h,
+        w,
+        generator=gen)
+    source = ours if upstream is None else upstream
     with torch.no_grad():
-        reference = [o.float() for o in flatten_outputs(ref_module(check_x))]
+        reference = [
+            o.float().cpu() for o in flatten_outputs(
+                prepare(source, args, 'float32')(check_x.to(args.device)))
+        ]
     classifier = not args.backbone_only
-    forms = make_forms(model, upstream, args, tmpdir)
-    agreement = {
-        f.name: measure_agreement(f, check_x, reference, classifier)
-        for f in forms
-    }
-    for batch in args.batch_sizes:
-        x = torch.randn(batch, 3, h, w, generator=gen)
-        for form in forms:
-            form.times = []
-        time_forms(
-            forms, x, args.warmup,
-            max(3, args.iters * 4 // batch) if batch > 4 else args.iters)
-        medians = {f.name: float(np.median(f.times)) for f in forms}
-        for form in forms:
-            rows.append(
-                timing_row(
-                    name,
-                    'inference',
-                    batch,
+    on_cpu = cpu_forms(model, upstream, args, tmpdir)
+    for dtype in args.dtypes:
+        forms = device_forms(ours, upstream, args, dtype)
+        checks = {
+            f.name:
+            agreement(
+                f.run(prepare(check_x, args, dtype)), reference, classifier)
+            for f in forms
+        }
+        if dtype == 'float32':
+            forms = sorted(
+                forms + on_cpu, key=lambda f: args.forms.index(f.name))
+            checks.update({
+                f.name:
+                agreement(f.run(check_x), reference, classifier)
+                for f in on_cpu
+            })
+        for batch in args.batch_sizes:
+            x = torch.randn(batch, 3, h, w, generator=gen)
+            on_device = prepare(x, args, dtype)
+            medians = time_forms(
+                forms, lambda f: (x, )
+                if f in on_cpu else (on_device, ), args, batch)
+            for form in forms:
+                report(
                     form,
+                    'inference',
+                    dtype,
+                    batch,
                     medians,
-                    x_authors_onnx=_ratio(medians, 'authors-onnx',
-                                          medians[form.name]),
-                    reference=ref_name,
-                    **agreement[form.name],
-                    peak_mem_mb=''))
-            print_row(rows[-1])
+                    reference='eager' if upstream is None else 'authors-eager',
+                    **checks[form.name])
 
 
-def _ratio(medians: Dict[str, float], name: str, median: float):
-    return medians[name] / median if name in medians else ''
+def train_step(net: nn.Module, args, dtype: str) -> Callable:
+    """One training step of ``net``: forward under autocast, cross-entropy
+    on logits (a mean square on other outputs), backward, AdamW; float16
+    scales the loss."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(args.device, enabled=dtype == 'float16')
+    context = autocast(args.device, dtype)
+
+    def step(x, labels):
+        opt.zero_grad(set_to_none=True)
+        with context:
+            out = flatten_outputs(net(x))[0].float()
+        if out.dim() == 2:
+            loss = F.cross_entropy(out, labels % out.shape[1])
+        else:
+            loss = out.square().mean()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
 
 
-def timing_row(model: str, mode: str, batch: int, form,
-               medians: Dict[str, float], x_authors_onnx, **extra) -> Dict:
-    """A result row: the form's latency, throughput and speed-ups over the
-    authors' forms, then the ``extra`` columns."""
-    median = medians[form.name]
-    authors = [m for name, m in medians.items() if name.startswith('authors-')]
-    return dict(
-        model=model,
-        mode=mode,
-        batch=batch,
-        form=form.name,
-        median_ms=median * 1e3,
-        p90_ms=float(np.percentile(form.times, 90)) * 1e3,
-        images_per_s=batch / median,
-        x_authors_onnx=x_authors_onnx,
-        x_authors_eager=_ratio(medians, 'authors-eager', median),
-        x_authors_best=min(authors) / median if authors else '',
-        **extra,
-        engine=form.engine,
-        rounds=len(form.times))
-
-
-def peak_memory_mb(step: Callable) -> float:
-    """Peak CPU memory allocated during ``step()`` beyond what was there."""
+def peak_memory_mb(step: Callable, call_args, device: str) -> float:
+    """Peak memory allocated during one ``step`` beyond what was there."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step(*call_args)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
     with torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU],
             profile_memory=True) as prof:
-        step()
+        step(*call_args)
     events = sorted((e.start_ns(), e.nbytes())
                     for e in prof.profiler.kineto_results.events()
                     if e.name() == '[memory]')
@@ -423,157 +475,184 @@ def peak_memory_mb(step: Callable) -> float:
     return peak / 2**20
 
 
-def benchmark_training(name: str, model: nn.Module,
-                       upstream: Optional[nn.Module], args, rows: List[Dict]):
+def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
+                       report: Callable) -> None:
     h, w = args.input_size
     gen = torch.Generator().manual_seed(0)
-    for batch in args.batch_sizes:
-        x = torch.randn(batch, 3, h, w, generator=gen)
-        labels = torch.randint(0, 1000, (batch, ), generator=gen)
-        forms = []
-        for form_name in args.forms:
-            if form_name == 'authors-eager':
-                net = copy.deepcopy(upstream)
-            else:
-                net = TensorMode(copy.deepcopy(model))
-            net.train()
-            opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-
-            def step(_x=None, net=net, opt=opt):
-                opt.zero_grad(set_to_none=True)
-                out = flatten_outputs(net(x))[0]
-                if out.dim() == 2:
-                    loss = F.cross_entropy(out, labels % out.shape[1])
-                else:
-                    loss = out.float().square().mean()
-                loss.backward()
-                opt.step()
-
-            forms.append(Form(form_name, step))
-        time_forms(forms, None, args.warmup, max(3, args.iters * 4 // batch))
-        medians = {f.name: float(np.median(f.times)) for f in forms}
-        for form in forms:
-            rows.append(
-                timing_row(
-                    name,
-                    'train step',
-                    batch,
+    for dtype in args.dtypes:
+        for batch in args.batch_sizes:
+            x = prepare(
+                torch.randn(batch, 3, h, w, generator=gen), args, 'float32')
+            labels = torch.randint(
+                0, 1000, (batch, ), generator=gen).to(args.device)
+            forms = []
+            for name in args.forms:
+                net = prepare(upstream if name == 'authors-eager' else ours,
+                              args, 'float32').train()
+                if name == 'compiled':
+                    net = torch.compile(net, backend=args.compile_backend)
+                forms.append(
+                    Form(name, train_step(net, args, dtype), f'torch {dtype}'))
+            medians = time_forms(forms, lambda f: (x, labels), args, batch)
+            for form in forms:
+                report(
                     form,
+                    'train step',
+                    dtype,
+                    batch,
                     medians,
-                    x_authors_onnx='',
-                    reference='',
-                    cos_vs_fp32='',
-                    max_abs_diff_vs_fp32='',
-                    top1_agree_vs_fp32='',
-                    peak_mem_mb=peak_memory_mb(form.run)))
-            print_row(rows[-1])
+                    peak_mem_mb=peak_memory_mb(form.run, (x, labels),
+                                               args.device))
+            del forms
+            if args.device == 'cuda':
+                torch.cuda.empty_cache()
 
 
-HEADER = ('{model:<8} {mode:<10} {batch:>5} {form:<21} {median:>9} {p90:>9} '
-          '{ips:>8} {xonnx:>8} {xeager:>9} {xbest:>8} {cos:>9} {diff:>8} '
-          '{top1:>6} {mem:>8}  {engine}')
+# Row keys (the CSV's first columns), printed as header, width, format.
+COLUMNS = {
+    'model': ('model', 8, ''),
+    'mode': ('mode', 10, ''),
+    'dtype': ('dtype', 8, ''),
+    'batch': ('batch', 5, 'd'),
+    'form': ('form', 21, ''),
+    'median_ms': ('median ms', 9, '.2f'),
+    'p90_ms': ('p90 ms', 8, '.2f'),
+    'images_per_s': ('img/s', 8, '.1f'),
+    'gflop_per_s': ('GFLOP/s', 8, '.1f'),
+    'x_authors_onnx': ('x a-onnx', 8, '.2f'),
+    'x_authors_eager': ('x a-eager', 9, '.2f'),
+    'x_authors_best': ('x a-best', 8, '.2f'),
+    'reference': ('reference', 13, ''),
+    'cos_vs_fp32': ('cos fp32', 9, '.6f'),
+    'max_abs_diff_vs_fp32': ('max|d|', 8, '.1e'),
+    'top1_agree_vs_fp32': ('top1', 5, '.3f'),
+    'peak_mem_mb': ('peak MB', 7, '.0f'),
+    'rounds': ('rounds', 6, 'd'),
+    'engine': ('engine', 0, ''),
+}
 
 
-def fmt(value, spec):
-    return format(value, spec) if isinstance(value,
-                                             (int, float)) else str(value)
+def print_line(cells: Dict) -> None:
+    """Numbers right-aligned, text left-aligned, in the columns' widths."""
+    line = []
+    for key, (_, width, spec) in COLUMNS.items():
+        value = cells[key]
+        if spec and not isinstance(value, str):
+            line.append(format(value, spec).rjust(width))
+        else:
+            line.append((value.rjust if spec else value.ljust)(width))
+    print(' '.join(line), flush=True)
 
 
-def print_header():
-    print(
-        HEADER.format(
-            model='model',
-            mode='mode',
-            batch='batch',
-            form='form',
-            median='median ms',
-            p90='p90 ms',
-            ips='img/s',
-            xonnx='x a-onnx',
-            xeager='x a-eager',
-            xbest='x a-best',
-            cos='cos fp32',
-            diff='max|d|',
-            top1='top1',
-            mem='peak MB',
-            engine='engine'))
+def make_row(model: str, form: Form, mode: str, dtype: str, batch: int,
+             medians: Dict[str, float], flops: int, **extra) -> Dict:
+    """A form's latency, throughput and speed-ups over the authors' forms
+    timed beside it; ``extra`` fills other columns."""
+    median = medians[form.name]
+    authors = [m for f, m in medians.items() if f.startswith('authors-')]
+
+    def over(name):
+        return medians[name] / median if name in medians else ''
+
+    row = dict.fromkeys(COLUMNS, '')
+    row.update(
+        model=model,
+        mode=mode,
+        dtype=dtype,
+        batch=batch,
+        form=form.name,
+        median_ms=median * 1e3,
+        p90_ms=float(np.percentile(form.times, 90)) * 1e3,
+        images_per_s=batch / median,
+        # A training step's FLOPs are not counted (backward is not traced).
+        gflop_per_s=flops * batch / median /
+        1e9 if mode == 'inference' else '',
+        x_authors_onnx=over('authors-onnx'),
+        x_authors_eager=over('authors-eager'),
+        x_authors_best=min(authors) / median if authors else '',
+        rounds=len(form.times),
+        engine=form.engine,
+        **extra)
+    return row
 
 
-def print_row(row):
-    print(
-        HEADER.format(
-            model=row['model'],
-            mode=row['mode'],
-            batch=row['batch'],
-            form=row['form'],
-            median=fmt(row['median_ms'], '.2f'),
-            p90=fmt(row['p90_ms'], '.2f'),
-            ips=fmt(row['images_per_s'], '.1f'),
-            xonnx=fmt(row['x_authors_onnx'], '.2f'),
-            xeager=fmt(row['x_authors_eager'], '.2f'),
-            xbest=fmt(row['x_authors_best'], '.2f'),
-            cos=fmt(row['cos_vs_fp32'], '.6f'),
-            diff=fmt(row['max_abs_diff_vs_fp32'], '.1e'),
-            top1=fmt(row['top1_agree_vs_fp32'], '.3f'),
-            mem=fmt(row['peak_mem_mb'], '.0f'),
-            engine=row['engine']),
-        flush=True)
+def metadata(args) -> Dict[str, str]:
+    """The settings and versions the numbers were measured with."""
+    versions = {}
+    for name in ('onnxruntime', 'openvino'):
+        try:
+            versions[name] = __import__(name).__version__.split('-')[0]
+        except ImportError:
+            versions[name] = ''
+    return dict(
+        device=device_name(args.device),
+        threads=str(torch.get_num_threads()),
+        OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', ''),
+        GOMP_SPINCOUNT=os.environ.get('GOMP_SPINCOUNT', ''),
+        torch=torch.__version__,
+        cuda=torch.version.cuda or '',
+        cudnn=str(torch.backends.cudnn.version() or ''),
+        **versions,
+        channels_last=str(args.channels_last),
+        tf32=str(args.tf32),
+        compile_backend=args.compile_backend,
+        input_size=f'{args.input_size[0]}x{args.input_size[1]}')
 
 
-def write_csv(rows: List[Dict], path: str, meta: Dict):
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + list(meta))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, **meta})
-
-
-def main(argv=None):
+def main(argv=None) -> List[Dict]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
+    meta = metadata(args)
+    print('; '.join(f'{k} {v or "unset"}' for k, v in meta.items()))
     authors = load_upstream_module(args.upstream) if args.upstream else None
-    configs = ([(osp.splitext(osp.basename(args.config))[0], args.config,
-                 None)] if args.config and not args.archs else [])
-    configs += [(arch, arch_config(arch), arch) for arch in args.archs or []]
-    import onnxruntime
-    openvino = ''
-    if openvino_available():
-        import openvino
-        openvino = openvino.__version__.split('-')[0]
-    meta = dict(
-        device=device_name(),
-        threads=torch.get_num_threads(),
-        omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', ''),
-        gomp_spincount=os.environ.get('GOMP_SPINCOUNT', ''),
-        torch=torch.__version__,
-        onnxruntime=onnxruntime.__version__,
-        openvino=openvino,
-        input_size=f'{args.input_size[0]}x{args.input_size[1]}')
-    print(f"device: {meta['device']}; torch {meta['torch']}; onnxruntime "
-          f"{meta['onnxruntime']}; openvino {meta['openvino'] or 'absent'}; "
-          f"threads {meta['threads']}; "
-          f"OMP_WAIT_POLICY {meta['omp_wait_policy'] or 'unset'}, "
-          f"GOMP_SPINCOUNT {meta['gomp_spincount'] or 'unset'}; input "
-          f"{meta['input_size']}")
+    models = [(arch, arch_config(arch)) for arch in args.archs or []
+              ] or [(osp.splitext(osp.basename(args.config))[0], args.config)]
     rows: List[Dict] = []
-    print_header()
-    with tempfile.TemporaryDirectory() as tmpdir:
-        for name, config, arch in configs:
-            model = build_model_from_config(config)
-            if args.checkpoint:
-                load_weights(model, args.checkpoint)
-            upstream = None
-            if authors is not None:
-                upstream = build_upstream(authors, arch)
-                copy_weights_to_upstream(model, upstream)
-            if args.train:
-                benchmark_training(name, model, upstream, args, rows)
-            else:
-                benchmark_inference(name, model, upstream, args, rows, tmpdir)
-    if args.csv and rows:
-        write_csv(rows, args.csv, meta)
+    writer = None
+    if args.csv:
+        os.makedirs(osp.dirname(osp.abspath(args.csv)), exist_ok=True)
+        out = open(args.csv, 'w', newline='')
+        writer = csv.DictWriter(out, list(COLUMNS) + list(meta))
+        writer.writeheader()
+    print_line({key: header for key, (header, *_) in COLUMNS.items()})
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            for name, config in models:
+                model = build_model_from_config(config).eval()
+                if args.checkpoint:
+                    load_weights(model, args.checkpoint)
+                upstream = None
+                if authors is not None:
+                    upstream = build_upstream(authors, name)
+                    copy_weights_to_upstream(model, upstream)
+                ours = TensorMode(model, args.backbone_only)
+                with warnings.catch_warnings():  # the tracer's, about ours
+                    warnings.simplefilter('ignore')
+                    flops = count_flops(ours,
+                                        torch.randn(1, 3, *args.input_size))
+
+                def report(*row_args, **extra):
+                    # Written at once: a run cut short keeps what it measured.
+                    rows.append(make_row(name, *row_args, flops, **extra))
+                    print_line(rows[-1])
+                    if writer:
+                        writer.writerow({**rows[-1], **meta})
+                        out.flush()
+
+                if args.train:
+                    benchmark_training(ours, upstream, args, report)
+                else:
+                    benchmark_inference(ours, upstream, args, report, model,
+                                        tmpdir)
+    finally:
+        if writer:
+            out.close()
+    if args.csv:
         print(f'wrote {args.csv}')
     return rows
 

@@ -14,8 +14,8 @@ import argparse
 import os.path as osp
 import time
 
-from mmefficientmod.synthetic_data import (make_ade20k, make_ade20k_shapes,
-                                           make_coco, make_imagenet)
+from synthetic_data import (make_ade20k, make_ade20k_shapes, make_coco,
+                            make_imagenet)
 
 
 def make_shapes(root, seed):

@@ -1,11 +1,11 @@
 """The authors' model file (github.com/ma-xu/EfficientMod), loaded at run time.
 
-Only for side-by-side measurement: nothing of the authors' code is part of
-this package. :func:`load_upstream_module` imports their ``EfficientMod.py``
-from a path (a user's checkout of their repository, ``models/EfficientMod.py``);
-it imports ``timm``. :func:`upstream_twin` builds their classifier of the
-same arch as one of ours, with the same weights (mapped by this project's own
-checkpoint converter).
+Only for side-by-side measurement (the benchmark and the tests): nothing of
+the authors' code is part of this project. :func:`load_upstream_module`
+imports their ``models/EfficientMod.py`` from a path (it imports ``timm``);
+:func:`build_upstream` builds their classifier of one of our archs and
+:func:`copy_weights_to_upstream` gives it our weights (mapped by this
+project's checkpoint converter).
 """
 import importlib.util
 import os.path as osp
@@ -15,7 +15,7 @@ from types import ModuleType
 import torch
 import torch.nn as nn
 
-from ..checkpoint import convert_released
+from mmefficientmod.checkpoint import convert_released
 
 # Our arch names -> the builders in the authors' file.
 UPSTREAM_BUILDERS = {

@@ -1,28 +1,21 @@
-"""Deterministic generators for the small embedded datasets of this project.
+"""Deterministic generators of the small embedded datasets (no downloads).
 
-The CPU end-to-end tests and the CPU training demo need data in the *real*
-on-disk formats that the stock MMDetection, MMSegmentation and MMPretrain
-dataset classes read, but the project must not download anything. These
-generators draw synthetic images whose classes are easy to learn (shape for
-detection and classification, colour/texture for segmentation) and write them
-as:
+The CPU tests and the main job need data in the on-disk formats that the
+stock MMDetection, MMSegmentation and MMPretrain datasets read, with classes
+that are easy to learn:
 
-* ``coco``: COCO 2017 instances layout (polygon, compressed-RLE and
-  uncompressed-RLE ``iscrowd=1`` segmentations, plus images without objects);
-* ``ade20k``: ADE20K layout (``.jpg`` images, single-channel ``.png`` masks in
-  which 0 means "other" so that ``reduce_zero_label=True`` matters); and the
-  COCO images' shapes in the same layout (``make_ade20k_shapes``);
+* ``coco``: COCO 2017 instances layout of shapes (polygon, compressed-RLE and
+  uncompressed-RLE ``iscrowd=1`` segmentations, and images without objects);
+* ``ade20k``: ADE20K layout of street-like scenes (0 means "other", so that
+  ``reduce_zero_label=True`` matters), and the COCO images' shapes in the
+  same layout (``make_ade20k_shapes``);
 * ``imagenet``: ImageNet class-folder layout plus ``meta/{train,val}.txt``.
 
 Every image has its own random generator seeded from ``(seed, dataset,
 split, index)``, so the output is byte-identical across runs. A marker file
-records the generation parameters; calling a generator again with the same
-parameters is a no-op, and a dataset is written to a temporary directory that
-is renamed into place only when complete.
-
-This module imports only numpy, OpenCV and pycocotools: generating data loads
-none of the OpenMMLab libraries. ``tools/dataset_converters/make_embedded_data.py``
-is its command line.
+records the parameters: calling a generator again with the same ones is a
+no-op. Only numpy, OpenCV and pycocotools are imported.
+``make_embedded_data.py`` beside this file is its command line.
 """
 import json
 import os
@@ -43,7 +36,6 @@ _FORMAT_VERSION = 1
 _MARKER = '.embedded.json'
 _DATASET_TAGS = {'coco': 1, 'ade20k': 2, 'imagenet': 3}
 _SPLIT_TAGS = {'train': 0, 'val': 1}
-_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
 
 # COCO layout knobs: which images are empty / get a crowd, which instances are
 # stored as compressed RLE, and how much of an instance may be occluded.
@@ -54,31 +46,31 @@ _MIN_VISIBLE = 0.7
 
 
 # ---------------------------------------------------------------------------
-# Generic helpers
+# Files
 # ---------------------------------------------------------------------------
 def _image_rng(seed, dataset, split, index):
-    """Independent generator per image, so one image never depends on how
-    many images were drawn before it."""
+    """One generator per image, so no image depends on those before it."""
     return np.random.default_rng(
         [seed, _DATASET_TAGS[dataset], _SPLIT_TAGS[split], index])
 
 
 def _write_json(path, obj):
-    """Write JSON with a fixed layout so identical content is identical
-    bytes."""
+    # A fixed layout: identical content is identical bytes.
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(obj, f, separators=(',', ':'))
 
 
-def _write_jpeg(path, rgb):
-    """Encode an RGB float/uint8 image as JPEG (OpenCV expects BGR)."""
-    img = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    if not cv2.imwrite(path, img[..., ::-1], _JPEG_PARAMS):
+def _write_image(path, img):
+    """An RGB image as JPEG (quality 95), or a label map as PNG."""
+    img, params = np.clip(np.rint(img), 0, 255).astype(np.uint8), []
+    if img.ndim == 3:  # OpenCV writes BGR
+        img, params = img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]
+    if not cv2.imwrite(path, img, params):
         raise OSError(f'failed to write {path}')
 
 
 def _read_marker(path):
-    """Return the marker's content, or None if it is missing or unreadable."""
+    """The marker's content, or None if it is missing or unreadable."""
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
@@ -86,16 +78,24 @@ def _read_marker(path):
         return None
 
 
+def _segmentation_dirs(out_dir, folder):
+    """Create ``images/<folder>`` and ``annotations/<folder>``."""
+    dirs = f'images/{folder}', f'annotations/{folder}'
+    for d in dirs:
+        os.makedirs(osp.join(out_dir, d))
+    return dirs
+
+
 def _build_once(out_dir, params, writer):
     """Run ``writer(tmp_dir) -> summary`` unless ``out_dir`` already holds a
     dataset generated with ``params``.
 
-    The dataset is written into a sibling temporary directory whose marker is
-    written last, and renamed onto ``out_dir`` only when complete: a crash
-    never leaves a directory that looks finished. An existing ``out_dir`` is
-    replaced only if it is empty or was generated here (has a marker), so a
-    mistyped root never deletes unrelated files. If another process renames
-    an identical dataset into place first, its result is kept.
+    The dataset is written into a sibling temporary directory, marker last,
+    and renamed onto ``out_dir`` when complete: a crash never leaves a
+    directory that looks finished. An existing ``out_dir`` is replaced only
+    if it is empty or has a marker, so a mistyped root never deletes
+    unrelated files. If another process renames an identical dataset into
+    place first, its result is kept.
     """
     params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
     marker = _read_marker(osp.join(out_dir, _MARKER))
@@ -128,9 +128,22 @@ def _build_once(out_dir, params, writer):
     return dict(summary, root=out_dir, generated=True)
 
 
+def _two_splits(root, params, classes, write_split, **extra):
+    """Build ``root`` once with ``write_split(out_dir, split)`` for train
+    and val; the summary holds ``classes``, ``extra`` and the splits."""
+
+    def writer(out_dir):
+        splits = {s: write_split(out_dir, s) for s in ('train', 'val')}
+        return dict(classes=list(classes), **extra, splits=splits)
+
+    return _build_once(root, params, writer)
+
+
+# ---------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------
 def _saturated_colour(rng):
-    """A vivid RGB colour; objects are vivid, backgrounds are muted, so
-    objects stand out whatever their hue."""
+    """A vivid RGB colour: objects are vivid, backgrounds muted."""
     hsv = np.uint8([[[
         rng.integers(0, 180),
         rng.integers(150, 256),
@@ -150,18 +163,16 @@ def _noisy_background(rng, h, w):
 
 
 def _shape_mask(shape, cx, cy, size, angle, h, w):
-    """Binary mask of a filled circle/square/triangle of nominal extent
-    ``size`` (diameter or side) rotated by ``angle`` degrees."""
+    """Binary mask of a filled circle/square/triangle of extent ``size``
+    (diameter or side) rotated by ``angle`` degrees."""
     mask = np.zeros((h, w), np.uint8)
     if shape == 'circle':
         cv2.circle(mask, (round(cx), round(cy)), round(size / 2), 1, -1)
         return mask
     if shape == 'square':
         radius, start, corners = size / np.sqrt(2), 45.0, 4
-    elif shape == 'triangle':
-        radius, start, corners = size / np.sqrt(3), -90.0, 3
     else:
-        raise ValueError(f'unknown shape {shape!r}')
+        radius, start, corners = size / np.sqrt(3), -90.0, 3
     theta = np.deg2rad(start + angle + 360.0 / corners * np.arange(corners))
     pts = np.stack([cx + radius * np.cos(theta), cy + radius * np.sin(theta)],
                    axis=1)
@@ -170,7 +181,7 @@ def _shape_mask(shape, cx, cy, size, angle, h, w):
 
 
 def _random_shape_mask(rng, shape, size, h, w):
-    """Place a shape uniformly at random, fully inside the image."""
+    """A shape placed uniformly at random, fully inside the image."""
     margin = 0.6 * size + 1
     cx = rng.uniform(margin, w - margin)
     cy = rng.uniform(margin, h - margin)
@@ -181,11 +192,8 @@ def _random_shape_mask(rng, shape, size, h, w):
 # COCO
 # ---------------------------------------------------------------------------
 def _coco_object(rng, h, w):
-    """One filled shape; its class is the shape, its colour is random.
-
-    Sizes span 20-100 px on 256 px images and shrink for small images so
-    that shapes always fit. Returns (label, parts).
-    """
+    """One shape (its class) of random colour, 20-100 px on 256 px images,
+    smaller on small images. Returns (label, [(mask, colour)])."""
     label = int(rng.integers(len(COCO_CLASSES)))
     largest = min(100, 0.5 * min(h, w))
     size = rng.uniform(min(20, 0.5 * largest), largest)
@@ -204,40 +212,30 @@ def _coco_crowd(rng, h, w):
         size = rng.uniform(0.2, 0.3) * span
         cx = x0 + rng.uniform(0.6 * size, span - 0.6 * size)
         cy = y0 + rng.uniform(0.6 * size, span - 0.6 * size)
-        parts.append((_shape_mask(COCO_CLASSES[label], cx, cy, size,
-                                  rng.uniform(0, 360), h,
-                                  w), _saturated_colour(rng)))
+        mask = _shape_mask(COCO_CLASSES[label], cx, cy, size,
+                           rng.uniform(0, 360), h, w)
+        parts.append((mask, _saturated_colour(rng)))
     return label, parts
 
 
-def _fits(instances, mask):
-    """Whether painting ``mask`` on top keeps every instance mostly
-    visible."""
-    return all((inst['visible'] & (1 - mask)).sum() >= _MIN_VISIBLE *
-               inst['full_area'] for inst in instances)
-
-
 def _coco_instances(rng, h, w, index):
-    """Draw the instances of one image, painted in list order.
-
-    Each instance is a dict with ``label``, ``crowd``, ``parts`` (mask,
-    colour) and ``visible`` (its mask minus what later instances cover).
-    Placements that would hide more than ``1 - _MIN_VISIBLE`` of any
-    instance are redrawn (a few times, then the instance is dropped), so
-    objects overlap only slightly.
-    """
+    """The instances of one image, painted in list order: dicts with
+    ``label``, ``crowd``, ``parts`` and ``visible`` (the mask minus what
+    later instances cover). A placement that would hide more than
+    ``1 - _MIN_VISIBLE`` of an instance is redrawn (up to 20 times, then the
+    instance is dropped), so objects overlap only slightly."""
     if index % _COCO_EMPTY_EVERY == _COCO_EMPTY_AT:
         return []
     drawers = [(_coco_object, False)] * int(rng.integers(1, 5))
     if index % _COCO_CROWD_EVERY == _COCO_CROWD_AT:
         drawers.insert(0, (_coco_crowd, True))
-
     instances = []
     for drawer, crowd in drawers:
         for _ in range(20):
             label, parts = drawer(rng, h, w)
             mask = np.bitwise_or.reduce([m for m, _ in parts])
-            if _fits(instances, mask):
+            if all((inst['visible'] & (1 - mask)).sum() >= _MIN_VISIBLE *
+                   inst['full_area'] for inst in instances):
                 for inst in instances:
                     inst['visible'] &= 1 - mask
                 instances.append(
@@ -262,38 +260,27 @@ def _coco_image(rng, h, w, index):
     return img, instances
 
 
-def _uncompressed_rle(mask):
-    """COCO's uncompressed RLE: column-major run lengths starting with 0s,
-    as used by real ``iscrowd=1`` annotations."""
-    flat = mask.flatten(order='F')
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts = [0] + counts
-    return dict(counts=counts, size=list(mask.shape))
-
-
-def _polygons(mask):
-    """Outer contours of a mask as COCO polygons ``[[x1, y1, ...], ...]``."""
+def _segmentation(mask, crowd, ann_id):
+    """Encode a mask as COCO does, so loaders meet all three encodings:
+    crowds as uncompressed RLE (column-major run lengths starting with 0s),
+    every ``_COCO_RLE_EVERY``-th instance as compressed RLE, the rest as
+    polygons of the outer contours."""
+    if crowd:
+        flat = mask.flatten(order='F')
+        bounds = np.concatenate([[0],
+                                 np.flatnonzero(np.diff(flat)) + 1,
+                                 [flat.size]])
+        counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()
+        return dict(counts=counts, size=list(mask.shape))
+    if ann_id % _COCO_RLE_EVERY == 0:
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        return dict(
+            counts=rle['counts'].decode('ascii'), size=list(rle['size']))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
     return [
         c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3
     ]
-
-
-def _segmentation(mask, crowd, ann_id):
-    """Encode a mask the way COCO does: crowds as uncompressed RLE, every
-    ``_COCO_RLE_EVERY``-th instance as compressed RLE, the rest as polygons,
-    so loaders are exercised on all three encodings."""
-    if crowd:
-        return _uncompressed_rle(mask)
-    if ann_id % _COCO_RLE_EVERY == 0:
-        rle = mask_utils.encode(np.asfortranarray(mask))
-        return dict(
-            counts=rle['counts'].decode('ascii'), size=list(rle['size']))
-    return _polygons(mask)
 
 
 def _segmentation_rle(segm, h, w):
@@ -305,23 +292,9 @@ def _segmentation_rle(segm, h, w):
     return segm
 
 
-def _coco_annotation(inst, ann_id, img_id, h, w):
-    """COCO annotation whose ``area`` and ``bbox`` are computed from the
-    stored segmentation, so all three always agree."""
-    segm = _segmentation(inst['visible'], inst['crowd'], ann_id)
-    rle = _segmentation_rle(segm, h, w)
-    return dict(
-        id=ann_id,
-        image_id=img_id,
-        category_id=inst['label'] + 1,
-        segmentation=segm,
-        area=float(mask_utils.area(rle)),
-        bbox=[float(v) for v in mask_utils.toBbox(rle)],
-        iscrowd=int(inst['crowd']))
-
-
 def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
-    """Write ``<split>2017/*.jpg`` and its instances JSON; returns stats."""
+    """Write ``<split>2017/*.jpg`` and its instances JSON, whose ``area``
+    and ``bbox`` come from the stored segmentation; returns the counts."""
     w, h = img_size
     img_dir = f'{split}2017'
     os.makedirs(osp.join(out_dir, img_dir))
@@ -331,12 +304,21 @@ def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
         file_name = f'{img_id:012d}.jpg'
         img, instances = _coco_image(
             _image_rng(seed, 'coco', split, index), h, w, index)
-        _write_jpeg(osp.join(out_dir, img_dir, file_name), img)
+        _write_image(osp.join(out_dir, img_dir, file_name), img)
         images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
         for inst in instances:
+            ann_id = len(annotations) + 1
+            segm = _segmentation(inst['visible'], inst['crowd'], ann_id)
+            rle = _segmentation_rle(segm, h, w)
             annotations.append(
-                _coco_annotation(inst,
-                                 len(annotations) + 1, img_id, h, w))
+                dict(
+                    id=ann_id,
+                    image_id=img_id,
+                    category_id=inst['label'] + 1,
+                    segmentation=segm,
+                    area=float(mask_utils.area(rle)),
+                    bbox=[float(v) for v in mask_utils.toBbox(rle)],
+                    iscrowd=int(inst['crowd'])))
 
     ann_file = f'annotations/instances_{split}2017.json'
     _write_json(
@@ -377,21 +359,20 @@ def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
         img_size=img_size,
         seed=seed)
 
-    def writer(out_dir):
-        os.makedirs(osp.join(out_dir, 'annotations'))
-        splits = dict(
-            train=_coco_split(out_dir, 'train', num_train, 1, img_size, seed),
-            val=_coco_split(out_dir, 'val', num_val, num_train + 1, img_size,
-                            seed))
-        return dict(classes=list(COCO_CLASSES), splits=splits)
+    def write_split(out_dir, split):
+        os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
+        num, first_id = ((num_train, 1) if split == 'train' else
+                         (num_val, num_train + 1))
+        return _coco_split(out_dir, split, num, first_id, img_size, seed)
 
-    return _build_once(root, params, writer)
+    return _two_splits(root, params, COCO_CLASSES, write_split)
 
 
 # ---------------------------------------------------------------------------
 # ADE20K
 # ---------------------------------------------------------------------------
 _SKY, _TREE, _BUILDING, _ROAD = range(1, len(ADE_CLASSES) + 1)
+_ADE_FOLDERS = dict(train='training', val='validation')
 
 
 def _ade_label_map(rng, h, w):
@@ -443,27 +424,17 @@ def _ade_textures(rng, h, w):
     return [tex + jitter[i] for i, tex in enumerate(textures)]
 
 
-def _ade_sample(rng, h, w):
-    """Render one (rgb, label) pair."""
-    label = _ade_label_map(rng, h, w)
-    textures = _ade_textures(rng, h, w)
-    img = np.choose(label[..., None], textures)
-    return img, label
-
-
-def _ade_split(out_dir, split, folder, num, img_size, seed):
+def _ade_split(out_dir, split, num, img_size, seed):
     """Write ``images/<folder>/*.jpg`` and ``annotations/<folder>/*.png``."""
     w, h = img_size
-    img_dir, ann_dir = f'images/{folder}', f'annotations/{folder}'
-    os.makedirs(osp.join(out_dir, img_dir))
-    os.makedirs(osp.join(out_dir, ann_dir))
+    img_dir, ann_dir = _segmentation_dirs(out_dir, _ADE_FOLDERS[split])
     for index in range(num):
         name = f'ADE_{split}_{index + 1:08d}'
-        img, label = _ade_sample(
-            _image_rng(seed, 'ade20k', split, index), h, w)
-        _write_jpeg(osp.join(out_dir, img_dir, name + '.jpg'), img)
-        if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
-            raise OSError(f'failed to write mask {name}.png')
+        rng = _image_rng(seed, 'ade20k', split, index)
+        label = _ade_label_map(rng, h, w)
+        img = np.choose(label[..., None], _ade_textures(rng, h, w))
+        _write_image(osp.join(out_dir, img_dir, name + '.jpg'), img)
+        _write_image(osp.join(out_dir, ann_dir, name + '.png'), label)
     return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=num)
 
 
@@ -472,8 +443,7 @@ def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
 
     Mask value 0 is "other" and ``k`` (1..4) is ``ADE_CLASSES[k - 1]``, as
     in ADE20K, so it is read with ``reduce_zero_label=True``. ``img_size`` is
-    ``(width, height)``. Returns a dict with ``root``, ``classes``,
-    ``generated`` and per-split paths (relative to ``root``) and counts.
+    ``(width, height)``. Returns a dict like :func:`make_coco`'s.
     """
     params = dict(
         dataset='ade20k',
@@ -482,28 +452,19 @@ def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
         num_val=num_val,
         img_size=img_size,
         seed=seed)
-
-    def writer(out_dir):
-        splits = dict(
-            train=_ade_split(out_dir, 'train', 'training', num_train, img_size,
-                             seed),
-            val=_ade_split(out_dir, 'val', 'validation', num_val, img_size,
-                           seed))
-        return dict(classes=list(ADE_CLASSES), splits=splits)
-
-    return _build_once(root, params, writer)
+    nums = dict(train=num_train, val=num_val)
+    return _two_splits(
+        root, params, ADE_CLASSES,
+        lambda out, split: _ade_split(out, split, nums[split], img_size, seed))
 
 
-def _shapes_split(coco_root, out_dir, coco_split, folder):
+def _shapes_split(coco_root, out_dir, split):
     """Write the images of one COCO split with their shape label maps."""
     with open(
-            osp.join(coco_root, 'annotations',
-                     f'instances_{coco_split}2017.json'),
+            osp.join(coco_root, 'annotations', f'instances_{split}2017.json'),
             encoding='utf-8') as f:
         coco = json.load(f)
-    img_dir, ann_dir = f'images/{folder}', f'annotations/{folder}'
-    os.makedirs(osp.join(out_dir, img_dir))
-    os.makedirs(osp.join(out_dir, ann_dir))
+    img_dir, ann_dir = _segmentation_dirs(out_dir, _ADE_FOLDERS[split])
     by_image = {}
     for ann in coco['annotations']:
         by_image.setdefault(ann['image_id'], []).append(ann)
@@ -516,41 +477,32 @@ def _shapes_split(coco_root, out_dir, coco_split, folder):
             label[mask_utils.decode(rle).astype(bool)] = ann['category_id']
         name = osp.splitext(image['file_name'])[0]
         shutil.copyfile(
-            osp.join(coco_root, f'{coco_split}2017', image['file_name']),
+            osp.join(coco_root, f'{split}2017', image['file_name']),
             osp.join(out_dir, img_dir, name + '.jpg'))
-        if not cv2.imwrite(osp.join(out_dir, ann_dir, name + '.png'), label):
-            raise OSError(f'failed to write mask {name}.png')
+        _write_image(osp.join(out_dir, ann_dir, name + '.png'), label)
     return dict(
         img_dir=img_dir, ann_dir=ann_dir, num_images=len(coco['images']))
 
 
 def make_ade20k_shapes(root, coco_root):
     """Write the images of the embedded COCO dataset at ``coco_root`` (made
-    by :func:`make_coco`) as an ADE20K-layout semantic segmentation dataset
-    of their shapes.
-
-    Mask value 0 is the background (ignored after ``reduce_zero_label``) and
-    ``k`` (1..3) is ``COCO_CLASSES[k - 1]``, so a model is scored on telling
-    the shapes apart, pixel by pixel. Returns a dict like
-    :func:`make_ade20k`'s.
+    by :func:`make_coco`) as an ADE20K-layout segmentation dataset of their
+    shapes: 0 is the background (ignored after ``reduce_zero_label``) and
+    ``k`` (1..3) is ``COCO_CLASSES[k - 1]``. Returns a dict like
+    :func:`make_coco`'s.
     """
     source = _read_marker(osp.join(coco_root, _MARKER))
     if source is None:
         raise FileNotFoundError(
             f'{coco_root} holds no embedded COCO dataset; write it first '
             'with make_coco()')
-    params = dict(
-        dataset='ade20k_shapes',
-        version=_FORMAT_VERSION,
-        coco=source['params'])
-
-    def writer(out_dir):
-        splits = dict(
-            train=_shapes_split(coco_root, out_dir, 'train', 'training'),
-            val=_shapes_split(coco_root, out_dir, 'val', 'validation'))
-        return dict(classes=list(COCO_CLASSES), splits=splits)
-
-    return _build_once(root, params, writer)
+    return _two_splits(
+        root,
+        dict(
+            dataset='ade20k_shapes',
+            version=_FORMAT_VERSION,
+            coco=source['params']), COCO_CLASSES,
+        lambda out, split: _shapes_split(coco_root, out, split))
 
 
 # ---------------------------------------------------------------------------
@@ -562,21 +514,16 @@ def _wnid(label):
     return f'n{label + 1:08d}'
 
 
-def _stripes(rng, size):
-    """Two-colour stripes of random period and orientation over the whole
-    image."""
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    theta = rng.uniform(0, np.pi)
-    phase = (xs * np.cos(theta) + ys * np.sin(theta)) / rng.uniform(6, 12)
-    on = (np.floor(phase) % 2).astype(bool)[..., None]
-    return np.where(on, _saturated_colour(rng), _saturated_colour(rng))
-
-
 def _imagenet_image(rng, label, size):
-    """One shape on a noisy background, or a stripe pattern."""
+    """One shape on a noisy background, or two-colour stripes of random
+    period and orientation."""
     name = IMAGENET_CLASSES[label]
     if name == 'stripes':
-        img = _stripes(rng, size)
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+        theta = rng.uniform(0, np.pi)
+        phase = (xs * np.cos(theta) + ys * np.sin(theta)) / rng.uniform(6, 12)
+        on = (np.floor(phase) % 2).astype(bool)[..., None]
+        img = np.where(on, _saturated_colour(rng), _saturated_colour(rng))
     else:
         img = _noisy_background(rng, size, size)
         mask = _random_shape_mask(rng, name,
@@ -594,7 +541,7 @@ def _imagenet_split(out_dir, split, per_class, size, seed):
         for i in range(per_class):
             rel = f'{_wnid(label)}/{_wnid(label)}_{i:05d}.JPEG'
             rng = _image_rng(seed, 'imagenet', split, label * per_class + i)
-            _write_jpeg(
+            _write_image(
                 osp.join(out_dir, split, rel),
                 _imagenet_image(rng, label, size))
             lines.append(f'{rel} {label}\n')
@@ -613,10 +560,9 @@ def make_imagenet(root,
 
     Class folders are ``n00000001``..., in label order; ``meta/*.txt`` lists
     ``<wnid>/<file>.JPEG <label>`` relative to the split folder (the format
-    of mmpretrain's ``ann_file``) and ``classes.txt`` the human class names.
-    ``img_size`` is the side of the square images. Returns a dict with
-    ``root``, ``classes``, ``wnids``, ``generated`` and per-split paths
-    (relative to ``root``) and counts.
+    of mmpretrain's ``ann_file``) and ``classes.txt`` the class names.
+    ``img_size`` is the side of the square images. Returns a dict like
+    :func:`make_coco`'s, plus ``wnids`` and ``class_file``.
     """
     params = dict(
         dataset='imagenet',
@@ -625,36 +571,22 @@ def make_imagenet(root,
         num_per_class_val=num_per_class_val,
         img_size=img_size,
         seed=seed)
+    per_class = dict(train=num_per_class_train, val=num_per_class_val)
 
-    def writer(out_dir):
-        os.makedirs(osp.join(out_dir, 'meta'))
-        with open(
-                osp.join(out_dir, 'classes.txt'), 'w', encoding='utf-8') as f:
-            f.writelines(f'{name}\n' for name in IMAGENET_CLASSES)
-        splits = dict(
-            train=_imagenet_split(out_dir, 'train', num_per_class_train,
-                                  img_size, seed),
-            val=_imagenet_split(out_dir, 'val', num_per_class_val, img_size,
-                                seed))
-        return dict(
-            classes=list(IMAGENET_CLASSES),
-            wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
-            class_file='classes.txt',
-            splits=splits)
+    def write_split(out_dir, split):
+        if split == 'train':
+            os.makedirs(osp.join(out_dir, 'meta'))
+            with open(
+                    osp.join(out_dir, 'classes.txt'), 'w',
+                    encoding='utf-8') as f:
+                f.writelines(f'{name}\n' for name in IMAGENET_CLASSES)
+        return _imagenet_split(out_dir, split, per_class[split], img_size,
+                               seed)
 
-    return _build_once(root, params, writer)
-
-
-def make_all(root, seed=0, coco=None, ade20k=None, imagenet=None):
-    """Write all three datasets under ``root/{coco,ade20k,imagenet}``.
-
-    ``seed`` is shared; ``coco``/``ade20k``/``imagenet`` are optional dicts of
-    keyword overrides for the matching ``make_*`` function. Returns a dict of
-    the three summaries.
-    """
-    return dict(
-        coco=make_coco(osp.join(root, 'coco'), seed=seed, **(coco or {})),
-        ade20k=make_ade20k(
-            osp.join(root, 'ade20k'), seed=seed, **(ade20k or {})),
-        imagenet=make_imagenet(
-            osp.join(root, 'imagenet'), seed=seed, **(imagenet or {})))
+    return _two_splits(
+        root,
+        params,
+        IMAGENET_CLASSES,
+        write_split,
+        wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
+        class_file='classes.txt')
