@@ -18,8 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 from parity import load_parity_fixture
 
 import mmefficientmod  # noqa: F401
-from mmefficientmod.checkpoint import convert_released
-from mmefficientmod.checkpoint import strip_prefix
+from mmefficientmod.checkpoint import convert_released, strip_prefix
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
 
 synthetic_data = load_tool('dataset_converters/synthetic_data')
