@@ -1,0 +1,261 @@
+"""Hooks that keep a run's checkpoints whole and finite (docs/training.md):
+:class:`SafeCheckpointHook` and :class:`NonFiniteCheckHook`."""
+import errno
+import fcntl
+import glob
+import math
+import os
+import os.path as osp
+import shutil
+
+import torch
+from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.optim import AmpOptimWrapper
+from mmengine.registry import HOOKS
+from mmengine.runner.base_loop import BaseLoop
+
+LOCK_FILE = '.training.lock'
+TRY = ('Try a lower learning rate (optim_wrapper.optimizer.lr), gradient '
+       'clipping (optim_wrapper.clip_grad=dict(max_norm=1.0)) or float32 '
+       '(no --amp); NonFiniteCheckHook(check_train=False) in custom_hooks '
+       'turns this check off.')
+
+
+class SafeLocalBackend(LocalBackend):
+    """Files written whole or not at all (temporary file, fsync, rename);
+    ``remove`` only marks a file, the hook deletes it after the save."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pending = []
+
+    def remove(self, filepath) -> None:
+        self.pending.append(str(filepath))
+
+    def put(self, obj: bytes, filepath) -> None:
+        folder = osp.dirname(osp.abspath(filepath))
+        os.makedirs(folder, exist_ok=True)
+        tmp = f'{filepath}.tmp'
+        need = f'{len(obj) / 2**20:.1f} MiB'
+        free = shutil.disk_usage(folder).free
+        if free < len(obj):
+            raise OSError(
+                errno.ENOSPC, f'{need} needed, '
+                f'{free / 2**20:.1f} MiB free in {folder}')
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(obj)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        except BaseException as error:
+            if osp.exists(tmp):
+                os.remove(tmp)
+            if getattr(error, 'errno', None) == errno.ENOSPC:
+                raise OSError(errno.ENOSPC,
+                              f'{need} needed in {folder}') from error
+            raise
+        dir_fd = os.open(folder, os.O_RDONLY)
+        os.fsync(dir_fd)  # the rename itself
+        os.close(dir_fd)
+
+
+register_backend('safe_local', SafeLocalBackend, force=True)
+
+
+class DiskFullError(OSError):
+    """A checkpoint did not fit on the disk (errno ENOSPC)."""
+
+
+def lock_work_dir(work_dir: str):
+    """Lock ``work_dir`` for this process (the lock ends with it) and return
+    the open lock file; RuntimeError when a live process holds it."""
+    os.makedirs(work_dir, exist_ok=True)
+    lock = open(osp.join(work_dir, LOCK_FILE), 'a+')
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or 'unknown'
+        lock.close()
+        raise RuntimeError(
+            f'The work dir {work_dir} is in use by a live training run (pid '
+            f'{holder}); a second run would mix its checkpoints and logs '
+            'with it. Pass another --work-dir, or stop that run first.')
+    lock.truncate(0)
+    lock.write(f'{os.getpid()}\n')
+    lock.flush()
+    return lock
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` whose checkpoints survive any kill or a full disk.
+
+    Each checkpoint is written to a temporary file beside it, fsynced and
+    renamed; only then are the files that ``max_keep_ckpts`` (or a new best)
+    retires deleted and ``last_checkpoint`` updated. A full disk is a
+    :class:`DiskFullError` naming the folder, the space needed and the
+    checkpoint kept. Training locks the work dir (``.training.lock``, rank
+    0, until the process ends): a second live run there is refused. A
+    remote ``out_dir`` or own ``backend_args``: mmengine's saving.
+
+    Args:
+        lock_work_dir (bool): Take the lock. Defaults to True.
+        **kwargs: Those of ``CheckpointHook``.
+    """
+
+    def __init__(self, *args, lock_work_dir: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lock_work_dir = lock_work_dir
+        self._lock = None
+
+    def before_run(self, runner) -> None:
+        if not (self.lock_work_dir and isinstance(
+                getattr(runner, '_train_loop', None), BaseLoop)):
+            return
+        error = [None]
+        if is_main_process() and self._lock is None:
+            try:
+                self._lock = lock_work_dir(runner.work_dir)
+            except RuntimeError as err:
+                error = [str(err)]
+        broadcast_object_list(error)
+        if error[0]:
+            raise RuntimeError(error[0])
+
+    def after_run(self, runner) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def before_train(self, runner) -> None:
+        out_dir = str(self.out_dir or runner.work_dir)
+        if (self.backend_args is None and self.file_client_args is None
+                and '://' not in out_dir):
+            self.backend_args = dict(backend='safe_local')
+        super().before_train(runner)
+        if isinstance(self.file_backend, SafeLocalBackend):
+            self._commit()
+            if is_main_process() and self._lock is not None:
+                for tmp in glob.glob(osp.join(self.out_dir, '*.pth.tmp')):
+                    os.remove(tmp)  # left by a killed run
+
+    def _commit(self) -> None:
+        keep = {self.last_ckpt, getattr(self, 'best_ckpt_path', None)}
+        keep.update(getattr(self, 'best_ckpt_path_dict', {}).values())
+        for path in self.file_backend.pending:
+            if path not in keep and osp.isfile(path):
+                os.remove(path)
+        self.file_backend.pending.clear()
+
+    def _safely(self, save, runner, *args) -> None:
+        if not isinstance(self.file_backend, SafeLocalBackend):
+            return save(runner, *args)
+        kept = self.last_ckpt
+        try:
+            save(runner, *args)
+        except BaseException as error:
+            self.file_backend.pending.clear()
+            if (getattr(error, 'errno', None) != errno.ENOSPC
+                    or isinstance(error, DiskFullError)):
+                raise
+            raise DiskFullError(
+                errno.ENOSPC, f'Not enough disk space to save a checkpoint in '
+                f'{self.out_dir} ({error.strerror}). No partial file was '
+                f'left; the newest complete checkpoint, '
+                f'{kept or "none yet"}, was kept. Free space (or pass '
+                'another --work-dir), then train with --resume.') from error
+        self._commit()
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        self._safely(super()._save_checkpoint_with_step, runner, step, meta)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        self._safely(super()._save_best_checkpoint, runner, metrics)
+
+
+def first_non_finite(named_tensors) -> str:
+    """The first floating tensor holding nan or inf, described, or ''."""
+    for name, value in named_tensors:
+        if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and not torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            return f'{name} ({bad} of {value.numel()} values are nan or inf)'
+    return ''
+
+
+@HOOKS.register_module()
+class NonFiniteCheckHook(Hook):
+    """Stop a diverging run; never save or evaluate non-finite weights.
+
+    ``FloatingPointError`` at a non-finite loss (``loss*`` outputs) or
+    gradient norm (logged with ``clip_grad``; not checked under
+    ``AmpOptimWrapper``, whose loss scaler skips such steps), at a checkpoint
+    with non-finite weights (not written), and before validation or testing
+    of a model with a non-finite parameter or buffer.
+
+    Args:
+        check_train (bool): The training checks. Defaults to True.
+        check_eval (bool): The validation / test check. Defaults to True.
+    """
+
+    def __init__(self, check_train: bool = True, check_eval: bool = True):
+        self.check_train = check_train
+        self.check_eval = check_eval
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None) -> None:
+        if not self.check_train:
+            return
+        values = [(k, v) for k, v in (outputs or {}).items() if 'loss' in k]
+        grad_norm = runner.message_hub.log_scalars.get('train/grad_norm')
+        if grad_norm is not None and not isinstance(runner.optim_wrapper,
+                                                    AmpOptimWrapper):
+            values.append(('the gradient norm', grad_norm.current()))
+        for name, value in values:
+            value = float(getattr(value, 'detach', lambda: value)())
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f'Training diverged: {name} is {value} at iteration '
+                    f'{runner.iter + 1} (epoch {runner.epoch + 1}). The '
+                    'newest checkpoint in the work dir is the last finite '
+                    f'one. {TRY}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not self.check_train:
+            return
+        for key in ('state_dict', 'ema_state_dict'):
+            bad = first_non_finite((checkpoint.get(key) or {}).items())
+            if bad:
+                raise FloatingPointError(
+                    f'Not saving a checkpoint at iteration {runner.iter + 1}: '
+                    f'its weights are not finite: {bad} in '
+                    f'`{key}`. The newest checkpoint in the work dir is the '
+                    f'last finite one. {TRY}')
+
+    def _check_model(self, runner) -> None:
+        if not self.check_eval:
+            return
+        model = runner.model
+        bad = first_non_finite(
+            list(model.named_parameters()) + list(model.named_buffers()))
+        if bad:
+            source = getattr(runner, '_load_from', None)
+            raise FloatingPointError(
+                f'The model to evaluate has non-finite weights: '
+                f'{bad}' + (f', loaded from {source}' if source else '') +
+                '; its metrics would mean nothing. Evaluate an earlier '
+                '(finite) checkpoint; NonFiniteCheckHook(check_eval=False) '
+                'turns this check off.')
+
+    def before_val_epoch(self, runner) -> None:
+        self._check_model(runner)
+
+    def before_test_epoch(self, runner) -> None:
+        self._check_model(runner)
