@@ -197,3 +197,27 @@ def test_non_finite_weights_are_neither_saved_nor_evaluated():
     model.head.bias.data.zero_()
     hook.before_test_epoch(runner)
     hook.before_save_checkpoint(runner, dict(state_dict=model.state_dict()))
+
+
+def test_test_tool_refuses_non_finite_weights(embedded_imagenet, tmp_path,
+                                              load_tool):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    config = osp.join(REPO, 'configs', 'efficientmod',
+                      'efficientmod-xxs_1xb32_embedded-64px.py')
+    cfg = Config.fromfile(config)
+    init_default_scope('mmpretrain')
+    state = MODELS.build(cfg.model).state_dict()
+    state['head.fc.bias'][2] = float('nan')
+    checkpoint = str(tmp_path / 'nan.pth')
+    torch.save({'state_dict': state, 'meta': {}}, checkpoint)
+    options = [
+        f'{split}_dataloader.dataset.data_root={embedded_imagenet}'
+        for split in ('train', 'val', 'test')
+    ]
+    with pytest.raises(
+            FloatingPointError, match=r'head\.fc\.bias \(1 of 4 .*/nan\.pth'):
+        load_tool('test').main([
+            config, checkpoint, '--work-dir',
+            str(tmp_path), '--cfg-options', *options
+        ])
