@@ -150,21 +150,15 @@ def compile_for_cpu(model: Union[str, object],
     return compiled
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_cache(cache_dir: str, record: bool = False) -> None:
     """OpenVINO loads a cached ``*.blob`` unchecked (only a truncated one
     is noticed): delete, with a warning, each whose SHA-256 is not the one
     stored beside it (``BLOB.sha256``), so that it is compiled again;
     ``record`` stores the checksums of blobs that have none."""
     for blob in glob.glob(os.path.join(cache_dir, '*.blob')):
-        stored, digest, known = blob + '.sha256', _sha256(blob), None
+        with open(blob, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        stored, known = blob + '.sha256', None
         if os.path.exists(stored):
             with open(stored) as f:
                 known = f.read().strip()

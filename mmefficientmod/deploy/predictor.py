@@ -111,10 +111,8 @@ class CPUPredictor:
             when it was written to a ``workdir`` that outlives the call;
             else None (always for the other engines).
 
-    Calls from several threads are safe: they take turns (one lock per
-    predictor; build one predictor per thread to run them side by side).
-    An int8 predictor returns nan outputs for an image with a nan or inf
-    pixel, as float32 does (its quantisation would turn them finite).
+    Calls from several threads take turns (one lock per predictor). int8
+    gives nan outputs for an image with a nan or inf pixel, as float32 does.
     """
 
     def __init__(self,
@@ -214,32 +212,29 @@ def _ort_engine(path: str, threads: Optional[int]) -> Callable:
     return run
 
 
-def _calibration_error(index: int, what: str) -> ValueError:
-    return ValueError(
+def _check_calibration_batch(batch, index: int, channels: int) -> None:
+    if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
+        what = (f'is a {batch.dim()}-D tensor' if isinstance(
+            batch, torch.Tensor) else f'is a {type(batch).__name__}')
+        what += f' with keys {sorted(batch)}' if isinstance(batch,
+                                                            dict) else ''
+    elif not batch.is_floating_point():
+        what = f'is {batch.dtype}: raw pixels'
+    elif batch.shape[1] != channels:
+        what = f'has {batch.shape[1]} channels; the model takes {channels}'
+    elif not torch.isfinite(batch).all():
+        what = 'holds nan or inf values'
+    elif batch.abs().max() > MAX_NORMALISED:
+        what = (f'reaches {batch.abs().max().item():g}: raw 0-255 pixels, '
+                f'not normalised inputs (within +-{MAX_NORMALISED:g})')
+    else:
+        return
+    raise ValueError(
         f'Calibration batch {index} {what}. Pass float N x C x H x W tensors '
         "normalised as the model's data_preprocessor leaves them (mean "
         'subtracted, divided by std), or the batches of an OpenMMLab '
-        'dataloader (dicts with `inputs`).')
-
-
-def _check_calibration_batch(batch, index: int, channels: int) -> None:
-    if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
-        got = (f'a {batch.dim()}-D tensor' if isinstance(batch, torch.Tensor)
-               else f'a {type(batch).__name__}')
-        raise _calibration_error(index, f'is {got}')
-    if not batch.is_floating_point():
-        raise _calibration_error(index, f'is {batch.dtype}: raw pixels')
-    if batch.shape[1] != channels:
-        raise _calibration_error(
-            index, f'has {batch.shape[1]} channels; the model takes '
-            f'{channels}')
-    if not torch.isfinite(batch).all():
-        raise _calibration_error(index, 'holds nan or inf values')
-    peak = batch.abs().max().item()
-    if peak > MAX_NORMALISED:
-        raise _calibration_error(
-            index, f'reaches {peak:g}: raw 0-255 pixels, not normalised '
-            f'inputs (those stay within +-{MAX_NORMALISED:g})')
+        'dataloader (dicts with `inputs`) for a model with a '
+        'data_preprocessor.')
 
 
 def calibration_inputs(data: Iterable, model: nn.Module,
@@ -253,23 +248,17 @@ def calibration_inputs(data: Iterable, model: nn.Module,
         model (nn.Module): The model whose preprocessor applies.
         max_batches (int): Stop after this many batches.
 
-    Raises:
-        ValueError: naming the batch, one that is not float, has another
-            channel count than the model, holds nan/inf, or has values
-            beyond +-:data:`MAX_NORMALISED` (raw pixels).
+    A batch that is not float, finite, normalised (within
+    +-:data:`MAX_NORMALISED`) and of the model's channel count is a
+    ValueError naming it.
     """
     batches = []
     channels = find_backbone(model).in_channels
     for index, batch in enumerate(data):
         if len(batches) >= max_batches:
             break
-        if isinstance(batch, dict):
-            preprocessor = getattr(model, 'data_preprocessor', None)
-            if preprocessor is None or 'inputs' not in batch:
-                raise _calibration_error(
-                    index, f'is a dict with keys {sorted(batch)}' +
-                    ('' if preprocessor else
-                     ' and the model has no data_preprocessor'))
+        preprocessor = getattr(model, 'data_preprocessor', None)
+        if isinstance(batch, dict) and 'inputs' in batch and preprocessor:
             with torch.no_grad():
                 batch = preprocessor(batch, False)['inputs']
         _check_calibration_batch(batch, index, channels)

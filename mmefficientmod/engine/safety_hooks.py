@@ -1,5 +1,4 @@
-"""Hooks that keep a run's checkpoints whole and finite (docs/training.md):
-:class:`SafeCheckpointHook` and :class:`NonFiniteCheckHook`."""
+"""Hooks that keep a run's checkpoints whole and finite (docs/training.md)."""
 import errno
 import fcntl
 import glob
@@ -16,11 +15,14 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 from mmengine.runner.base_loop import BaseLoop
 
-LOCK_FILE = '.training.lock'
-TRY = ('Try a lower learning rate (optim_wrapper.optimizer.lr), gradient '
-       'clipping (optim_wrapper.clip_grad=dict(max_norm=1.0)) or float32 '
-       '(no --amp); NonFiniteCheckHook(check_train=False) in custom_hooks '
-       'turns this check off.')
+TRY = ('The newest checkpoint in the work dir is the last finite one. Try a '
+       'lower learning rate (optim_wrapper.optimizer.lr), gradient clipping '
+       '(optim_wrapper.clip_grad=dict(max_norm=1.0)) or float32 (no --amp); '
+       'NonFiniteCheckHook(check_train=False) turns this check off.')
+
+
+class DiskFullError(OSError):
+    """A checkpoint did not fit on the disk (errno ENOSPC)."""
 
 
 class SafeLocalBackend(LocalBackend):
@@ -37,14 +39,10 @@ class SafeLocalBackend(LocalBackend):
     def put(self, obj: bytes, filepath) -> None:
         folder = osp.dirname(osp.abspath(filepath))
         os.makedirs(folder, exist_ok=True)
-        tmp = f'{filepath}.tmp'
-        need = f'{len(obj) / 2**20:.1f} MiB'
-        free = shutil.disk_usage(folder).free
-        if free < len(obj):
-            raise OSError(
-                errno.ENOSPC, f'{need} needed, '
-                f'{free / 2**20:.1f} MiB free in {folder}')
+        tmp, free = f'{filepath}.tmp', shutil.disk_usage(folder).free
         try:
+            if free < len(obj):
+                raise OSError(errno.ENOSPC, 'measured before writing')
             with open(tmp, 'wb') as f:
                 f.write(obj)
                 f.flush()
@@ -54,26 +52,23 @@ class SafeLocalBackend(LocalBackend):
             if osp.exists(tmp):
                 os.remove(tmp)
             if getattr(error, 'errno', None) == errno.ENOSPC:
-                raise OSError(errno.ENOSPC,
-                              f'{need} needed in {folder}') from error
+                raise DiskFullError(
+                    errno.ENOSPC, f'{len(obj) / 2**20:.1f} MiB needed, '
+                    f'{free / 2**20:.1f} MiB free in {folder}') from error
             raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        os.fsync(dir_fd)  # the rename itself
-        os.close(dir_fd)
+        folder_fd = os.open(folder, os.O_RDONLY)
+        os.fsync(folder_fd)  # the rename
+        os.close(folder_fd)
 
 
 register_backend('safe_local', SafeLocalBackend, force=True)
 
 
-class DiskFullError(OSError):
-    """A checkpoint did not fit on the disk (errno ENOSPC)."""
-
-
 def lock_work_dir(work_dir: str):
-    """Lock ``work_dir`` for this process (the lock ends with it) and return
-    the open lock file; RuntimeError when a live process holds it."""
+    """Lock ``work_dir`` until the process ends (or the returned file is
+    closed); RuntimeError naming the holder when a live process has it."""
     os.makedirs(work_dir, exist_ok=True)
-    lock = open(osp.join(work_dir, LOCK_FILE), 'a+')
+    lock = open(osp.join(work_dir, '.training.lock'), 'a+')
     try:
         fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -94,23 +89,18 @@ def lock_work_dir(work_dir: str):
 class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose checkpoints survive any kill or a full disk.
 
-    Each checkpoint is written to a temporary file beside it, fsynced and
-    renamed; only then are the files that ``max_keep_ckpts`` (or a new best)
-    retires deleted and ``last_checkpoint`` updated. A full disk is a
+    Each checkpoint goes to a temporary file beside it, fsynced and renamed;
+    only then are the files that ``max_keep_ckpts`` (or a new best) retires
+    deleted and ``last_checkpoint`` updated. A full disk raises
     :class:`DiskFullError` naming the folder, the space needed and the
-    checkpoint kept. Training locks the work dir (``.training.lock``, rank
-    0, until the process ends): a second live run there is refused. A
+    checkpoint kept. Training locks the work dir (rank 0, until the process
+    ends) unless ``lock_work_dir=False``: a second live run is refused. A
     remote ``out_dir`` or own ``backend_args``: mmengine's saving.
-
-    Args:
-        lock_work_dir (bool): Take the lock. Defaults to True.
-        **kwargs: Those of ``CheckpointHook``.
     """
 
     def __init__(self, *args, lock_work_dir: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lock_work_dir = lock_work_dir
-        self._lock = None
+        self.lock_work_dir, self._lock = lock_work_dir, None
 
     def before_run(self, runner) -> None:
         if not (self.lock_work_dir and isinstance(
@@ -122,7 +112,7 @@ class SafeCheckpointHook(CheckpointHook):
                 self._lock = lock_work_dir(runner.work_dir)
             except RuntimeError as err:
                 error = [str(err)]
-        broadcast_object_list(error)
+        broadcast_object_list(error)  # every rank stops
         if error[0]:
             raise RuntimeError(error[0])
 
@@ -132,16 +122,15 @@ class SafeCheckpointHook(CheckpointHook):
             self._lock = None
 
     def before_train(self, runner) -> None:
-        out_dir = str(self.out_dir or runner.work_dir)
         if (self.backend_args is None and self.file_client_args is None
-                and '://' not in out_dir):
+                and '://' not in str(self.out_dir or runner.work_dir)):
             self.backend_args = dict(backend='safe_local')
         super().before_train(runner)
         if isinstance(self.file_backend, SafeLocalBackend):
             self._commit()
-            if is_main_process() and self._lock is not None:
+            if self._lock is not None:  # left by a killed run
                 for tmp in glob.glob(osp.join(self.out_dir, '*.pth.tmp')):
-                    os.remove(tmp)  # left by a killed run
+                    os.remove(tmp)
 
     def _commit(self) -> None:
         keep = {self.last_ckpt, getattr(self, 'best_ckpt_path', None)}
@@ -159,15 +148,14 @@ class SafeCheckpointHook(CheckpointHook):
             save(runner, *args)
         except BaseException as error:
             self.file_backend.pending.clear()
-            if (getattr(error, 'errno', None) != errno.ENOSPC
-                    or isinstance(error, DiskFullError)):
-                raise
-            raise DiskFullError(
-                errno.ENOSPC, f'Not enough disk space to save a checkpoint in '
-                f'{self.out_dir} ({error.strerror}). No partial file was '
-                f'left; the newest complete checkpoint, '
-                f'{kept or "none yet"}, was kept. Free space (or pass '
-                'another --work-dir), then train with --resume.') from error
+            if isinstance(error, DiskFullError) and error.filename is None:
+                raise DiskFullError(
+                    errno.ENOSPC, 'Not enough disk space to save a checkpoint '
+                    f'({error.strerror}). No partial file was left; the '
+                    f'newest complete checkpoint, {kept or "none yet"}, was '
+                    'kept. Free space (or pass another --work-dir), then '
+                    'train with --resume', self.out_dir) from error
+            raise
         self._commit()
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
@@ -192,19 +180,14 @@ class NonFiniteCheckHook(Hook):
     """Stop a diverging run; never save or evaluate non-finite weights.
 
     ``FloatingPointError`` at a non-finite loss (``loss*`` outputs) or
-    gradient norm (logged with ``clip_grad``; not checked under
-    ``AmpOptimWrapper``, whose loss scaler skips such steps), at a checkpoint
-    with non-finite weights (not written), and before validation or testing
-    of a model with a non-finite parameter or buffer.
-
-    Args:
-        check_train (bool): The training checks. Defaults to True.
-        check_eval (bool): The validation / test check. Defaults to True.
+    gradient norm (logged with ``clip_grad``; not under ``AmpOptimWrapper``,
+    whose loss scaler skips such steps), at a checkpoint of non-finite
+    weights (not written) unless ``check_train=False``, and before validating
+    or testing a model with a non-finite weight unless ``check_eval=False``.
     """
 
     def __init__(self, check_train: bool = True, check_eval: bool = True):
-        self.check_train = check_train
-        self.check_eval = check_eval
+        self.check_train, self.check_eval = check_train, check_eval
 
     def after_train_iter(self,
                          runner,
@@ -223,39 +206,29 @@ class NonFiniteCheckHook(Hook):
             if not math.isfinite(value):
                 raise FloatingPointError(
                     f'Training diverged: {name} is {value} at iteration '
-                    f'{runner.iter + 1} (epoch {runner.epoch + 1}). The '
-                    'newest checkpoint in the work dir is the last finite '
-                    f'one. {TRY}')
+                    f'{runner.iter + 1} (epoch {runner.epoch + 1}). {TRY}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if not self.check_train:
-            return
-        for key in ('state_dict', 'ema_state_dict'):
-            bad = first_non_finite((checkpoint.get(key) or {}).items())
-            if bad:
-                raise FloatingPointError(
-                    f'Not saving a checkpoint at iteration {runner.iter + 1}: '
-                    f'its weights are not finite: {bad} in '
-                    f'`{key}`. The newest checkpoint in the work dir is the '
-                    f'last finite one. {TRY}')
+        bad = self.check_train and first_non_finite(
+            (f'{key}: {name}', value)
+            for key in ('state_dict', 'ema_state_dict')
+            for name, value in (checkpoint.get(key) or {}).items())
+        if bad:
+            raise FloatingPointError(
+                f'Not saving a checkpoint at iteration {runner.iter + 1}: its '
+                f'weights are not finite: {bad}. {TRY}')
 
-    def _check_model(self, runner) -> None:
-        if not self.check_eval:
-            return
+    def before_val_epoch(self, runner) -> None:
         model = runner.model
-        bad = first_non_finite(
+        bad = self.check_eval and first_non_finite(
             list(model.named_parameters()) + list(model.named_buffers()))
         if bad:
             source = getattr(runner, '_load_from', None)
             raise FloatingPointError(
-                f'The model to evaluate has non-finite weights: '
-                f'{bad}' + (f', loaded from {source}' if source else '') +
+                f'The model to evaluate has non-finite weights: {bad}' +
+                (f', loaded from {source}' if source else '') +
                 '; its metrics would mean nothing. Evaluate an earlier '
                 '(finite) checkpoint; NonFiniteCheckHook(check_eval=False) '
                 'turns this check off.')
 
-    def before_val_epoch(self, runner) -> None:
-        self._check_model(runner)
-
-    def before_test_epoch(self, runner) -> None:
-        self._check_model(runner)
+    before_test_epoch = before_val_epoch
