@@ -20,6 +20,15 @@ from mmefficientmod.engine.safety_hooks import (DiskFullError,
                                                 lock_work_dir)
 
 TESTS = osp.join(REPO, 'tests')
+CLASSIFIER = osp.join(REPO, 'configs', 'efficientmod',
+                      'efficientmod-xxs_1xb32_embedded-64px.py')
+
+
+def data_roots(root):
+    return [
+        f'{split}_dataloader.dataset.data_root={root}'
+        for split in ('train', 'val', 'test')
+    ]
 
 
 class NaNFrom(ToyData):
@@ -135,7 +144,8 @@ def test_full_disk_is_a_clear_error_and_keeps_the_last_checkpoint(
     assert state_dict_of(str(tmp_path / 'iter_1.pth'))
 
 
-def test_second_live_run_in_the_work_dir_is_refused(tmp_path):
+def test_second_live_run_in_the_work_dir_is_refused(tmp_path, load_tool,
+                                                    embedded_imagenet):
     holder = subprocess.Popen([
         sys.executable, '-c', 'import time\n'
         'from mmefficientmod.engine.safety_hooks import lock_work_dir\n'
@@ -148,6 +158,14 @@ def test_second_live_run_in_the_work_dir_is_refused(tmp_path):
                               text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'
+        # tools/train.py: refused before the runner writes anything there
+        with pytest.raises(RuntimeError, match=f'pid {holder.pid}'):
+            load_tool('train').main([
+                CLASSIFIER, '--work-dir',
+                str(tmp_path), '--cfg-options', *data_roots(embedded_imagenet)
+            ])
+        assert os.listdir(tmp_path) == ['.training.lock']
+        # any runner with the hook
         with pytest.raises(RuntimeError) as error:
             toy_runner(tmp_path).train()
         message = str(error.value)
@@ -203,21 +221,15 @@ def test_test_tool_refuses_non_finite_weights(embedded_imagenet, tmp_path,
                                               load_tool):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    config = osp.join(REPO, 'configs', 'efficientmod',
-                      'efficientmod-xxs_1xb32_embedded-64px.py')
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(CLASSIFIER)
     init_default_scope('mmpretrain')
     state = MODELS.build(cfg.model).state_dict()
     state['head.fc.bias'][2] = float('nan')
     checkpoint = str(tmp_path / 'nan.pth')
     torch.save({'state_dict': state, 'meta': {}}, checkpoint)
-    options = [
-        f'{split}_dataloader.dataset.data_root={embedded_imagenet}'
-        for split in ('train', 'val', 'test')
-    ]
     with pytest.raises(
             FloatingPointError, match=r'head\.fc\.bias \(1 of 4 .*/nan\.pth'):
         load_tool('test').main([
-            config, checkpoint, '--work-dir',
-            str(tmp_path), '--cfg-options', *options
+            CLASSIFIER, checkpoint, '--work-dir',
+            str(tmp_path), '--cfg-options', *data_roots(embedded_imagenet)
         ])
