@@ -233,3 +233,28 @@ def test_test_tool_refuses_non_finite_weights(embedded_imagenet, tmp_path,
             CLASSIFIER, checkpoint, '--work-dir',
             str(tmp_path), '--cfg-options', *data_roots(embedded_imagenet)
         ])
+
+
+def test_gradient_norm_is_checked_except_under_amp():
+    from mmengine.logging import MessageHub
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    hub = MessageHub.get_instance('test_gradient_norm_is_checked')
+    hub.update_scalar('train/grad_norm', float('inf'))
+    for wrapper in (OptimWrapper, AmpOptimWrapper):
+        runner = types.SimpleNamespace(
+            message_hub=hub,
+            optim_wrapper=object.__new__(wrapper),
+            iter=8,
+            epoch=1)
+        hook = NonFiniteCheckHook()
+        outputs = dict(loss=torch.tensor(0.5))
+        if wrapper is OptimWrapper:
+            with pytest.raises(
+                    FloatingPointError,
+                    match='the gradient norm is inf at iteration '
+                    '9 .epoch 2.*clip_grad'):
+                hook.after_train_iter(runner, 0, None, outputs)
+        else:  # its loss scaler skips the step and lowers the scale
+            hook.after_train_iter(runner, 0, None, outputs)
+        NonFiniteCheckHook(check_train=False).after_train_iter(
+            runner, 0, None, outputs)
