@@ -253,8 +253,8 @@ def test_gradient_norm_is_checked_except_under_amp():
                     FloatingPointError,
                     match='the gradient norm is inf at iteration '
                     '9 .epoch 2.*clip_grad'):
-                hook.after_train_iter(runner, 0, None, outputs)
+                hook.after_train_iter(runner, outputs=outputs)
         else:  # its loss scaler skips the step and lowers the scale
-            hook.after_train_iter(runner, 0, None, outputs)
+            hook.after_train_iter(runner, outputs=outputs)
         NonFiniteCheckHook(check_train=False).after_train_iter(
-            runner, 0, None, outputs)
+            runner, outputs=outputs)

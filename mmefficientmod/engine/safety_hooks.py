@@ -189,11 +189,7 @@ class NonFiniteCheckHook(Hook):
     def __init__(self, check_train: bool = True, check_eval: bool = True):
         self.check_train, self.check_eval = check_train, check_eval
 
-    def after_train_iter(self,
-                         runner,
-                         batch_idx,
-                         data_batch=None,
-                         outputs=None) -> None:
+    def after_train_iter(self, runner, outputs=None, **kwargs) -> None:
         if not self.check_train:
             return
         values = [(k, v) for k, v in (outputs or {}).items() if 'loss' in k]
@@ -219,9 +215,8 @@ class NonFiniteCheckHook(Hook):
                 f'weights are not finite: {bad}. {TRY}')
 
     def before_val_epoch(self, runner) -> None:
-        model = runner.model
         bad = self.check_eval and first_non_finite(
-            list(model.named_parameters()) + list(model.named_buffers()))
+            [*runner.model.named_parameters(), *runner.model.named_buffers()])
         if bad:
             source = getattr(runner, '_load_from', None)
             raise FloatingPointError(
