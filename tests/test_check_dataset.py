@@ -123,3 +123,11 @@ def test_classification_label_and_image_faults_are_listed(
     assert f'{meta}: 1 problem(s)' in out, out
     assert 'label 7 is outside 0..3 (4 classes)' in out, out
     assert f'{missing}: 1 problem(s)' in out and 'file not found' in out
+
+
+def test_missing_data_is_listed_not_raised(check, tmp_path):
+    nowhere = str(tmp_path / 'nowhere')
+    status, out = check(tiny_seg_config(tmp_path, nowhere))
+    assert status == 1, out
+    assert f"cannot be read ([Errno 2] No such file or directory: " \
+        f"'{nowhere}/images/training')" in out, out
