@@ -124,9 +124,11 @@ def test_configs_hold_the_papers_recipe(name, distill):
     assert (cosine.begin, cosine.end) == (5, 300)
     assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
 
-    # EMA, top-1 / top-5
-    assert [h.type for h in cfg.custom_hooks
-            ] == ['EMAHook', 'EfficientModConfigCheckHook']
+    # EMA, top-1 / top-5; checkpoints written whole, divergence stopped
+    assert [h.type for h in cfg.custom_hooks] == [
+        'EMAHook', 'EfficientModConfigCheckHook', 'NonFiniteCheckHook'
+    ]
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
     assert cfg.custom_hooks[0].momentum == 1e-4
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert evaluator.type == 'Accuracy'

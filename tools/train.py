@@ -16,6 +16,7 @@ mmengine does (what fits), with one warning line saying what they are. Multi-pro
 ``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
 """
 import argparse
+import os
 import os.path as osp
 
 from _runner_utils import (add_runner_arguments, build_runner,
@@ -129,11 +130,26 @@ def build_config(args):
     return cfg
 
 
+def lock_work_dir_early(cfg):
+    """The work dir's lock (SafeCheckpointHook's) taken before the runner
+    writes its logs and config there, so that a run refused for a live one
+    in the same work dir leaves it untouched; rank 0 only, None otherwise
+    or where the config turns the lock off."""
+    from mmefficientmod.engine.safety_hooks import lock_work_dir
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    rank = os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))
+    if hook.get('type') != 'SafeCheckpointHook' or not hook.get(
+            'lock_work_dir', True) or rank != '0':
+        return None
+    return lock_work_dir(osp.abspath(cfg.work_dir))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     check_annotation_files(cfg, ('train', 'val') if cfg.get('val_cfg') else
                            ('train', ))
+    lock = lock_work_dir_early(cfg)  # noqa: F841 (held until the process ends)
     runner = build_runner(cfg)
     print(
         f'[{library_of(cfg)}] training {osp.basename(args.config)}; '

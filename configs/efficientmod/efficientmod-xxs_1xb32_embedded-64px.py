@@ -101,11 +101,12 @@ custom_hooks = [
     dict(type='EMAHook', momentum=0.02, priority='ABOVE_NORMAL'),
     # clear errors for mismatched widths or class counts (mmefficientmod)
     dict(type='EfficientModConfigCheckHook'),
+    dict(type='NonFiniteCheckHook'),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='SafeCheckpointHook',
         interval=max_epochs,
         max_keep_ckpts=1,
         save_best=None))

@@ -95,8 +95,18 @@ custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     # clear errors for mismatched widths or class counts (mmefficientmod)
     dict(type='EfficientModConfigCheckHook'),
+    # stop a diverging run (nan/inf loss or gradient norm), never save or
+    # test non-finite weights; check_train=False / check_eval=False to opt
+    # out (docs/training.md)
+    dict(type='NonFiniteCheckHook'),
 ]
 
+# SafeCheckpointHook (mmefficientmod): checkpoints written whole (temporary
+# file, fsync, rename) before older ones are deleted, a clear error on a full
+# disk, and a lock on the work dir against a second live run.
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='auto'))
+        type='SafeCheckpointHook',
+        interval=1,
+        max_keep_ckpts=3,
+        save_best='auto'))

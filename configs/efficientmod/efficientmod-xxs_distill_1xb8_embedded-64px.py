@@ -102,9 +102,13 @@ custom_hooks = [
     dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
     # clear errors for mismatched widths or class counts (mmefficientmod)
     dict(type='EfficientModConfigCheckHook'),
+    dict(type='NonFiniteCheckHook'),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'))
+        type='SafeCheckpointHook',
+        interval=1,
+        max_keep_ckpts=2,
+        save_best='auto'))
 randomness = dict(seed=0)

@@ -18,8 +18,17 @@ _base_ = [
 custom_imports = dict(
     imports=['mmefficientmod', 'mmefficientmod.apply_stack_fixes'],
     allow_failed_imports=False)
-# Clear errors for mismatched widths or class counts, in every tool.
-custom_hooks = [dict(type='EfficientModConfigCheckHook')]
+# Clear errors for mismatched widths or class counts, in every tool; a
+# diverging run stops (nan/inf loss or gradient norm) and non-finite weights
+# are neither saved nor tested (check_train / check_eval=False to opt out).
+custom_hooks = [
+    dict(type='EfficientModConfigCheckHook'),
+    dict(type='NonFiniteCheckHook'),
+]
+# mmseg's CheckpointHook settings, saved by SafeCheckpointHook: whole files
+# (temporary file, fsync, rename) before older ones are deleted, a clear
+# error on a full disk, a lock on the work dir against a second live run.
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 arch = 'xxs'
 widths = [32, 64, 128, 256]

@@ -18,6 +18,10 @@ weights per output channel, FakeQuantize nodes that the CPU plugin runs as
 int8 matrix multiplies and convolutions (VNNI, AMX); the ops left
 unquantised (the residual adds, layer norms, softmax) run in float32.
 """
+import glob
+import hashlib
+import os
+import warnings
 from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -119,7 +123,8 @@ def compile_for_cpu(model: Union[str, object],
             choice (one per physical core) when None.
         cache_dir (str, optional): OpenVINO's model cache (``CACHE_DIR``): a
             later compile of the same model with the same settings loads
-            the compiled form from there.
+            the compiled form from there, once :func:`check_cache` found it
+            intact.
         hint (str): ``PERFORMANCE_HINT``: ``'LATENCY'`` (one stream, every
             thread on each request) or ``'THROUGHPUT'``.
 
@@ -132,7 +137,10 @@ def compile_for_cpu(model: Union[str, object],
         config['INFERENCE_NUM_THREADS'] = threads
     if cache_dir:
         config['CACHE_DIR'] = cache_dir
+        check_cache(cache_dir)
     compiled = _core().compile_model(model, 'CPU', config)
+    if cache_dir:
+        check_cache(cache_dir, record=True)
     got = _as_text(compiled.get_property('INFERENCE_PRECISION_HINT'))
     if got != wanted:
         raise RuntimeError(
@@ -140,6 +148,29 @@ def compile_for_cpu(model: Union[str, object],
             f'{wanted!r} was asked for ({precision}); this CPU or OpenVINO '
             'version does not offer it. Choose another precision.')
     return compiled
+
+
+def check_cache(cache_dir: str, record: bool = False) -> None:
+    """OpenVINO loads a cached ``*.blob`` unchecked (only a truncated one
+    is noticed): delete, with a warning, each whose SHA-256 is not the one
+    stored beside it (``BLOB.sha256``), so that it is compiled again;
+    ``record`` stores the checksums of blobs that have none."""
+    for blob in glob.glob(os.path.join(cache_dir, '*.blob')):
+        with open(blob, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        stored, known = blob + '.sha256', None
+        if os.path.exists(stored):
+            with open(stored) as f:
+                known = f.read().strip()
+        if record and known is None:
+            with open(stored, 'w') as f:
+                f.write(digest)
+        elif not record and known != digest:
+            warnings.warn(f'OpenVINO cache: {blob} does not match its '
+                          'checksum; compiling the model again.')
+            os.remove(blob)
+            if known is not None:
+                os.remove(stored)
 
 
 def _as_text(value) -> str:

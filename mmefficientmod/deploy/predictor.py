@@ -45,6 +45,7 @@ not hold the cores after a call.
 import copy
 import os.path as osp
 import tempfile
+import threading
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
@@ -72,6 +73,9 @@ FALLBACK_ENGINE = {
 }
 # Engines that quantise with calibrated activation ranges.
 CALIBRATED = ('openvino', 'onnxruntime-static')
+# Normalised calibration inputs stay within this magnitude (ImageNet's mean
+# and std map 0-255 pixels to -2.2 .. 2.7); larger ones look like raw pixels.
+MAX_NORMALISED = 20.0
 
 
 def auto_engine(precision: str, calibrated: bool) -> str:
@@ -106,6 +110,9 @@ class CPUPredictor:
             built from (the float32 export; the int8 model for its int8),
             when it was written to a ``workdir`` that outlives the call;
             else None (always for the other engines).
+
+    Calls from several threads take turns (one lock per predictor). int8
+    gives nan outputs for an image with a nan or inf pixel, as float32 does.
     """
 
     def __init__(self,
@@ -117,6 +124,7 @@ class CPUPredictor:
                  onnx_path: Optional[str] = None,
                  compiled_model=None):
         self._run = run
+        self._lock = threading.Lock()
         self.precision = precision
         self.engine = engine
         self.single_output = single_output
@@ -135,8 +143,24 @@ class CPUPredictor:
                 f'The predictor takes a float32 N x {self.in_channels} x H x W '
                 f'tensor (normalised as by the data preprocessor); got a '
                 f'{got}. Convert it with x.float() / x.unsqueeze(0).')
-        outs = [o.float() for o in self._run(x.contiguous())]
+        bad = (~torch.isfinite(x).flatten(1).all(1)
+               if self.precision == 'int8' else None)
+        if bad is not None and bad.any():
+            # int8 would turn nan/inf into finite values (and, quantised per
+            # batch, spoil the others): run the finite images, nan the rest.
+            keep, outs = ~bad, []
+            good = x[keep] if keep.any() else torch.zeros_like(x[:1])
+            for part in self._infer(good):
+                out = part.new_full((len(x), ) + part.shape[1:], float('nan'))
+                out[keep] = part[:int(keep.sum())]
+                outs.append(out)
+        else:
+            outs = self._infer(x)
         return outs[0] if self.single_output else tuple(outs)
+
+    def _infer(self, x: torch.Tensor) -> list:
+        with self._lock:
+            return [o.float() for o in self._run(x.contiguous())]
 
     def __repr__(self):
         return (f'CPUPredictor(precision={self.precision!r}, '
@@ -188,34 +212,56 @@ def _ort_engine(path: str, threads: Optional[int]) -> Callable:
     return run
 
 
+def _check_calibration_batch(batch, index: int, channels: int) -> None:
+    if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
+        what = (f'is a {batch.dim()}-D tensor' if isinstance(
+            batch, torch.Tensor) else f'is a {type(batch).__name__}')
+        what += f' with keys {sorted(batch)}' if isinstance(batch,
+                                                            dict) else ''
+    elif not batch.is_floating_point():
+        what = f'is {batch.dtype}: raw pixels'
+    elif batch.shape[1] != channels:
+        what = f'has {batch.shape[1]} channels; the model takes {channels}'
+    elif not torch.isfinite(batch).all():
+        what = 'holds nan or inf values'
+    elif batch.abs().max() > MAX_NORMALISED:
+        what = (f'reaches {batch.abs().max().item():g}: raw 0-255 pixels, '
+                f'not normalised inputs (within +-{MAX_NORMALISED:g})')
+    else:
+        return
+    raise ValueError(
+        f'Calibration batch {index} {what}. Pass float N x C x H x W tensors '
+        "normalised as the model's data_preprocessor leaves them (mean "
+        'subtracted, divided by std), or the batches of an OpenMMLab '
+        'dataloader (dicts with `inputs`) for a model with a '
+        'data_preprocessor.')
+
+
 def calibration_inputs(data: Iterable, model: nn.Module,
                        max_batches: int) -> list:
     """Float32 NCHW input batches for int8 calibration.
 
     Args:
-        data (Iterable): Float32 tensors (already normalised), or the batches
+        data (Iterable): Float tensors (already normalised), or the batches
             of an OpenMMLab dataloader (dicts with ``inputs``), which the
             model's ``data_preprocessor`` turns into tensors.
         model (nn.Module): The model whose preprocessor applies.
         max_batches (int): Stop after this many batches.
+
+    A batch that is not float, finite, normalised (within
+    +-:data:`MAX_NORMALISED`) and of the model's channel count is a
+    ValueError naming it.
     """
     batches = []
-    for batch in data:
+    channels = find_backbone(model).in_channels
+    for index, batch in enumerate(data):
         if len(batches) >= max_batches:
             break
-        if isinstance(batch, dict):
-            preprocessor = getattr(model, 'data_preprocessor', None)
-            if preprocessor is None:
-                raise ValueError(
-                    'Calibration batches are dataloader dicts, but the model '
-                    'has no data_preprocessor to turn them into tensors; pass '
-                    'normalised float32 tensors instead.')
+        preprocessor = getattr(model, 'data_preprocessor', None)
+        if isinstance(batch, dict) and 'inputs' in batch and preprocessor:
             with torch.no_grad():
                 batch = preprocessor(batch, False)['inputs']
-        if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
-            raise ValueError(
-                'Calibration data must yield N x C x H x W float tensors or '
-                f'dataloader dicts; got {type(batch).__name__}.')
+        _check_calibration_batch(batch, index, channels)
         batches.append(batch.float().cpu())
     if not batches:
         raise ValueError('The calibration data yielded no batch.')

@@ -3,7 +3,7 @@
 Usage::
 
     python tools/model_converters/publish_ema.py IN.pth OUT.pth [--online]
-        [--no-hash]
+        [--no-hash] [--force]
 
 With mmengine's ``EMAHook`` (used by the EfficientMod ImageNet configs), a
 training checkpoint holds the **EMA** weights under ``state_dict`` (the hook
@@ -17,7 +17,10 @@ the distillation teacher is not saved) is dropped with a warning.
 
 Unless ``--no-hash`` is given, the first 8 hex digits of the file's SHA-256
 are appended to the output name (``OUT-1234abcd.pth``), as OpenMMLab model
-zoos do. The written path is printed.
+zoos do. The written path is printed. The file is written whole (a
+temporary file beside it, then renamed). An existing output file is never
+replaced without ``--force``, and the input never (not even with
+``--force``).
 """
 import argparse
 import hashlib
@@ -49,6 +52,10 @@ def parse_args(argv=None):
         '--no-hash',
         action='store_true',
         help='do not append the SHA-256 prefix to the output file name')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='replace an existing output file (never the input)')
     return parser.parse_args(argv)
 
 
@@ -83,11 +90,34 @@ def extract_weights(checkpoint: dict, online: bool = False):
     return online_state, 'online'
 
 
+class DestinationError(ValueError):
+    """The output would replace the input, or an existing file."""
+
+
+def _check_destination(src: str, dst: str, force: bool) -> None:
+    if osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst):
+        raise DestinationError(
+            f'the output {dst} is the input checkpoint itself; writing it '
+            'would destroy the training checkpoint. Choose another output '
+            'path.')
+    if osp.exists(dst) and not force:
+        raise DestinationError(
+            f'the output {dst} already exists; choose another path, or pass '
+            '--force to replace it.')
+
+
 def publish(src: str,
             dst: str,
             online: bool = False,
-            add_hash: bool = True) -> str:
-    """Write the published checkpoint and return its path."""
+            add_hash: bool = True,
+            force: bool = False) -> str:
+    """Write the published checkpoint and return its path.
+
+    Raises:
+        DestinationError: the output is ``src``, or exists and not
+            ``force``.
+    """
+    _check_destination(src, dst, force)
     checkpoint = load_checkpoint(src)
     state, kind = extract_weights(checkpoint, online)
     teacher_keys = [k for k in state if k.startswith('teacher.')]
@@ -104,23 +134,30 @@ def publish(src: str,
         mmengine_version=src_meta.get('mmengine_version'),
         dataset_meta=src_meta.get('dataset_meta'))
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save({'state_dict': state, 'meta': meta}, dst)
-    if not add_hash:
-        return dst
-    with open(dst, 'rb') as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
-    root, ext = osp.splitext(dst)
-    final = f'{root}-{sha[:8]}{ext or ".pth"}'
-    os.replace(dst, final)
+    tmp = f'{dst}.{os.getpid()}.tmp'
+    try:
+        torch.save({'state_dict': state, 'meta': meta}, tmp)
+        final = dst
+        if add_hash:
+            with open(tmp, 'rb') as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+            root, ext = osp.splitext(dst)
+            final = f'{root}-{sha[:8]}{ext or ".pth"}'
+        _check_destination(src, final, force)
+        os.replace(tmp, final)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
     return final
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        path = publish(args.src, args.dst, args.online, not args.no_hash)
+        path = publish(args.src, args.dst, args.online, not args.no_hash,
+                       args.force)
     except (pickle.UnpicklingError, UnreadableCheckpointError,
-            FileNotFoundError) as error:
+            FileNotFoundError, DestinationError) as error:
         sys.exit(f'error: {error}')
     except KeyError as error:
         sys.exit(f'error: {args.src}: {error.args[0]}')

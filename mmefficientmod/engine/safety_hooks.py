@@ -1,0 +1,229 @@
+"""Hooks that keep a run's checkpoints whole and finite (docs/training.md)."""
+import errno
+import fcntl
+import glob
+import math
+import os
+import os.path as osp
+import shutil
+
+import torch
+from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.optim import AmpOptimWrapper
+from mmengine.registry import HOOKS
+from mmengine.runner.base_loop import BaseLoop
+
+TRY = ('The newest checkpoint in the work dir is the last finite one. Try a '
+       'lower learning rate (optim_wrapper.optimizer.lr), gradient clipping '
+       '(optim_wrapper.clip_grad=dict(max_norm=1.0)) or float32 (no --amp); '
+       'NonFiniteCheckHook(check_train=False) turns this check off.')
+
+
+class DiskFullError(OSError):
+    """A checkpoint did not fit on the disk (errno ENOSPC)."""
+
+
+class SafeLocalBackend(LocalBackend):
+    """Files written whole or not at all (temporary file, fsync, rename);
+    ``remove`` only marks a file, the hook deletes it after the save."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pending = []
+
+    def remove(self, filepath) -> None:
+        self.pending.append(str(filepath))
+
+    def put(self, obj: bytes, filepath) -> None:
+        folder = osp.dirname(osp.abspath(filepath))
+        os.makedirs(folder, exist_ok=True)
+        tmp, free = f'{filepath}.tmp', shutil.disk_usage(folder).free
+        try:
+            if free < len(obj):
+                raise OSError(errno.ENOSPC, 'measured before writing')
+            with open(tmp, 'wb') as f:
+                f.write(obj)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        except BaseException as error:
+            if osp.exists(tmp):
+                os.remove(tmp)
+            if getattr(error, 'errno', None) == errno.ENOSPC:
+                raise DiskFullError(
+                    errno.ENOSPC, f'{len(obj) / 2**20:.1f} MiB needed, '
+                    f'{free / 2**20:.1f} MiB free in {folder}') from error
+            raise
+        folder_fd = os.open(folder, os.O_RDONLY)
+        os.fsync(folder_fd)  # the rename
+        os.close(folder_fd)
+
+
+register_backend('safe_local', SafeLocalBackend, force=True)
+
+
+def lock_work_dir(work_dir: str):
+    """Lock ``work_dir`` until the process ends (or the returned file is
+    closed); RuntimeError naming the holder when a live process has it."""
+    os.makedirs(work_dir, exist_ok=True)
+    lock = open(osp.join(work_dir, '.training.lock'), 'a+')
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or 'unknown'
+        lock.close()
+        raise RuntimeError(
+            f'The work dir {work_dir} is in use by a live training run (pid '
+            f'{holder}); a second run would mix its checkpoints and logs '
+            'with it. Pass another --work-dir, or stop that run first.')
+    lock.truncate(0)
+    lock.write(f'{os.getpid()}\n')
+    lock.flush()
+    return lock
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` whose checkpoints survive any kill or a full disk.
+
+    Each checkpoint goes to a temporary file beside it, fsynced and renamed;
+    only then are the files that ``max_keep_ckpts`` (or a new best) retires
+    deleted and ``last_checkpoint`` updated. A full disk raises
+    :class:`DiskFullError` naming the folder, the space needed and the
+    checkpoint kept. Training locks the work dir (rank 0, until the process
+    ends) unless ``lock_work_dir=False``: a second live run is refused. A
+    remote ``out_dir`` or own ``backend_args``: mmengine's saving.
+    """
+
+    def __init__(self, *args, lock_work_dir: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lock_work_dir, self._lock = lock_work_dir, None
+
+    def before_run(self, runner) -> None:
+        if not (self.lock_work_dir and isinstance(
+                getattr(runner, '_train_loop', None), BaseLoop)):
+            return
+        error = [None]
+        if is_main_process() and self._lock is None:
+            try:
+                self._lock = lock_work_dir(runner.work_dir)
+            except RuntimeError as err:
+                error = [str(err)]
+        broadcast_object_list(error)  # every rank stops
+        if error[0]:
+            raise RuntimeError(error[0])
+
+    def after_run(self, runner) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def before_train(self, runner) -> None:
+        if (self.backend_args is None and self.file_client_args is None
+                and '://' not in str(self.out_dir or runner.work_dir)):
+            self.backend_args = dict(backend='safe_local')
+        super().before_train(runner)
+        if isinstance(self.file_backend, SafeLocalBackend):
+            self._commit()
+            if self._lock is not None:  # left by a killed run
+                for tmp in glob.glob(osp.join(self.out_dir, '*.pth.tmp')):
+                    os.remove(tmp)
+
+    def _commit(self) -> None:
+        keep = {self.last_ckpt, getattr(self, 'best_ckpt_path', None)}
+        keep.update(getattr(self, 'best_ckpt_path_dict', {}).values())
+        for path in self.file_backend.pending:
+            if path not in keep and osp.isfile(path):
+                os.remove(path)
+        self.file_backend.pending.clear()
+
+    def _safely(self, save, runner, *args) -> None:
+        if not isinstance(self.file_backend, SafeLocalBackend):
+            return save(runner, *args)
+        kept = self.last_ckpt
+        try:
+            save(runner, *args)
+        except BaseException as error:
+            self.file_backend.pending.clear()
+            if isinstance(error, DiskFullError) and error.filename is None:
+                raise DiskFullError(
+                    errno.ENOSPC, 'Not enough disk space to save a checkpoint '
+                    f'({error.strerror}). No partial file was left; the '
+                    f'newest complete checkpoint, {kept or "none yet"}, was '
+                    'kept. Free space (or pass another --work-dir), then '
+                    'train with --resume', self.out_dir) from error
+            raise
+        self._commit()
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        self._safely(super()._save_checkpoint_with_step, runner, step, meta)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        self._safely(super()._save_best_checkpoint, runner, metrics)
+
+
+def first_non_finite(named_tensors) -> str:
+    """The first floating tensor holding nan or inf, described, or ''."""
+    for name, value in named_tensors:
+        if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and not torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            return f'{name} ({bad} of {value.numel()} values are nan or inf)'
+    return ''
+
+
+@HOOKS.register_module()
+class NonFiniteCheckHook(Hook):
+    """Stop a diverging run; never save or evaluate non-finite weights.
+
+    ``FloatingPointError`` at a non-finite loss (``loss*`` outputs) or
+    gradient norm (logged with ``clip_grad``; not under ``AmpOptimWrapper``,
+    whose loss scaler skips such steps), at a checkpoint of non-finite
+    weights (not written) unless ``check_train=False``, and before validating
+    or testing a model with a non-finite weight unless ``check_eval=False``.
+    """
+
+    def __init__(self, check_train: bool = True, check_eval: bool = True):
+        self.check_train, self.check_eval = check_train, check_eval
+
+    def after_train_iter(self, runner, outputs=None, **kwargs) -> None:
+        if not self.check_train:
+            return
+        values = [(k, v) for k, v in (outputs or {}).items() if 'loss' in k]
+        grad_norm = runner.message_hub.log_scalars.get('train/grad_norm')
+        if grad_norm is not None and not isinstance(runner.optim_wrapper,
+                                                    AmpOptimWrapper):
+            values.append(('the gradient norm', grad_norm.current()))
+        for name, value in values:
+            value = float(getattr(value, 'detach', lambda: value)())
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f'Training diverged: {name} is {value} at iteration '
+                    f'{runner.iter + 1} (epoch {runner.epoch + 1}). {TRY}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        bad = self.check_train and first_non_finite(
+            (f'{key}: {name}', value)
+            for key in ('state_dict', 'ema_state_dict')
+            for name, value in (checkpoint.get(key) or {}).items())
+        if bad:
+            raise FloatingPointError(
+                f'Not saving a checkpoint at iteration {runner.iter + 1}: its '
+                f'weights are not finite: {bad}. {TRY}')
+
+    def before_val_epoch(self, runner) -> None:
+        bad = self.check_eval and first_non_finite(
+            [*runner.model.named_parameters(), *runner.model.named_buffers()])
+        if bad:
+            source = getattr(runner, '_load_from', None)
+            raise FloatingPointError(
+                f'The model to evaluate has non-finite weights: {bad}' +
+                (f', loaded from {source}' if source else '') +
+                '; its metrics would mean nothing. Evaluate an earlier '
+                '(finite) checkpoint; NonFiniteCheckHook(check_eval=False) '
+                'turns this check off.')
+
+    before_test_epoch = before_val_epoch

@@ -1,0 +1,322 @@
+"""Check the datasets a config uses before a run.
+
+Usage::
+
+    python tools/misc/check_dataset.py CONFIG [--cfg-options KEY=VALUE ...]
+        [--splits train val test] [--max-listed N]
+
+Reads every split the config uses (its ``train``, ``val`` and ``test``
+dataloaders' datasets, inside dataset wrappers too; a dataset shared by two
+splits is read once) and lists, per file and entry:
+
+* COCO annotation files (read as JSON, so that a broken entry is named
+  rather than failing the library's loader with a bare ``KeyError``): images
+  without ``id``, ``file_name``, ``height`` or ``width``; annotations without
+  ``image_id``, ``bbox`` or ``category_id``, of an unknown image, with a box
+  of zero area or reaching more than 1 px outside its image, or whose
+  category is not one of the config's classes;
+* segmentation maps (MMSegmentation datasets): label ids ``>= num_classes``
+  other than the ignore index 255, after the dataset's ``reduce_zero_label``
+  and ``label_map``, and maps whose size differs from their image's;
+* classification lists (MMPretrain datasets): labels outside
+  ``0 .. num_classes - 1``;
+* every image (and segmentation map) that is missing or does not decode,
+  and COCO images whose size is not the file's ``height`` x ``width``.
+
+Exit status 1 with the list when a problem is found, else 0 with a one-line
+summary.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from collections import defaultdict
+
+import numpy as np
+from mmengine.config import Config, DictAction
+from PIL import Image, ImageFile
+
+IGNORE_INDEX = 255
+COCO_IMAGE_KEYS = ('id', 'file_name', 'height', 'width')
+COCO_ANN_KEYS = ('image_id', 'bbox', 'category_id')
+# A box may reach this far past the image border (rounding).
+BORDER_TOLERANCE = 1.0
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='List missing fields, bad boxes, out-of-range labels and '
+        'unreadable images of the datasets a config uses.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['train', 'val', 'test'],
+        choices=['train', 'val', 'test'],
+        help='the dataloaders to check (default: all the config has)')
+    parser.add_argument(
+        '--max-listed',
+        type=int,
+        default=100,
+        help='problems listed per file (all are counted); default 100')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. '
+        'train_dataloader.dataset.data_root=data/coco/')
+    return parser.parse_args(argv)
+
+
+class Problems:
+    """Problems per file, in the order found."""
+
+    def __init__(self):
+        self.by_file = defaultdict(list)
+
+    def add(self, path, entry, what):
+        self.by_file[path].append(f'{entry}: {what}')
+
+    def __len__(self):
+        return sum(map(len, self.by_file.values()))
+
+    def report(self, max_listed):
+        for path, found in self.by_file.items():
+            print(f'{path}: {len(found)} problem(s)')
+            for line in found[:max_listed]:
+                print(f'  {line}')
+            if len(found) > max_listed:
+                print(f'  ... and {len(found) - max_listed} more')
+
+
+def _join(*parts):
+    parts = [p for p in parts if p]
+    return osp.join(*parts) if parts else ''
+
+
+def image_size(path, problems, entry):
+    """``(height, width)`` of a decodable image, else None (a problem)."""
+    if not osp.isfile(path):
+        problems.add(path, entry, 'file not found')
+        return None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.height, image.width
+    except Exception as error:  # PIL raises many types for bad files
+        problems.add(path, entry, f'does not open as an image ({error})')
+        return None
+
+
+def dataset_classes(ds, library):
+    """The class names the dataset config uses."""
+    classes = (ds.get('metainfo') or {}).get('classes')
+    if classes is None:
+        from mmengine.registry import DATASETS
+        cls = DATASETS.get(ds['type'])
+        classes = getattr(cls, 'METAINFO', {}).get('classes', ())
+    return tuple(classes)
+
+
+def check_coco(ds, library, problems):
+    ann_file = _join(ds.get('data_root'), ds['ann_file'])
+    try:
+        with open(ann_file, encoding='utf-8') as f:
+            coco = json.load(f)
+    except OSError as error:
+        problems.add(ann_file, 'the file', f'cannot be read ({error})')
+        return
+    except ValueError as error:
+        problems.add(ann_file, 'the file', f'does not read as JSON ({error})')
+        return
+    classes = dataset_classes(ds, library)
+    category_names = {
+        c.get('id'): c.get('name')
+        for c in coco.get('categories', [])
+    }
+    img_prefix = _join(
+        ds.get('data_root'), (ds.get('data_prefix') or {}).get('img', ''))
+    images = {}
+    for i, img in enumerate(coco.get('images', [])):
+        entry = f'images[{i}] (id {img.get("id")})'
+        missing = [k for k in COCO_IMAGE_KEYS if k not in img]
+        if missing:
+            problems.add(ann_file, entry, f'missing {", ".join(missing)}')
+        if 'id' in img:
+            images[img['id']] = img
+        if 'file_name' in img:
+            path = osp.join(img_prefix, img['file_name'])
+            size = image_size(path, problems, entry)
+            listed = (img.get('height'), img.get('width'))
+            if size and None not in listed and size != listed:
+                problems.add(
+                    ann_file, entry, f'{img["file_name"]} is '
+                    f'{size[0]}x{size[1]}, the file says '
+                    f'{listed[0]}x{listed[1]} (height x width)')
+    for i, ann in enumerate(coco.get('annotations', [])):
+        entry = (f'annotations[{i}] (id {ann.get("id")}, image '
+                 f'{ann.get("image_id")})')
+        missing = [k for k in COCO_ANN_KEYS if k not in ann]
+        if missing:
+            problems.add(ann_file, entry, f'missing {", ".join(missing)}')
+        category = ann.get('category_id')
+        if 'category_id' in ann and category_names.get(category) not in \
+                classes:
+            name = category_names.get(category)
+            problems.add(
+                ann_file, entry, f'category id {category} ' +
+                (f'({name!r}) is not one of the config\'s classes {classes}'
+                 if name else 'is not in the file\'s categories'))
+        if 'image_id' in ann and ann['image_id'] not in images:
+            problems.add(ann_file, entry, 'no image has this image_id')
+        if 'bbox' in ann:
+            _check_box(ann['bbox'], images.get(ann.get('image_id')), ann_file,
+                       entry, problems)
+
+
+def _check_box(box, img, ann_file, entry, problems):
+    if not (isinstance(box, (list, tuple)) and len(box) == 4
+            and all(isinstance(v, (int, float)) for v in box)):
+        problems.add(ann_file, entry, f'bbox {box!r} is not [x, y, w, h]')
+        return
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        problems.add(ann_file, entry, f'bbox {box} has zero area')
+        return
+    if not img or 'height' not in img or 'width' not in img:
+        return
+    H, W, tol = img['height'], img['width'], BORDER_TOLERANCE
+    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+        problems.add(
+            ann_file, entry, f'bbox {box} lies entirely outside its '
+            f'{H}x{W} image (height x width)')
+    elif x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
+        problems.add(
+            ann_file, entry, f'bbox {box} reaches outside its {H}x{W} '
+            'image (height x width)')
+
+
+def build_dataset(ds):
+    from mmengine.registry import DATASETS
+    cfg = dict(ds, pipeline=[], serialize_data=False, lazy_init=False)
+    cfg.pop('filter_cfg', None)
+    return DATASETS.build(cfg)
+
+
+def check_segmentation(ds, problems):
+    dataset = build_dataset(ds)
+    num_classes = len(dataset.metainfo['classes'])
+    for i, info in enumerate(dataset.data_list):
+        entry = f'sample {i}'
+        img_size = image_size(info['img_path'], problems, entry)
+        path = info.get('seg_map_path')
+        if path is None or not image_size(path, problems, entry):
+            continue
+        with Image.open(path) as seg_map:
+            labels = np.array(seg_map)
+        if img_size and labels.shape[:2] != img_size:
+            problems.add(
+                path, entry, f'map is {labels.shape[0]}x{labels.shape[1]}, '
+                f'its image {img_size[0]}x{img_size[1]}')
+        labels = labels.astype(np.int64)
+        if info.get('reduce_zero_label'):  # as mmseg's LoadAnnotations
+            labels[labels == 0] = 255
+            labels -= 1
+            labels[labels == 254] = 255
+        original = labels.copy()
+        for old, new in (info.get('label_map') or {}).items():
+            labels[original == old] = new
+        ids = np.unique(labels)
+        bad = ids[(ids >= num_classes) & (ids != IGNORE_INDEX)].tolist()
+        if bad:
+            problems.add(
+                path, entry, f'label ids {bad} (after reduce_zero_label='
+                f'{bool(info.get("reduce_zero_label"))}) are not below '
+                f'num_classes={num_classes} nor the ignore index '
+                f'{IGNORE_INDEX}')
+
+
+def check_classification(ds, problems):
+    dataset = build_dataset(ds)
+    num_classes = len(dataset.metainfo.get('classes') or ())
+    source = dataset.ann_file or dataset.data_prefix.get('img_path', '')
+    for i, info in enumerate(dataset.data_list):
+        entry = f'sample {i} ({osp.basename(info.get("img_path", ""))})'
+        label = info.get('gt_label')
+        if label is not None and num_classes and not all(
+                0 <= int(v) < num_classes for v in np.atleast_1d(label)):
+            problems.add(
+                source, entry, f'label {label} is outside 0..'
+                f'{num_classes - 1} ({num_classes} classes)')
+        image_size(info['img_path'], problems, entry)
+
+
+def leaf_datasets(node):
+    """The dataset configs inside ``node`` (a dataloader's ``dataset``),
+    wrappers unwrapped."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from leaf_datasets(item)
+    elif isinstance(node, dict):
+        inner = node.get('datasets', node.get('dataset'))
+        if inner is not None:
+            yield from leaf_datasets(inner)
+        else:
+            yield node
+
+
+def check_dataset(ds, library, problems):
+    is_coco = str(ds.get('ann_file', '')).endswith('.json') and \
+        library == 'mmdet'
+    if is_coco:
+        check_coco(ds, library, problems)
+    elif library == 'mmseg':
+        check_segmentation(ds, problems)
+    elif library == 'mmpretrain':
+        check_classification(ds, problems)
+    else:
+        raise SystemExit(
+            f'check_dataset.py reads COCO (mmdet), MMSegmentation '
+            f'and MMPretrain datasets; {ds.get("type")} of '
+            f'{library} is not one of them.')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut-short image is a problem
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    from mmengine.registry import init_default_scope
+
+    import mmefficientmod.apply_stack_fixes  # noqa: F401
+    library = cfg.get('default_scope')
+    init_default_scope(library)
+    problems, seen, checked = Problems(), [], []
+    for split in args.splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not isinstance(loader, dict):
+            continue
+        checked.append(split)
+        for ds in leaf_datasets(loader.get('dataset')):
+            if ds not in seen:
+                seen.append(ds)
+                try:
+                    check_dataset(ds, library, problems)
+                except (OSError, ValueError, KeyError) as error:
+                    where = _join(ds.get('data_root'), ds.get('ann_file'))
+                    problems.add(where or f'{split} dataset', 'the dataset',
+                                 f'cannot be read ({error})')
+    if problems:
+        problems.report(args.max_listed)
+        print(f'check_dataset: {len(problems)} problem(s) in '
+              f'{len(problems.by_file)} file(s); fix them (or the config) '
+              'before training or testing.')
+        return 1
+    print(f'check_dataset: OK: {len(seen)} dataset(s) of '
+          f'{", ".join(checked)} checked, no problem found.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
