@@ -1,23 +1,14 @@
 """This project's ImageNet models in mmpretrain's model hub.
 
-mmpretrain's :class:`~mmpretrain.apis.ModelHub` knows the models of
-mmpretrain's own ``.mim/model-index.yml`` and those registered with
-``ModelHub.register_model_index``; it does not look for plugins. So
-``configs/efficientmod/metafile.yml`` is registered with it, and then
-``mmpretrain.get_model``, ``mmpretrain.list_models`` and
-``ImageClassificationInferencer`` know the EfficientMod classifiers by name
-(``'efficientmod-xxs_8xb256_in1k'``).
-
-``import mmefficientmod`` does not do it (it would import mmpretrain, which
-takes seconds and which a detection or segmentation user does not need):
-call :func:`register_model_index` once before ``get_model``.
-
-The files are read from the checkout when the package is imported from one
-(an editable install), else from ``.mim`` inside the installed package, where
-a wheel carries copies of them as OpenMMLab packages do. Only the
-classification metafile is registered: the hub builds every model with
-mmpretrain's registry, which the detectors and segmentors of
-``model-index.yml`` are not in (``mim search`` reads those).
+mmpretrain's ``ModelHub`` knows its own ``.mim/model-index.yml`` and what
+``ModelHub.register_model_index`` adds; it does not look for plugins.
+:func:`register_model_index` adds ``configs/efficientmod/metafile.yml``
+(from the checkout of an editable install, else from the ``.mim`` copy a
+wheel carries), so that ``get_model``, ``list_models`` and the inferencers
+know the classifiers by name. ``import mmefficientmod`` does not call it: it
+would import mmpretrain, which a detection or segmentation user does not
+need. Only classifiers are registered: the hub builds with mmpretrain's
+registry (``mim search`` reads the detectors and segmentors).
 """
 import os.path as osp
 from typing import Optional

@@ -1,6 +1,6 @@
 """ONNX export of EfficientMod models and ONNX Runtime sessions."""
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -110,24 +110,3 @@ def onnxruntime_session(path: str,
     if torch.device(device).type == 'cuda':
         providers.insert(0, 'CUDAExecutionProvider')
     return ort.InferenceSession(path, options, providers=providers)
-
-
-def compare_onnx(session,
-                 module: nn.Module,
-                 shapes: Sequence[Sequence[int]],
-                 seed: int = 0) -> List[Tuple[Tuple[int, ...], float]]:
-    """Largest absolute ONNX Runtime - PyTorch difference, per input shape."""
-    gen = torch.Generator().manual_seed(seed)
-    results = []
-    for shape in shapes:
-        x = torch.randn(*shape, generator=gen)
-        with torch.no_grad():
-            expected = flatten_outputs(module(x))
-        got = session.run(None, {'input': x.numpy()})
-        if len(got) != len(expected):
-            raise RuntimeError(f'The ONNX model gives {len(got)} outputs, '
-                               f'PyTorch {len(expected)}.')
-        diff = max((torch.from_numpy(g) - e).abs().max().item()
-                   for g, e in zip(got, expected))
-        results.append((tuple(shape), diff))
-    return results

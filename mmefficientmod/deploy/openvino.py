@@ -2,21 +2,11 @@
 model, compiled at a stated precision, and its int8 form by post-training
 static quantisation (NNCF).
 
-The model is converted from the PyTorch module itself
-(``openvino.convert_model``), not from its ONNX export: on the plain deploy
-form that graph is leaner (for xxs 328 operations besides constants instead
-of 919) and ran 1-7% faster (xxs, fp32 and bf16, batch 1 and 32).
-
-OpenVINO decides the arithmetic of a compiled model by its
-``INFERENCE_PRECISION_HINT``, and when that is not given it runs a float32
-model in bfloat16 on CPUs with native bfloat16 (AMX, AVX512-BF16). The
-engine here always sets it, and reads it back from the compiled model.
-
-int8 is NNCF's ``nncf.quantize`` on the OpenVINO model: activation ranges
-calibrated on representative inputs (one scale per activation tensor), int8
-weights per output channel, FakeQuantize nodes that the CPU plugin runs as
-int8 matrix multiplies and convolutions (VNNI, AMX); the ops left
-unquantised (the residual adds, layer norms, softmax) run in float32.
+The module itself is converted (``openvino.convert_model``; a leaner graph
+than its ONNX export's). The precision hint is always set and read back:
+without it OpenVINO runs float32 models in bfloat16 on CPUs with native
+bfloat16. int8 is ``nncf.quantize`` calibrated on representative inputs;
+the residual adds, layer norms and softmax stay in float32.
 """
 import glob
 import hashlib

@@ -3,8 +3,7 @@
 :func:`cpu_predictor` turns a built classifier (logits) or backbone
 (features) into a callable that takes a float32 NCHW batch (already
 normalised, as the model's ``data_preprocessor`` leaves it) and returns
-float32 outputs. Every engine runs the deploy (folded) form of the model: OpenVINO converts
-the PyTorch module itself, ONNX Runtime runs its ONNX export.
+float32 outputs. Every engine runs the deploy (folded) form of the model.
 
 =========  ===============================================================
 precision  engines (``'auto'`` picks the first that applies)
@@ -19,28 +18,10 @@ precision  engines (``'auto'`` picks the first that applies)
 =========  ===============================================================
 
 The rule of ``'auto'``: OpenVINO whenever it is installed (for int8: with
-NNCF, and when calibration data is given), the engine built for these CPUs,
-measured 1.2x faster than ONNX Runtime in float32 and 1.7-2.6x in bf16 on
-an idle Intel Xeon with AMX; else ONNX Runtime for fp32 and int8 and
-PyTorch for bf16. On a heavily loaded machine OpenVINO measured slower than
-ONNX Runtime (``docs/speed.md``): pass ``engine=`` there. The predictor records what ran:
-``engine``, ``precision`` and, for OpenVINO, the compiled model's settings
-read back from it (``engine_settings``).
-
-OpenVINO is always given its ``INFERENCE_PRECISION_HINT``: without it, it
-runs float32 models in bfloat16 on CPUs with native bfloat16. It is
-compiled with ``PERFORMANCE_HINT=LATENCY`` (one request uses every thread)
-at every batch size: ``THROUGHPUT`` with the batch split across infer
-requests measured no faster at batch 32 and slower at batch 1 (2 cores;
-``docs/speed.md``).
-
-The PyTorch engines run on PyTorch's OpenMP threads, whose way of waiting is
-fixed when the process starts. At batch 1 it matters: with
-``OMP_WAIT_POLICY=PASSIVE`` every parallel region wakes sleeping threads and
-the bf16 engine measured about 2x slower than with a bounded spin
-(``GOMP_SPINCOUNT=10000``, or libgomp's default on a machine of your own).
-ONNX Runtime sessions are built with spinning off, so that their threads do
-not hold the cores after a call.
+NNCF, and when calibration data is given), else ONNX Runtime for fp32 and
+int8 and PyTorch for bf16. The predictor records what ran (``engine``,
+``precision`` and OpenVINO's compiled settings, ``engine_settings``). Why
+these engines and settings, as measured: docs/speed.md.
 """
 import copy
 import os.path as osp

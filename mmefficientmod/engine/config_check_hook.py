@@ -1,30 +1,22 @@
-"""Clear errors for the two commonest config mistakes, in every tool.
-
-Left unchecked, both fail deep inside other code:
-
-* backbone widths that differ from the ``in_channels`` of the neck or head
-  reading them (a conv's "expected input to have 128 channels, but got 144"
-  at the first forward pass);
-* class counts that differ between the heads, ``data_preprocessor``'s
-  ``num_classes`` (the Mixup/CutMix one-hot width) and the dataset (an
-  assertion in mmpretrain's loss, an index error in mmseg's, or mmdet
-  training silently with the wrong classes).
-
-:class:`EfficientModConfigCheckHook` runs the checks from the runner, so the
-libraries' own ``tools/train.py`` and ``tools/test.py`` report them too; this
-project's configs register it in ``custom_hooks``.
-
-The hook also keeps checkpoints honest in those tools (see
-:mod:`.checkpoint_checks`).
+"""Clear errors for the two commonest config mistakes, in every tool:
+backbone widths that differ from the ``in_channels`` of the neck or head
+reading them (else a conv's channel error at the first forward pass), and
+class counts that differ between the heads, ``data_preprocessor`` and the
+dataset (else an assertion or index error deep in a loss, or mmdet training
+silently with the wrong classes). :class:`EfficientModConfigCheckHook` runs
+them from the runner, so the libraries' own tools report them too; it also
+refuses test checkpoints that do not fit the model.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.optim import BaseOptimWrapper
 from mmengine.registry import HOOKS
 
 from ..arch import parse_arch, parse_out_indices
+from ..checkpoint import CheckpointMismatchError, check_fit, strip_prefix
 from ..config_tree import walk_config
-from . import checkpoint_checks
 
 BACKBONE_TYPES = ('EfficientMod', 'mmefficientmod.EfficientMod')
 
@@ -181,11 +173,10 @@ class EfficientModConfigCheckHook(Hook):
     Before the run (model weights not yet loaded), checks the EfficientMod
     backbone's output widths against the neck's or heads' ``in_channels``,
     and the class counts of the heads and ``data_preprocessor`` against each
-    other; before training and testing, against the dataset's classes. For
-    checkpoints (see :mod:`.checkpoint_checks`): resumes from the newest
-    complete one, refuses to train over an earlier run's, refuses test and
-    validation weights that do not fit, and says what a ``load_from``
-    training leaves at its initial values.
+    other; before training and testing, against the dataset's classes. After
+    a checkpoint is read (through the runner's public API): a test or
+    validation run refuses weights that do not fit the model; a training run
+    from ``load_from`` logs one line naming what keeps its initial values.
 
     Args:
         strict_test_loading (bool): Refuse test and validation checkpoints
@@ -200,11 +191,27 @@ class EfficientModConfigCheckHook(Hook):
 
     def before_run(self, runner) -> None:
         check_config(runner.cfg)
-        checkpoint_checks.before_run(runner)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint_checks.after_load_checkpoint(runner, checkpoint,
-                                                self.strict_test_loading)
+        # As the runner loads it: the unwrapped model, without 'module.'.
+        state = strip_prefix(checkpoint.get('state_dict', checkpoint))
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        source = f"the checkpoint {runner.cfg.get('load_from') or ''}".strip()
+        # The runner builds the optimizer wrapper for training runs only.
+        training = isinstance(runner.optim_wrapper, BaseOptimWrapper)
+        try:
+            check_fit(model.state_dict(), state, source)
+        except CheckpointMismatchError as mismatch:
+            if self.strict_test_loading and not training:
+                raise CheckpointMismatchError(
+                    f'{mismatch} To test the part that fits on purpose: '
+                    'tools/test.py --allow-partial-checkpoint, or '
+                    "dict(type='EfficientModConfigCheckHook', "
+                    'strict_test_loading=False) in custom_hooks.') from None
+            runner.logger.warning(
+                f'{mismatch}'.replace('Refused to load', 'Training from', 1) +
+                ' What does not fit keeps its initial values.')
 
     def _check_dataset(self, runner, loader, split: str) -> None:
         dataset = getattr(loader, 'dataset', None)

@@ -5,15 +5,19 @@ import glob
 import math
 import os
 import os.path as osp
+import re
 import shutil
+from typing import List
 
 import torch
-from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.optim import AmpOptimWrapper
+from mmengine.optim import AmpOptimWrapper, BaseOptimWrapper
 from mmengine.registry import HOOKS
-from mmengine.runner.base_loop import BaseLoop
+
+from ..checkpoint import UnreadableCheckpointError
+from ..checkpoint.bad_files import describe_bad_file
 
 TRY = ('The newest checkpoint in the work dir is the last finite one. Try a '
        'lower learning rate (optim_wrapper.optimizer.lr), gradient clipping '
@@ -85,6 +89,65 @@ def lock_work_dir(work_dir: str):
     return lock
 
 
+def _step(path: str) -> int:
+    numbers = re.findall(r'\d+', osp.basename(path))
+    return int(numbers[-1]) if numbers else -1
+
+
+def complete_checkpoints(folder: str) -> List[str]:
+    """The readable ``*.pth`` files of ``folder``, newest first (by the epoch
+    or iteration in their name, then by time)."""
+    paths = sorted(
+        glob.glob(osp.join(folder, '*.pth')),
+        key=lambda p: (_step(p), osp.getmtime(p)),
+        reverse=True)
+    return [p for p in paths if describe_bad_file(p) is None]
+
+
+def _point_last_checkpoint(runner) -> None:
+    record = osp.join(runner.work_dir, 'last_checkpoint')
+    latest = open(record).read().strip() if osp.isfile(record) else None
+    if latest and osp.isfile(latest) and describe_bad_file(latest) is None:
+        return
+    candidates = complete_checkpoints(runner.work_dir)
+    if not candidates:
+        return
+    why = (f'{latest} is {describe_bad_file(latest)}'
+           if latest and osp.isfile(latest) else f'{latest} is missing'
+           if latest else 'the work dir has no last_checkpoint record')
+    runner.logger.warning(f'Resume: {why}; resuming from {candidates[0]}, '
+                          'the newest complete checkpoint.')
+    if is_main_process():
+        with open(record, 'w') as f:
+            f.write(candidates[0])
+
+
+def check_resume(runner) -> None:
+    """Before a training run: resume from the newest complete checkpoint,
+    and never start over on top of an earlier run's checkpoints."""
+    cfg, work_dir = runner.cfg, runner.work_dir
+    load_from = cfg.get('load_from')
+    if cfg.get('resume') and load_from is None:
+        _point_last_checkpoint(runner)
+        barrier()  # every rank reads last_checkpoint after it is right
+    elif cfg.get('resume') and '://' not in load_from:
+        found = describe_bad_file(load_from) if osp.isfile(load_from) \
+            else 'missing'
+        if found is not None:
+            others = complete_checkpoints(osp.dirname(load_from) or '.')
+            hint = f'pass --resume {others[0]} instead' if others else \
+                'no complete checkpoint is beside it'
+            raise UnreadableCheckpointError(
+                f'Cannot resume from {load_from}: it is {found}; {hint}.')
+    elif not cfg.get('start_over', False) and glob.glob(
+            osp.join(work_dir, '*.pth')):
+        raise FileExistsError(
+            f'The work dir {work_dir} holds checkpoints of an earlier run, '
+            'which this training would overwrite. Continue it with '
+            '--resume, train into another --work-dir, or start over on '
+            'purpose with --cfg-options start_over=True.')
+
+
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose checkpoints survive any kill or a full disk.
@@ -93,9 +156,11 @@ class SafeCheckpointHook(CheckpointHook):
     only then are the files that ``max_keep_ckpts`` (or a new best) retires
     deleted and ``last_checkpoint`` updated. A full disk raises
     :class:`DiskFullError` naming the folder, the space needed and the
-    checkpoint kept. Training locks the work dir (rank 0, until the process
-    ends) unless ``lock_work_dir=False``: a second live run is refused. A
-    remote ``out_dir`` or own ``backend_args``: mmengine's saving.
+    checkpoint kept. Training resumes from the newest complete checkpoint
+    and refuses to start over on an earlier run's (:func:`check_resume`),
+    and locks the work dir (rank 0, until the process ends) unless
+    ``lock_work_dir=False``: a second live run is refused. A remote
+    ``out_dir`` or own ``backend_args``: mmengine's saving.
     """
 
     def __init__(self, *args, lock_work_dir: bool = True, **kwargs):
@@ -103,8 +168,11 @@ class SafeCheckpointHook(CheckpointHook):
         self.lock_work_dir, self._lock = lock_work_dir, None
 
     def before_run(self, runner) -> None:
-        if not (self.lock_work_dir and isinstance(
-                getattr(runner, '_train_loop', None), BaseLoop)):
+        # The runner builds the optimizer wrapper for training runs only.
+        if not isinstance(runner.optim_wrapper, BaseOptimWrapper):
+            return
+        check_resume(runner)
+        if not self.lock_work_dir:
             return
         error = [None]
         if is_main_process() and self._lock is None:
@@ -218,7 +286,7 @@ class NonFiniteCheckHook(Hook):
         bad = self.check_eval and first_non_finite(
             [*runner.model.named_parameters(), *runner.model.named_buffers()])
         if bad:
-            source = getattr(runner, '_load_from', None)
+            source = runner.cfg.get('load_from')
             raise FloatingPointError(
                 f'The model to evaluate has non-finite weights: {bad}' +
                 (f', loaded from {source}' if source else '') +

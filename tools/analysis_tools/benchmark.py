@@ -71,8 +71,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from authors_model import (build_upstream, copy_weights_to_upstream,
                            load_upstream_module)
+from flops import count_flops
 
-from mmefficientmod.analysis import count_flops
 from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    deploy_copy, export_onnx, flatten_outputs,
                                    load_weights, onnxruntime_session,

@@ -11,10 +11,10 @@ import argparse
 
 import torch
 import torch.nn as nn
+from flops import count_flops
 from mmengine.analysis import parameter_count
 from mmengine.config import Config, DictAction
 
-from mmefficientmod.analysis import count_flops
 from mmefficientmod.models import TensorMode, build_model_from_config
 
 

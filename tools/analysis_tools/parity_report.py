@@ -13,9 +13,9 @@ import os
 import os.path as osp
 
 import torch
+from flops import count_flops
 
 from mmefficientmod import EfficientMod
-from mmefficientmod.analysis import count_flops
 from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.models import TensorMode, build_model_from_config
 

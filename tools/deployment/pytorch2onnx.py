@@ -32,14 +32,36 @@ import os.path as osp
 import shutil
 import sys
 import tempfile
+from typing import List, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 
-from mmefficientmod.deploy import (compare_onnx, cosine_similarity,
-                                   cpu_predictor, deploy_copy, export_onnx,
-                                   flatten_outputs, load_weights,
-                                   onnxruntime_session)
+from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
+                                   deploy_copy, export_onnx, flatten_outputs,
+                                   load_weights, onnxruntime_session)
 from mmefficientmod.models import TensorMode, build_model_from_config
+
+
+def compare_onnx(session,
+                 module: nn.Module,
+                 shapes: Sequence[Sequence[int]],
+                 seed: int = 0) -> List[Tuple[Tuple[int, ...], float]]:
+    """Largest absolute ONNX Runtime - PyTorch difference, per input shape."""
+    gen = torch.Generator().manual_seed(seed)
+    results = []
+    for shape in shapes:
+        x = torch.randn(*shape, generator=gen)
+        with torch.no_grad():
+            expected = flatten_outputs(module(x))
+        got = session.run(None, {'input': x.numpy()})
+        if len(got) != len(expected):
+            raise RuntimeError(f'The ONNX model gives {len(got)} outputs, '
+                               f'PyTorch {len(expected)}.')
+        diff = max((torch.from_numpy(g) - e).abs().max().item()
+                   for g, e in zip(got, expected))
+        results.append((tuple(shape), diff))
+    return results
 
 
 def parse_args(argv=None):

@@ -319,20 +319,12 @@ class EfficientMod(BaseModule):
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Turn the backbone into its inference form, in place.
-
-        Every block folds what is exactly foldable (see
-        :meth:`ModulationBlock.switch_to_deploy` and
-        :meth:`AttentionBlock.switch_to_deploy`): the blocks' LayerNorm
-        affine parts into the linear layers that read them, and the layer
-        scale into the block's last linear layer. The stem's and the
-        downsamples' LayerNorms stay (their output is the residual stream).
-        Outputs are unchanged up to float rounding (the parity fixtures are
-        reproduced to 1e-4); the state dict changes (no ``layer_scale``, no
-        block norm weights, a bias for ``attn.qkv``): a folded checkpoint
-        loads into a backbone built with ``deploy=True``. Meant for
-        inference.
-        """
+        """Turn the backbone into its inference form, in place: every block
+        folds its LayerNorms' affine parts into the linear layers that read
+        them, and the layer scale into its last linear layer (see the
+        blocks' ``switch_to_deploy``). Outputs are unchanged up to float
+        rounding (the parity fixtures to 1e-4); the state dict changes, and
+        loads into a backbone built with ``deploy=True``."""
         if self.deploy:
             return
         for stage in self.stages:

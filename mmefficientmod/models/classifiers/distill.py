@@ -1,39 +1,18 @@
 """Soft knowledge distillation from a frozen teacher classifier.
 
 :class:`KnowledgeDistillationImageClassifier` is an mmpretrain
-``ImageClassifier`` (the student) that, in training, adds a soft
-distillation term computed against the logits of a frozen *teacher*
-classifier:
-
-.. math::
-
-    L = w_{cls} \\cdot L_{cls}(s, y) + w_{kd} \\cdot \\tau^2 \\cdot
-        \\mathrm{KL}\\big(\\mathrm{softmax}(t / \\tau) \\,\\|\\,
-        \\mathrm{softmax}(s / \\tau)\\big)
-
-where ``s`` and ``t`` are the student's and the teacher's logits for the
-same (batch-augmented) images and ``y`` are the (Mixup/CutMix soft,
-label-smoothed) targets seen by the student's head. With ``tau = 1`` and
-``w_kd = 1 - w_cls = 0.5`` this is the soft distillation of DeiT, which the
-EfficientMod paper uses for its distilled models.
-
-The teacher:
-
-* is any mmpretrain classifier, given as a config file (also
-  ``mmpretrain::path/in/package.py``), a model config dict, or a module,
-  with an optional checkpoint loaded by :meth:`init_weights` (so that
-  ``tools/test.py``, which only evaluates the student, never loads it);
-* runs only in :meth:`loss`, in eval mode, under ``torch.no_grad()``;
-* is *not* a registered submodule: it is not in ``parameters()`` (so not in
-  the optimizer, nor synchronised by DistributedDataParallel), not in
-  ``state_dict()`` (so not in checkpoints, nor in the EMA model), but it does
-  follow the student through ``.to()`` / ``.cuda()`` / ``.half()``;
-* is shared, not copied, when the student is deep-copied (mmengine's EMA
-  makes a deep copy of the model);
-* receives its inputs in *its own* normalisation: the student's normalised
-  batch is mapped back to pixels and renormalised with the teacher's
-  ``data_preprocessor`` (mean, std and RGB/BGR order), so that e.g. a
-  BGR-trained teacher works with an RGB student.
+``ImageClassifier`` (the student) whose training loss adds
+``w_kd * tau^2 * KL(softmax(t / tau) || softmax(s / tau))`` to
+``w_cls * L_cls(s, y)``, with ``s`` and ``t`` the student's and teacher's
+logits of the same (batch-augmented) images; ``tau = 1``, ``w_kd = w_cls =
+0.5`` is DeiT's soft distillation, which the paper uses. The teacher (any
+mmpretrain classifier: a config file, a model dict or a module, with an
+optional checkpoint loaded by :meth:`init_weights`) runs only in
+:meth:`loss`, in eval mode without gradients, on the batch renormalised with
+its own ``data_preprocessor``. It is not a registered submodule: not in
+``parameters()`` (nor the optimizer, nor DDP) nor ``state_dict()`` (nor
+checkpoints, nor the EMA model), shared rather than copied by a deep copy,
+yet it follows the student through ``.to()`` / ``.cuda()`` / ``.half()``.
 """
 import copy
 from typing import List, Optional, Union
