@@ -1,9 +1,5 @@
-"""Walking the nested dicts and lists of an OpenMMLab config.
-
-The one walker of the package, the tools and the tests: every place that
-looks for something anywhere in a config (RoIAlign layers, norm layers,
-heads' class counts, datasets inside wrappers) iterates over it.
-"""
+"""Walking the nested dicts and lists of an OpenMMLab config: the one
+walker of the package, the tools and the tests."""
 from typing import Any, Container, Iterator, Tuple
 
 Walk = Iterator[Tuple[str, dict]]

@@ -203,7 +203,7 @@ def test_non_finite_weights_are_neither_saved_nor_evaluated():
     with torch.no_grad():
         model.head.bias[1] = float('inf')
     runner = types.SimpleNamespace(
-        model=model, iter=6, _load_from='epoch_3.pth')
+        model=model, iter=6, cfg=dict(load_from='epoch_3.pth'))
     hook = NonFiniteCheckHook()
     with pytest.raises(
             FloatingPointError, match=r'head\.bias \(1 of 2 .* epoch_3\.pth'):

@@ -169,6 +169,7 @@ def build_runner(config, work_dir, options):
     cfg.merge_from_dict(options)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
+    cfg.start_over = True  # each run of the job redoes its stages
     # The libraries' configs name their visualizer 'visualizer', and mmengine
     # hands back the instance of that name made by an earlier stage of this
     # process, which would write this stage's scalars into that stage's dir.

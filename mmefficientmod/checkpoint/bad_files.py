@@ -12,7 +12,6 @@ import struct
 import zipfile
 from typing import Optional
 
-#: What to do about a file that is damaged or not what was meant.
 REDOWNLOAD = ('Download or copy it again (compare its size and checksum with '
               'the source), or point to another checkpoint.')
 
@@ -115,8 +114,7 @@ def unreadable_checkpoint_error(
 
 
 def check_readable(path: str) -> None:
-    """Raise :class:`UnreadableCheckpointError` when ``path`` is visibly
-    not a complete checkpoint, without loading it."""
+    """Refuse a ``path`` that is visibly no complete checkpoint, unloaded."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'The checkpoint {path} does not exist.')
     found = describe_bad_file(path)

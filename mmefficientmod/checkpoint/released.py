@@ -41,7 +41,7 @@ STEM = 'stem.conv.weight'
 
 
 class NotEfficientModCheckpoint(ValueError):
-    """The checkpoint holds no EfficientMod weights this project can use."""
+    """No EfficientMod weights this project can use."""
 
 
 def strip_prefix(state_dict: Dict,

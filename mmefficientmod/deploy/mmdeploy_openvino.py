@@ -1,18 +1,11 @@
-"""MMDeploy's OpenVINO backend on today's OpenVINO.
-
-mmdeploy 1.3.1 converts ONNX to OpenVINO by running the Model Optimizer
-(``mo``, from ``openvino-dev``) and runs the result with the Inference Engine
-API (``openvino.inference_engine``); OpenVINO 2024.0 removed that API and the
-Model Optimizer is gone from today's releases. These are the two replacements
-that :mod:`mmefficientmod.stack_fixes` installs into mmdeploy's OpenVINO
-backend (``mmdeploy_openvino``): :func:`from_onnx`, the converter, through
-``openvino.convert_model``, and :class:`OpenVINORuntimeWrapper`, the backend
-model, through ``openvino.Core``. Both keep mmdeploy's interfaces, so its
-``tools/deploy.py`` and ``tools/test.py`` use them unchanged.
-
-Both run in float32: OpenVINO would otherwise run a float32 model in bfloat16
-on CPUs with native bfloat16, and the deployed model should give the
-PyTorch model's results.
+"""MMDeploy's OpenVINO backend on today's OpenVINO (the ``mmdeploy_openvino``
+stack fix): mmdeploy 1.3.1 converts with the Model Optimizer and runs with
+the Inference Engine API, both gone from OpenVINO >= 2024.0.
+:func:`from_onnx` converts through ``openvino.convert_model`` and
+:class:`OpenVINORuntimeWrapper` runs through ``openvino.Core``, with
+mmdeploy's interfaces, so its ``tools/deploy.py`` and ``tools/test.py`` use
+them unchanged. Both run in float32, so that the deployed model gives the
+PyTorch model's results (OpenVINO would pick bfloat16 on CPUs that have it).
 """
 import os.path as osp
 from typing import Dict, Optional, Sequence, Union

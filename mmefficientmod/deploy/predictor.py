@@ -80,17 +80,13 @@ class CPUPredictor:
         engine (str): What runs it: ``'openvino'``, ``'onnxruntime'``,
             ``'onnxruntime-static'``, ``'torch'`` or ``'inductor'``.
         engine_settings (dict): For OpenVINO, the compiled model's
-            ``INFERENCE_PRECISION_HINT`` (``'f32'``, ``'bf16'``; an int8
-            model runs its quantised ops in int8 and the rest in f32),
-            ``PERFORMANCE_HINT``, ``INFERENCE_NUM_THREADS`` and
-            ``NUM_STREAMS``, as read back from it; empty for the others.
+            precision hint, performance hint, threads and streams, as read
+            back from it; empty for the others.
         compiled_model (openvino.CompiledModel | None): What OpenVINO runs.
         single_output (bool): Whether a call returns one tensor (a
             classifier's logits) rather than a tuple (a backbone's features).
-        onnx_path (str | None): The ONNX file an ONNX Runtime engine was
-            built from (the float32 export; the int8 model for its int8),
-            when it was written to a ``workdir`` that outlives the call;
-            else None (always for the other engines).
+        onnx_path (str | None): The ONNX file an ONNX Runtime engine runs,
+            when it was written to a ``workdir``; else None.
 
     Calls from several threads take turns (one lock per predictor). int8
     gives nan outputs for an image with a nan or inf pixel, as float32 does.
@@ -321,31 +317,22 @@ def cpu_predictor(model: nn.Module,
             of ``'openvino'``, ``'onnxruntime'``, ``'torch'``,
             ``'inductor'`` (slow first call: it compiles) where the
             precision allows, ``'onnxruntime-static'`` (int8 only).
-        calibration_data (Iterable, optional): For int8 with the
-            ``'openvino'`` or ``'onnxruntime-static'`` engine (required
-            there; ``'auto'`` picks OpenVINO for int8 only when it is
-            given): batches of representative inputs, either normalised
-            float32 NCHW tensors or the batches of an OpenMMLab dataloader
-            (e.g. the config's train or val dataloader built with
-            ``Runner.build_dataloader``), from which the activation ranges
-            are calibrated.
+        calibration_data (Iterable, optional): Required by the calibrated
+            int8 engines (``'openvino'``, ``'onnxruntime-static'``):
+            normalised float32 NCHW batches, or an OpenMMLab dataloader's
+            batches (the model's data preprocessor normalises them).
         num_calibration_batches (int): Batches of ``calibration_data`` used.
             Defaults to 8.
-        threads (int, optional): The engine's threads (OpenVINO's
-            ``INFERENCE_NUM_THREADS``, ONNX Runtime's intra-op threads;
-            the PyTorch engines use ``torch.get_num_threads()``). Defaults
-            to the engine's choice (one per physical core).
-        example_shape (Sequence[int]): The example input of the ONNX export
-            or OpenVINO conversion; the graph takes any batch and image
-            size.
-        workdir (str, optional): ONNX Runtime's engines: where the ONNX
-            files go and stay
-            (``model_fp32.onnx``, ``model_int8.onnx`` for ONNX Runtime's
-            int8); a temporary folder, removed once the engine is built, by
-            default.
-        cache_dir (str, optional): OpenVINO's model cache: a later build of
-            the same model with the same settings loads the compiled form
-            from there instead of compiling it again.
+        threads (int, optional): OpenVINO's or ONNX Runtime's threads
+            (PyTorch's: ``torch.get_num_threads()``). Defaults to one per
+            physical core.
+        example_shape (Sequence[int]): The example input of the export or
+            conversion; the graph takes any batch and image size.
+        workdir (str, optional): Where ONNX Runtime's ONNX files stay
+            (``model_fp32.onnx``, ``model_int8.onnx``); by default a
+            temporary folder, removed once the engine is built.
+        cache_dir (str, optional): OpenVINO's model cache, checked before
+            it is used: a later build loads the compiled form from there.
 
     Returns:
         CPUPredictor: ``predictor(x)`` with ``x`` a float32 N x C x H x W

@@ -8,10 +8,9 @@ from ..models import EfficientMod
 
 
 def load_weights(model: nn.Module, checkpoint: str) -> None:
-    """Load a trained, converted or released (upstream) checkpoint into
-    ``model``, every tensor of which it must hold (else
-    :class:`~mmefficientmod.checkpoint.CheckpointMismatchError`); tensors
-    the model has no place for (a distillation teacher's) are ignored."""
+    """Load a trained, converted or released checkpoint that holds every
+    tensor of ``model`` (else ``CheckpointMismatchError``); tensors with no
+    place in it (a distillation teacher's) are ignored."""
     state_dict = read_checkpoint(checkpoint)['state_dict']
     check_fit(model.state_dict(), state_dict, f'the checkpoint {checkpoint}')
     model.load_state_dict(state_dict, strict=False)

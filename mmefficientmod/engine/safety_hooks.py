@@ -126,6 +126,8 @@ def check_resume(runner) -> None:
     """Before a training run: resume from the newest complete checkpoint,
     and never start over on top of an earlier run's checkpoints."""
     cfg, work_dir = runner.cfg, runner.work_dir
+    if 'resume' not in cfg:
+        return  # a Runner built in code: its config does not say
     load_from = cfg.get('load_from')
     if cfg.get('resume') and load_from is None:
         _point_last_checkpoint(runner)
@@ -150,18 +152,13 @@ def check_resume(runner) -> None:
 
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` whose checkpoints survive any kill or a full disk.
-
-    Each checkpoint goes to a temporary file beside it, fsynced and renamed;
-    only then are the files that ``max_keep_ckpts`` (or a new best) retires
-    deleted and ``last_checkpoint`` updated. A full disk raises
-    :class:`DiskFullError` naming the folder, the space needed and the
-    checkpoint kept. Training resumes from the newest complete checkpoint
-    and refuses to start over on an earlier run's (:func:`check_resume`),
-    and locks the work dir (rank 0, until the process ends) unless
-    ``lock_work_dir=False``: a second live run is refused. A remote
-    ``out_dir`` or own ``backend_args``: mmengine's saving.
-    """
+    """``CheckpointHook`` whose checkpoints survive any kill or a full disk:
+    each is written to a temporary file, fsynced and renamed, and only then
+    are the files ``max_keep_ckpts`` retires deleted; a full disk is a
+    :class:`DiskFullError` naming the folder, the space and what was kept.
+    Training also goes through :func:`check_resume` and locks the work dir
+    (rank 0, until the process ends) unless ``lock_work_dir=False``. A
+    remote ``out_dir`` or own ``backend_args``: mmengine's saving."""
 
     def __init__(self, *args, lock_work_dir: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -245,14 +242,11 @@ def first_non_finite(named_tensors) -> str:
 
 @HOOKS.register_module()
 class NonFiniteCheckHook(Hook):
-    """Stop a diverging run; never save or evaluate non-finite weights.
-
-    ``FloatingPointError`` at a non-finite loss (``loss*`` outputs) or
-    gradient norm (logged with ``clip_grad``; not under ``AmpOptimWrapper``,
-    whose loss scaler skips such steps), at a checkpoint of non-finite
-    weights (not written) unless ``check_train=False``, and before validating
-    or testing a model with a non-finite weight unless ``check_eval=False``.
-    """
+    """Stop a diverging run; never save or evaluate non-finite weights:
+    ``FloatingPointError`` at a non-finite loss or gradient norm (not under
+    ``AmpOptimWrapper``, whose scaler skips such steps) or checkpoint, unless
+    ``check_train=False``, and before evaluating non-finite weights, unless
+    ``check_eval=False``."""
 
     def __init__(self, check_train: bool = True, check_eval: bool = True):
         self.check_train, self.check_eval = check_train, check_eval

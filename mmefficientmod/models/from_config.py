@@ -12,8 +12,8 @@ from mmengine.registry import MODELS, init_default_scope
 def build_model_from_config(config: Union[str, Config],
                             cfg_options: Optional[Dict] = None,
                             init_weights: bool = True) -> nn.Module:
-    """Build the ``model`` of an MMPretrain, MMDetection or MMSegmentation
-    config in its own default scope, in eval mode.
+    """The ``model`` of an MMPretrain, MMDetection or MMSegmentation config,
+    built in the config's default scope, in eval mode.
 
     Args:
         config (str | Config): A config file or a loaded config.
@@ -24,8 +24,7 @@ def build_model_from_config(config: Union[str, Config],
 
     Returns:
         nn.Module: The model, with the config's top-level
-        ``data_preprocessor`` as the runner would give it.
-    """
+        ``data_preprocessor`` as the runner gives it."""
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
