@@ -339,7 +339,8 @@ def problems(repo: str, run_help=None) -> List[str]:
 # A code identifier: a dotted name, optionally called, with an underscore,
 # a dot or an inner capital, so that plain words (``xxs``, ``fp32``) are not.
 IDENTIFIER = re.compile(r'^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\(\))?$')
-FILE_NAME = re.compile(r'\.(py|sh|md|yml|yaml|json|csv|txt|pth|onnx|xml|png)$')
+FILE_NAME = re.compile(
+    r'\.(py|sh|md|yml|yaml|json|csv|txt|pth|onnx|xml|png|tmp|log|whl)$')
 LIBRARIES = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain',
              'mmdeploy', 'openvino', 'onnxruntime', 'nncf', 'numpy')
 

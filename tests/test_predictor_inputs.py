@@ -24,7 +24,9 @@ def backbone():
 
 @pytest.fixture(scope='module')
 def classifier():
+    from mmengine.registry import init_default_scope
     from mmpretrain.models import ImageClassifier
+    init_default_scope('mmpretrain')  # earlier tests may leave another
     torch.manual_seed(0)
     return ImageClassifier(
         backbone=dict(type='EfficientMod', arch=TINY_ARCH, out_indices=(3, )),
