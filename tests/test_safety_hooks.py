@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 from mmefficientmod.engine import safety_hooks
 from mmefficientmod.engine.safety_hooks import (DiskFullError,
                                                 NonFiniteCheckHook,
+                                                SafeCheckpointHook,
                                                 lock_work_dir)
 
 TESTS = osp.join(REPO, 'tests')
@@ -258,3 +259,10 @@ def test_gradient_norm_is_checked_except_under_amp():
             hook.after_train_iter(runner, outputs=outputs)
         NonFiniteCheckHook(check_train=False).after_train_iter(
             runner, outputs=outputs)
+
+
+def test_a_validation_only_run_saves_nothing_and_does_not_fail():
+    """runner.val() calls the hook's after_val_epoch without a training's
+    before_train (the main job validates untrained models)."""
+    hook = SafeCheckpointHook(interval=1)
+    hook.after_val_epoch(types.SimpleNamespace(), metrics={'accuracy': 1.0})

@@ -1,5 +1,4 @@
-"""Reduced precision on the CPU: whether it has bfloat16, and how close
-reduced-precision outputs are to float32 ones."""
+"""Whether the CPU has bfloat16; how close outputs are to float32 ones."""
 from typing import Optional
 
 import torch

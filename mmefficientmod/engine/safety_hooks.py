@@ -206,7 +206,8 @@ class SafeCheckpointHook(CheckpointHook):
         self.file_backend.pending.clear()
 
     def _safely(self, save, runner, *args) -> None:
-        if not isinstance(self.file_backend, SafeLocalBackend):
+        backend = getattr(self, 'file_backend', None)  # None: not training
+        if not isinstance(backend, SafeLocalBackend):
             return save(runner, *args)
         kept = self.last_ckpt
         try:
