@@ -17,8 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
-# What cpu_predictor's precisions ask OpenVINO for. An int8 model keeps its
-# int8 ops whatever the hint; float32 is asked for the rest, since
+# An int8 model keeps its int8 ops whatever the hint; float32 for the rest:
 # bfloat16 on top lowered the logits' agreement without a measured gain.
 INFERENCE_PRECISION = {'fp32': 'f32', 'bf16': 'bf16', 'int8': 'f32'}
 # The settings read back after compiling, recorded by the predictor.
@@ -31,10 +30,6 @@ def openvino_available(int8: bool = False) -> bool:
     import importlib.util
     names = ('openvino', 'nncf') if int8 else ('openvino', )
     return all(importlib.util.find_spec(n) is not None for n in names)
-
-
-def _core():
-    return _openvino().Core()
 
 
 def _openvino():
@@ -128,7 +123,7 @@ def compile_for_cpu(model: Union[str, object],
     if cache_dir:
         config['CACHE_DIR'] = cache_dir
         check_cache(cache_dir)
-    compiled = _core().compile_model(model, 'CPU', config)
+    compiled = _openvino().Core().compile_model(model, 'CPU', config)
     if cache_dir:
         check_cache(cache_dir, record=True)
     got = _as_text(compiled.get_property('INFERENCE_PRECISION_HINT'))

@@ -24,6 +24,7 @@ from ...arch import (ARCH_ZOO, NUM_STAGES, argument_error, is_int, parse_arch,
                      parse_out_indices)
 from ...checkpoint import (NotEfficientModCheckpoint, backbone_weights,
                            check_fit, strip_prefix)
+from ..image_batch import checked_image_batch
 from ..layers import AttentionBlock, ModulationBlock
 
 # mmengine schemes that name other networks' weights (ResNet and the like),
@@ -261,7 +262,7 @@ class EfficientMod(BaseModule):
 
     @staticmethod
     def _pretrained_init_cfg(pretrained: str, init_cfg) -> Optional[Dict]:
-        """The init_cfg that ``pretrained`` (mmseg's argument) stands for."""
+        # What mmseg's ``pretrained`` argument stands for.
         if pretrained.startswith(MODEL_ZOO_SCHEMES):
             warnings.warn(
                 f'EfficientMod ignores pretrained={pretrained!r}: it names '
@@ -279,7 +280,8 @@ class EfficientMod(BaseModule):
         return dict(type='Pretrained', checkpoint=pretrained)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.stem(self._checked_input(x).permute(0, 2, 3, 1))
+        x = checked_image_batch(x, self.in_channels, self.stem.conv.weight)
+        x = self.stem(x.permute(0, 2, 3, 1))
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -288,34 +290,6 @@ class EfficientMod(BaseModule):
                     self.norm(x).mean(dim=(1, 2)) if self.out_type ==
                     'avg_featmap' else x.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
-
-    def _checked_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as the stem computes it: a batch of the wrong shape, an
-        empty one or integer images are refused with the fix; floating input
-        of another precision is cast to the weights' (unless autocast is on,
-        which casts per operation itself)."""
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return x
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'EfficientMod expects an N x {self.in_channels} x H x W image '
-                f'batch, got shape {tuple(x.shape)}; convert the input to '
-                f'{self.in_channels} channels or set in_channels to match it.')
-        if x.shape[0] == 0:
-            raise ValueError(
-                f'EfficientMod got an empty batch (shape {tuple(x.shape)}): '
-                'pass at least one image (check the dataloader or the list '
-                'of inputs).')
-        if not x.is_floating_point():
-            raise TypeError(
-                f'EfficientMod takes floating-point images, got {x.dtype}: '
-                'normalise them first (the data preprocessor does), e.g. '
-                '(x.float() - mean) / std.')
-        weight = self.stem.conv.weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(
-                x.device.type):
-            x = x.to(weight.dtype)
-        return x
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
