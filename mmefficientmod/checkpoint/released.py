@@ -133,8 +133,7 @@ def infer_arch(backbone: Dict) -> str:
 
 
 def _imagenet_weights(checkpoint: Dict) -> Dict:
-    """The weight sets of a released ImageNet file (``model`` and, when it
-    has one, ``state_dict_ema``) that hold an EfficientMod stem."""
+    """A released ImageNet file's ``model`` / ``state_dict_ema`` weights."""
     return {
         name: checkpoint[name]
         for name in ('model', 'state_dict_ema')
@@ -178,8 +177,7 @@ def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
                 "'state_dict_ema': convert it without --ema." if use_ema else
                 "The file holds only EMA weights ('state_dict_ema', no "
                 "'model'): convert it with --ema (use_ema=True).")
-        source = imagenet[wanted]
-        source = strip_prefix(source)
+        source = strip_prefix(imagenet[wanted])
         backbone = {
             k: v
             for k, v in source.items() if not k.startswith('head.')
@@ -205,14 +203,13 @@ def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
     state_dict = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
     state_dict.update(rest)
     for key, value in state_dict.items():
-        if not value.is_floating_point() and not key.endswith(
-                'num_batches_tracked'):
+        if value.is_floating_point():
+            state_dict[key] = value.float()
+        elif not key.endswith('num_batches_tracked'):
             raise NotEfficientModCheckpoint(
                 f'{key} holds {value.dtype} values where a weight is '
                 'floating point: the file is not a released EfficientMod '
                 'checkpoint, or was damaged.')
-    state_dict = OrderedDict((k, v.float() if v.is_floating_point() else v)
-                             for k, v in state_dict.items())
     meta = dict(
         arch=infer_arch(backbone),
         task=task,

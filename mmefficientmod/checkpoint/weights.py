@@ -17,8 +17,6 @@ from .released import (STEM, UPSTREAM_STEM, NotEfficientModCheckpoint,
                        convert_released, infer_arch, is_released, strip_prefix)
 from .safe_load import open_checkpoint
 
-CONVERTER = 'python tools/model_converters/efficientmod_to_mm.py SRC DST'
-
 
 class CheckpointMismatchError(RuntimeError):
     """Weights that leave part of a model unloaded or have other shapes."""
@@ -87,9 +85,8 @@ def summarize(state_dict: Dict) -> Summary:
     prefixes = [k[:-len(STEM)] for k in keys if k.endswith(STEM)]
     if not prefixes:
         parts = sorted({k.split('.')[k.startswith('backbone.')] for k in keys})
-        network = 'a ResNet-style network' if {
-            'conv1', 'layer1'
-        } <= set(parts) else 'another network'
+        resnet = {'conv1', 'layer1'} <= set(parts)
+        network = 'a ResNet-style network' if resnet else 'another network'
         return Summary(
             'other', '', task, False, f'{network} with no '
             f'EfficientMod weights (parts: {parts[:8]})')
@@ -105,7 +102,8 @@ def summarize(state_dict: Dict) -> Summary:
 
 def _fix(model: Summary, weights: Summary) -> str:
     if weights.kind == 'released':
-        return f'Convert it first: {CONVERTER}.'
+        return ('Convert it first: python '
+                'tools/model_converters/efficientmod_to_mm.py SRC DST.')
     if weights.kind == 'other':
         return 'Use the config these weights were trained with.'
     if weights.arch != model.arch:

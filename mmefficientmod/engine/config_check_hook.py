@@ -11,12 +11,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.optim import BaseOptimWrapper
 from mmengine.registry import HOOKS
 
 from ..arch import parse_arch, parse_out_indices
 from ..checkpoint import CheckpointMismatchError, check_fit, strip_prefix
 from ..config_tree import walk_config
+from .safety_hooks import is_training_run
 
 BACKBONE_TYPES = ('EfficientMod', 'mmefficientmod.EfficientMod')
 
@@ -198,19 +198,19 @@ class EfficientModConfigCheckHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         source = f"the checkpoint {runner.cfg.get('load_from') or ''}".strip()
-        # The runner builds the optimizer wrapper for training runs only.
-        training = isinstance(runner.optim_wrapper, BaseOptimWrapper)
         try:
             check_fit(model.state_dict(), state, source)
         except CheckpointMismatchError as mismatch:
+            training = is_training_run(runner)
             if self.strict_test_loading and not training:
                 raise CheckpointMismatchError(
                     f'{mismatch} To test the part that fits on purpose: '
                     'tools/test.py --allow-partial-checkpoint, or '
                     "dict(type='EfficientModConfigCheckHook', "
                     'strict_test_loading=False) in custom_hooks.') from None
+            verb = 'Training from' if training else 'Evaluating'
             runner.logger.warning(
-                f'{mismatch}'.replace('Refused to load', 'Training from', 1) +
+                f'{mismatch}'.replace('Refused to load', verb, 1) +
                 ' What does not fit keeps its initial values.')
 
     def _check_dataset(self, runner, loader, split: str) -> None:

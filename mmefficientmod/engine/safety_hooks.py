@@ -7,7 +7,7 @@ import os
 import os.path as osp
 import re
 import shutil
-from typing import List
+from typing import Optional
 
 import torch
 from mmengine.dist import barrier, broadcast_object_list, is_main_process
@@ -15,6 +15,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.optim import AmpOptimWrapper, BaseOptimWrapper
 from mmengine.registry import HOOKS
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..checkpoint import UnreadableCheckpointError
 from ..checkpoint.bad_files import describe_bad_file
@@ -89,37 +90,45 @@ def lock_work_dir(work_dir: str):
     return lock
 
 
+def is_training_run(runner) -> bool:
+    # The runner builds the optimizer wrapper for training runs only.
+    return isinstance(runner.optim_wrapper, BaseOptimWrapper)
+
+
 def _step(path: str) -> int:
     numbers = re.findall(r'\d+', osp.basename(path))
     return int(numbers[-1]) if numbers else -1
 
 
-def complete_checkpoints(folder: str) -> List[str]:
-    """The readable ``*.pth`` files of ``folder``, newest first (by the epoch
-    or iteration in their name, then by time)."""
+def newest_complete_checkpoint(folder: str) -> Optional[str]:
+    """The newest readable ``*.pth`` of ``folder`` (by step, then time)."""
     paths = sorted(
         glob.glob(osp.join(folder, '*.pth')),
         key=lambda p: (_step(p), osp.getmtime(p)),
         reverse=True)
-    return [p for p in paths if describe_bad_file(p) is None]
+    return next((p for p in paths if describe_bad_file(p) is None), None)
+
+
+def _unusable(path: str) -> Optional[str]:
+    """Why ``path`` cannot be resumed from, or None when it can."""
+    return describe_bad_file(path) if osp.isfile(path) else 'missing'
 
 
 def _point_last_checkpoint(runner) -> None:
-    record = osp.join(runner.work_dir, 'last_checkpoint')
-    latest = open(record).read().strip() if osp.isfile(record) else None
-    if latest and osp.isfile(latest) and describe_bad_file(latest) is None:
+    latest = find_latest_checkpoint(runner.work_dir)  # its last_checkpoint
+    found = _unusable(latest) if latest else None
+    if latest and found is None:
+        return  # the record names a complete checkpoint
+    newest = newest_complete_checkpoint(runner.work_dir)
+    if newest is None:
         return
-    candidates = complete_checkpoints(runner.work_dir)
-    if not candidates:
-        return
-    why = (f'{latest} is {describe_bad_file(latest)}'
-           if latest and osp.isfile(latest) else f'{latest} is missing'
-           if latest else 'the work dir has no last_checkpoint record')
-    runner.logger.warning(f'Resume: {why}; resuming from {candidates[0]}, '
-                          'the newest complete checkpoint.')
+    why = f'{latest} is {found}' if latest else \
+        'the work dir has no last_checkpoint record'
+    runner.logger.warning(f'Resume: {why}; resuming from {newest}, the '
+                          'newest complete checkpoint.')
     if is_main_process():
-        with open(record, 'w') as f:
-            f.write(candidates[0])
+        with open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(newest)
 
 
 def check_resume(runner) -> None:
@@ -133,11 +142,10 @@ def check_resume(runner) -> None:
         _point_last_checkpoint(runner)
         barrier()  # every rank reads last_checkpoint after it is right
     elif cfg.get('resume') and '://' not in load_from:
-        found = describe_bad_file(load_from) if osp.isfile(load_from) \
-            else 'missing'
+        found = _unusable(load_from)
         if found is not None:
-            others = complete_checkpoints(osp.dirname(load_from) or '.')
-            hint = f'pass --resume {others[0]} instead' if others else \
+            other = newest_complete_checkpoint(osp.dirname(load_from) or '.')
+            hint = f'pass --resume {other} instead' if other else \
                 'no complete checkpoint is beside it'
             raise UnreadableCheckpointError(
                 f'Cannot resume from {load_from}: it is {found}; {hint}.')
@@ -165,8 +173,7 @@ class SafeCheckpointHook(CheckpointHook):
         self.lock_work_dir, self._lock = lock_work_dir, None
 
     def before_run(self, runner) -> None:
-        # The runner builds the optimizer wrapper for training runs only.
-        if not isinstance(runner.optim_wrapper, BaseOptimWrapper):
+        if not is_training_run(runner):
             return
         check_resume(runner)
         if not self.lock_work_dir:

@@ -7,8 +7,7 @@ def checked_image_batch(x: torch.Tensor, in_channels: int,
     """``x`` as a backbone whose first weight is ``weight`` computes it: a
     wrong shape, an empty batch or integer images are refused with the fix;
     another float precision is cast to the weights' (unless autocast is on).
-    Traced or compiled it is passed as it is (the checks would be recorded
-    as constants, each with a warning)."""
+    Traced or compiled it passes as it is (checks would become constants)."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return x
     if x.dim() != 4 or x.shape[1] != in_channels:
