@@ -161,6 +161,45 @@ def test_semantic_fpn_backend_predicts_like_pytorch(models, backend, tmp_path):
     assert agree > 0.995, agree
 
 
+def int8_files(model, deploy_cfg, tmp_path):
+    """The float32 OpenVINO model and the int8 one that
+    tools/deployment/openvino_precision.py makes of it, calibrated on the
+    model config's training images."""
+    fp32 = deploy(model, deploy_cfg, tmp_path / 'fp32')
+    tool('deployment/openvino_precision.py', deploy_cfg, model['cfg'],
+         fp32[0], tmp_path / 'int8', '--precision', 'int8')
+    return fp32, [str(tmp_path / 'int8' / 'end2end.xml')]
+
+
+def test_semantic_fpn_int8_predicts_like_float32(models, tmp_path):
+    pytest.importorskip('nncf')
+    model = models['seg']
+    deploy_cfg = osp.join(DEPLOY_CONFIGS, BACKENDS['seg']['openvino'])
+    fp32, int8 = int8_files(model, deploy_cfg, tmp_path)
+    ref = predict(model, deploy_cfg, fp32).pred_sem_seg.data
+    ours = predict(model, deploy_cfg, int8).pred_sem_seg.data
+    assert len(ref.unique()) > 1  # an untrained model that still varies
+    agree = (ours == ref).float().mean()
+    assert agree > 0.95, agree
+
+
+def test_mask_rcnn_int8_predicts_like_float32(models, tmp_path):
+    pytest.importorskip('nncf')
+    model = models['det']
+    deploy_cfg = osp.join(DEPLOY_CONFIGS, BACKENDS['det']['openvino'])
+    fp32, int8 = int8_files(model, deploy_cfg, tmp_path)
+    ref = predict(model, deploy_cfg, fp32).pred_instances
+    ours = predict(model, deploy_cfg, int8).pred_instances
+    # Most of float32's 20 best detections are found again, same class, same
+    # box (an untrained model's scores are close together, so int8 may
+    # reorder some of them).
+    top = ref[ref.scores.argsort(descending=True)[:20]]
+    iou = box_iou(top.bboxes, ours.bboxes)
+    iou = torch.where(top.labels[:, None] == ours.labels[None], iou,
+                      torch.zeros_like(iou))
+    assert (iou.max(1).values > 0.9).float().mean() >= 0.6, iou.max(1)
+
+
 @pytest.mark.skipif(
     not os.environ.get('MMDEPLOY_DIR'),
     reason='set MMDEPLOY_DIR to a checkout of MMDeploy (tag v1.3.1) to run '

@@ -5,7 +5,10 @@ the Inference Engine API, both gone from OpenVINO >= 2024.0.
 :class:`OpenVINORuntimeWrapper` runs through ``openvino.Core``, with
 mmdeploy's interfaces, so its ``tools/deploy.py`` and ``tools/test.py`` use
 them unchanged. Both run in float32, so that the deployed model gives the
-PyTorch model's results (OpenVINO would pick bfloat16 on CPUs that have it).
+PyTorch model's results (OpenVINO would pick bfloat16 on CPUs that have it),
+unless the model file asks for another precision under
+:data:`PRECISION_RT_INFO` (``tools/deployment/openvino_precision.py`` writes
+it for bfloat16 and int8 models).
 """
 import os.path as osp
 from typing import Dict, Optional, Sequence, Union
@@ -21,6 +24,9 @@ from mmdeploy.utils.timer import TimeCounter
 # Compiled once per input shape; an unbounded number of shapes (a dataset of
 # many image sizes) keeps only the most recent ones.
 MAX_COMPILED_SHAPES = 8
+# Where the IR names the precision its float operations run in ('f32' or
+# 'bf16'): the model file carries it, so MMDeploy's tools need no option.
+PRECISION_RT_INFO = ['mmefficientmod', 'inference_precision']
 
 
 def from_onnx(onnx_model: Union[str, onnx.ModelProto],
@@ -63,8 +69,8 @@ def from_onnx(onnx_model: Union[str, onnx.ModelProto],
 
 
 class OpenVINORuntimeWrapper(BaseWrapper):
-    """An OpenVINO IR model behind mmdeploy's backend-wrapper interface,
-    float32 on the CPU.
+    """An OpenVINO IR model behind mmdeploy's backend-wrapper interface, on
+    the CPU, in float32 or the precision the IR names.
 
     Args:
         ir_model_file (str): The ``.xml`` file (its ``.bin`` beside it).
@@ -84,6 +90,9 @@ class OpenVINORuntimeWrapper(BaseWrapper):
         self._core = ov.Core()
         self._model = self._core.read_model(ir_model_file)
         self._compiled = {}
+        self.precision = (
+            self._model.get_rt_info(PRECISION_RT_INFO).astype(str)
+            if self._model.has_rt_info(PRECISION_RT_INFO) else 'f32')
         if output_names is None:
             output_names = [out.get_any_name() for out in self._model.outputs]
         super().__init__(output_names)
@@ -101,7 +110,7 @@ class OpenVINORuntimeWrapper(BaseWrapper):
             if len(self._compiled) >= MAX_COMPILED_SHAPES:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[key] = self._core.compile_model(
-                model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+                model, 'CPU', {'INFERENCE_PRECISION_HINT': self.precision})
         return self._compiled[key]
 
     def forward(self, inputs: Dict[str,

@@ -1,5 +1,6 @@
 """Whole-model latency: the PyTorch model against its MMDeploy backend models,
-measured in one process on one image.
+measured in one process on one image, with the CPU's peak measured in the
+same run.
 
     python tools/deployment/benchmark_backends.py MODEL_CONFIG CHECKPOINT IMAGE \\
         --deployed DEPLOY_CONFIG BACKEND_FILE [--deployed ...] [--repeat 20]
@@ -7,15 +8,33 @@ measured in one process on one image.
 Each model runs ``test_step`` (the network, its post-processing, and for
 Mask R-CNN the pasting of the masks into the image) on the image as
 MMDeploy's tools/test.py prepares it; the backend models are those
-MMDeploy's tools/deploy.py wrote (``end2end.onnx``, ``end2end.xml``). The
+MMDeploy's tools/deploy.py wrote (``end2end.onnx``, ``end2end.xml``) or
+tools/deployment/openvino_precision.py made of them (bfloat16, int8). The
 models take turns in blocks of ``--repeat`` runs after a warm-up, for
-``--rounds`` rounds; the median per model is printed as a Markdown table.
+``--rounds`` rounds; each row has the median, the speed-up over PyTorch,
+the time in the backbone (PyTorch: timed around it; OpenVINO: its share of
+the operations' time in OpenVINO's performance counters), the rate in
+GFLOP/s and its share of the CPU's peak in that precision
+(tools/analysis_tools/cpu_peak.py, measured before the models run). The
+FLOPs are those of the PyTorch ``test_step`` on this image (torch's
+FlopCounterMode; one multiply-add counted once), the same network work for
+every form; an int8 model is held against the int8 peak.
 """
 import argparse
+import os.path as osp
 import statistics
+import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# The peak lives with the backbone benchmark, which measures against it too.
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
+                            'analysis_tools'))
+from cpu_peak import measure_peaks  # noqa: E402
+
+BACKBONE_SCOPE = '/backbone/'
 
 
 def parse_args():
@@ -36,14 +55,64 @@ def parse_args():
     return parser.parse_args()
 
 
-def build(model_config, deploy_config, files):
-    """A task processor's model (PyTorch if ``files`` is a checkpoint) and
-    its input batch."""
+def build_task(model_config, deploy_config):
     from mmdeploy.apis.utils import build_task_processor
-    from mmdeploy.utils import get_backend, load_config
+    from mmdeploy.utils import load_config
     deploy_cfg, model_cfg = load_config(deploy_config, model_config)
-    task = build_task_processor(model_cfg, deploy_cfg, 'cpu')
-    return task, get_backend(deploy_cfg).value
+    return build_task_processor(model_cfg, deploy_cfg, 'cpu')
+
+
+def openvino_precision(xml):
+    """'f32', 'bf16' or 'int8' (quantised), as the wrapper will run it."""
+    import openvino as ov
+
+    from mmefficientmod.deploy.mmdeploy_openvino import PRECISION_RT_INFO
+    model = ov.Core().read_model(xml)
+    if any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops()):
+        return 'int8'
+    if model.has_rt_info(PRECISION_RT_INFO):
+        return model.get_rt_info(PRECISION_RT_INFO).astype(str)
+    return 'f32'
+
+
+def openvino_backbone_share(xml, precision, inputs):
+    """The backbone's share of the operations' time in OpenVINO's
+    performance counters, for the graph run on ``inputs``."""
+    import openvino as ov
+    core = ov.Core()
+    model = core.read_model(xml)
+    model.reshape({model.input(0).get_any_name(): list(inputs.shape)})
+    compiled = core.compile_model(
+        model, 'CPU', {
+            'INFERENCE_PRECISION_HINT': 'f32' if precision == 'int8' else
+            precision,
+            'PERF_COUNT': True
+        })
+    request = compiled.create_infer_request()
+    for _ in range(3):
+        request.infer([inputs.numpy()])
+    times = {}
+    for info in request.profiling_info:
+        times[info.node_name] = info.real_time.total_seconds()
+    total = sum(times.values())
+    backbone = sum(t for name, t in times.items()
+                   if name.startswith(BACKBONE_SCOPE))
+    return backbone / total if total else float('nan')
+
+
+class BackboneTimer:
+    """Time spent in ``module``'s forward, summed since the last reset."""
+
+    def __init__(self, module):
+        self.seconds = 0.0
+        module.register_forward_pre_hook(self._start)
+        module.register_forward_hook(self._stop)
+
+    def _start(self, *args):
+        self._began = time.perf_counter()
+
+    def _stop(self, *args):
+        self.seconds += time.perf_counter() - self._began
 
 
 def main():
@@ -51,32 +120,69 @@ def main():
     if not args.deployed:
         raise SystemExit('give at least one --deployed DEPLOY_CONFIG '
                          'BACKEND_FILE (from MMDeploy\'s tools/deploy.py)')
-    models = {}
+    threads = torch.get_num_threads()
+    peaks = measure_peaks(threads)
     # PyTorch, with the input the first deploy config prepares.
-    task, _ = build(args.model_config, args.deployed[0][0], None)
-    models['PyTorch'] = (task.build_pytorch_model(args.checkpoint),
-                         task.create_input(args.image)[0])
+    task = build_task(args.model_config, args.deployed[0][0])
+    pytorch = task.build_pytorch_model(args.checkpoint)
+    inputs = task.create_input(args.image)[0]
+    models = {'PyTorch fp32': (pytorch, inputs, 'f32')}
     for deploy_config, backend_file in args.deployed:
-        task, backend = build(args.model_config, deploy_config, backend_file)
-        models[backend] = (task.build_backend_model([backend_file]),
-                           task.create_input(args.image)[0])
-    times = {name: [] for name in models}
+        task = build_task(args.model_config, deploy_config)
+        backend = task.deploy_cfg.backend_config.type
+        precision = (
+            openvino_precision(backend_file)
+            if backend == 'openvino' else 'f32')
+        name = f'{backend} {precision.replace("f32", "fp32")}'
+        models[name] = (task.build_backend_model([backend_file]),
+                        task.create_input(args.image)[0], precision)
+
     with torch.no_grad():
+        image_batch = pytorch.data_preprocessor(inputs, False)['inputs']
+        with FlopCounterMode(display=False) as counter:
+            pytorch.test_step(inputs)
+        flops = counter.get_total_flops() / 2
+        with FlopCounterMode(display=False) as counter:
+            pytorch.backbone(image_batch)
+        backbone_flops = counter.get_total_flops() / 2
+        timer = BackboneTimer(pytorch.backbone)
+        times = {name: [] for name in models}
         for _ in range(args.rounds):
-            for name, (model, inputs) in models.items():
-                model.test_step(inputs)  # warm-up
+            for name, (model, data, _) in models.items():
+                model.test_step(data)  # warm-up
                 for _ in range(args.repeat):
                     start = time.perf_counter()
-                    model.test_step(inputs)
+                    model.test_step(data)
                     times[name].append(time.perf_counter() - start)
-    shape = tuple(models['PyTorch'][1]['inputs'][0].shape)
-    base = statistics.median(times['PyTorch'])
-    print(f'| model | median ms (input {shape}, '
-          f'{torch.get_num_threads()} torch threads) | vs PyTorch |')
-    print('|---|---|---|')
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f'| {name} | {median * 1e3:.1f} | {base / median:.2f}x |')
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    backbone_seconds = {
+        'PyTorch fp32':
+        timer.seconds / (args.rounds * (args.repeat + 1))
+    }
+    for deployed, name in zip(args.deployed, list(models)[1:]):
+        if name.startswith('openvino'):
+            share = openvino_backbone_share(deployed[1], models[name][2],
+                                            image_batch)
+            backbone_seconds[name] = share * medians[name]
+
+    base = medians['PyTorch fp32']
+    print(f'input {tuple(image_batch.shape)}, {threads} threads; '
+          f'{flops / 1e9:.1f} GFLOP per image, backbone '
+          f'{backbone_flops / 1e9:.1f} (one multiply-add counted once); '
+          'peak measured here: ' +
+          ', '.join(f'{p} {g:.0f} GFLOP/s' for p, g in peaks.items()))
+    print('| model | median ms | vs PyTorch | backbone ms | rest ms | '
+          'GFLOP/s | share of peak |')
+    print('|---|---|---|---|---|---|---|')
+    for name, median in medians.items():
+        rate = flops / median / 1e9
+        peak = peaks[models[name][2]]
+        backbone = backbone_seconds.get(name)
+        split = ('— | —' if backbone is None else
+                 f'{backbone * 1e3:.0f} | {(median - backbone) * 1e3:.0f}')
+        print(f'| {name} | {median * 1e3:.0f} | {base / median:.2f}x | '
+              f'{split} | {rate:.1f} | {rate / peak:.0%} of '
+              f'{models[name][2]} |')
 
 
 if __name__ == '__main__':

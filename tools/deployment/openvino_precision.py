@@ -1,0 +1,159 @@
+"""Turn the float32 OpenVINO model that MMDeploy's ``tools/deploy.py`` wrote
+into a bfloat16 or an int8 one, which MMDeploy's ``tools/test.py`` then
+evaluates like any other (``--model OUT_DIR/end2end.xml``)::
+
+    python tools/deployment/openvino_precision.py DEPLOY_CONFIG MODEL_CONFIG \\
+        WORK_DIR/end2end.xml OUT_DIR --precision int8 [--calib-images 64]
+
+``bf16``: the same graph, marked to be compiled with OpenVINO's bfloat16
+inference precision.
+
+``int8``: NNCF post-training quantisation, calibrated on the model config's
+own training images through its test pipeline (``train_dataloader``'s
+dataset, ``test_dataloader``'s pipeline: the sizes the model is tested at,
+without using the images it is tested on) and its data preprocessor. Only
+operations inside the network's modules (backbone, neck, heads: the names
+MMDeploy's export gives them) are quantised. What stays float: everything
+MMDeploy adds at the top level of the graph (box decoding, score
+thresholds, TopK, NMS, mask pasting) and the RoI feature extractors
+(``--quantise-heads no`` also keeps the heads float). The rest runs in
+``--float-precision``.
+
+The precision is written into the model file (``rt_info``), which the
+project's OpenVINO wrapper for MMDeploy reads. The SDK files beside the
+input (``deploy.json``, ``pipeline.json``, ``detail.json``) are copied.
+"""
+import argparse
+import copy
+import logging
+import os
+import os.path as osp
+import shutil
+
+import numpy as np
+
+# MMDeploy's export names each operation after the module it runs in
+# ('/backbone/stages.2/...', '/rpn_head/rpn_conv/...'); post-processing it
+# adds itself sits at the top level ('/Exp', '/NonMaxSuppression_1').
+TOP_LEVEL = r'^/[^/]*$'
+ROI_EXTRACTORS = r'.*roi_extractor.*'
+HEADS = r'^/(rpn_head|bbox_head|mask_head|decode_head|head)/.*'
+SDK_FILES = ('deploy.json', 'pipeline.json', 'detail.json')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('deploy_config')
+    parser.add_argument('model_config')
+    parser.add_argument('model', help='the .xml that tools/deploy.py wrote')
+    parser.add_argument('out_dir')
+    parser.add_argument('--precision', choices=['bf16', 'int8'], required=True)
+    parser.add_argument(
+        '--float-precision',
+        choices=['f32', 'bf16'],
+        default='f32',
+        help='what the operations left float run in (int8 only)')
+    parser.add_argument(
+        '--calib-images',
+        type=int,
+        default=64,
+        help='training images to calibrate int8 on')
+    parser.add_argument(
+        '--quantise-heads',
+        choices=['yes', 'no'],
+        default='yes',
+        help='quantise the detection/segmentation heads too (int8 only)')
+    return parser.parse_args()
+
+
+def calibration_inputs(deploy_config, model_config, num_images):
+    """The first ``num_images`` training images as the model is tested on
+    them: the test pipeline, then the data preprocessor (normalised, padded
+    float32 N x 3 x H x W arrays)."""
+    from mmdeploy.apis.utils import build_task_processor
+    from mmdeploy.utils import load_config
+    from mmengine.dataset import pseudo_collate
+    deploy_cfg, model_cfg = load_config(deploy_config, model_config)
+    task = build_task_processor(model_cfg, deploy_cfg, 'cpu')
+    dataset_cfg = copy.deepcopy(model_cfg.train_dataloader.dataset)
+    dataset_cfg.pipeline = model_cfg.test_dataloader.dataset.pipeline
+    dataset = task.build_dataset(dataset_cfg)
+    if len(dataset) == 0:
+        raise SystemExit(f'{model_config}: its training set is empty; int8 '
+                         'needs images to calibrate on')
+    preprocess = task.build_data_preprocessor()
+    return [
+        preprocess(pseudo_collate([dataset[i]]), False)['inputs'].numpy()
+        for i in range(min(num_images, len(dataset)))
+    ]
+
+
+def fit(image_batch, shape):
+    """``image_batch`` zero-padded (as the data preprocessor pads) or cropped
+    to ``shape``, the size the model was converted for.
+
+    The statistics are collected on the model as converted, one compiled
+    shape.
+    """
+    out = np.zeros(shape, np.float32)
+    region = tuple(
+        slice(0, min(a, b)) for a, b in zip(image_batch.shape, shape))
+    out[region] = image_batch[region]
+    return out
+
+
+def quantise(model, inputs, quantise_heads):
+    import nncf
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters, QuantizationParameters)
+    nncf.set_log_level(logging.WARNING)  # not a line per operation left out
+    patterns = [TOP_LEVEL, ROI_EXTRACTORS]
+    if not quantise_heads:
+        patterns.append(HEADS)
+    shape = model.input(0).get_partial_shape()
+    if shape.is_static:
+        inputs = [fit(x, shape.to_shape()) for x in inputs]
+    # One range per activation tensor: NNCF 3.4 gives the outputs of the
+    # channels-last linear layers that feed a depthwise convolution ranges
+    # per index of axis 1 (a spatial axis there), which ties the model to
+    # one input size (it can no longer be reshaped) and is wrong besides.
+    per_tensor = AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(
+            per_channel=False))
+    return nncf.quantize(
+        model,
+        nncf.Dataset(inputs),
+        subset_size=len(inputs),
+        ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False),
+        advanced_parameters=per_tensor)
+
+
+def main():
+    import openvino as ov
+
+    from mmefficientmod.deploy.mmdeploy_openvino import PRECISION_RT_INFO
+    args = parse_args()
+    if osp.abspath(args.out_dir) == osp.abspath(osp.dirname(args.model)):
+        raise SystemExit('give an OUT_DIR other than the input model\'s '
+                         'folder: the float32 model stays as it is')
+    model = ov.Core().read_model(args.model)
+    float_precision = args.float_precision
+    if args.precision == 'bf16':
+        float_precision = 'bf16'
+    else:
+        inputs = calibration_inputs(args.deploy_config, args.model_config,
+                                    args.calib_images)
+        model = quantise(model, inputs, args.quantise_heads == 'yes')
+    model.set_rt_info(float_precision, PRECISION_RT_INFO)
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = osp.join(args.out_dir, osp.basename(args.model))
+    ov.save_model(model, out, compress_to_fp16=False)
+    for name in SDK_FILES:
+        source = osp.join(osp.dirname(args.model), name)
+        if osp.exists(source):
+            shutil.copy(source, args.out_dir)
+    print(f'{out}: {args.precision}, float operations in {float_precision}')
+
+
+if __name__ == '__main__':
+    main()
