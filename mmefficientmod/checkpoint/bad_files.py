@@ -12,9 +12,6 @@ import struct
 import zipfile
 from typing import Optional
 
-REDOWNLOAD = ('Download or copy it again (compare its size and checksum with '
-              'the source), or point to another checkpoint.')
-
 
 class UnreadableCheckpointError(ValueError):
     """A checkpoint file that is empty, cut short or not a checkpoint."""
@@ -82,11 +79,14 @@ def describe_bad_file(path: str) -> Optional[str]:
 
 
 def unreadable_checkpoint_error(
-        path: str, source: str,
-        error: BaseException) -> Optional[UnreadableCheckpointError]:
-    """The error to raise instead of ``error`` (what ``torch.load`` raised
-    for ``path``, read from ``source``), or None when the file looks sound
-    and ``error`` has another cause (a missing device, say)."""
+    path: str,
+    source: Optional[str] = None,
+    error: Optional[BaseException] = None
+) -> Optional[UnreadableCheckpointError]:
+    """The error to raise for ``path`` (read from ``source``, a URL) when it
+    is visibly no checkpoint, or ``error`` (what ``torch.load`` raised) says
+    it is cut short; None when the file looks sound (``error`` has another
+    cause, a missing device, say)."""
     if not osp.isfile(path):
         return None
     found = describe_bad_file(path)
@@ -104,20 +104,21 @@ def unreadable_checkpoint_error(
                  'corrupt')
     if found is None:
         return None
-    where = source if source == path else f'{source} (read from {path})'
-    cached = '' if source == path else (
-        f' The download is cached: delete {path} so that it is fetched '
-        'anew.')
+    where, cached = path, ''
+    if source not in (None, path):  # a download, cached at path
+        where = f'{source} (read from {path})'
+        cached = (f' The download is cached: delete {path} so that it is '
+                  'fetched anew.')
     return UnreadableCheckpointError(
-        f'Cannot read the checkpoint {where}: it is {found}. {REDOWNLOAD}'
-        f'{cached}')
+        f'Cannot read the checkpoint {where}: it is {found}. Download or copy '
+        'it again (compare its size and checksum with the source), or point '
+        f'to another checkpoint.{cached}')
 
 
 def check_readable(path: str) -> None:
     """Refuse a ``path`` that is visibly no complete checkpoint, unloaded."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'The checkpoint {path} does not exist.')
-    found = describe_bad_file(path)
-    if found is not None:
-        raise UnreadableCheckpointError(
-            f'Cannot read the checkpoint {path}: it is {found}. {REDOWNLOAD}')
+    error = unreadable_checkpoint_error(path)
+    if error is not None:
+        raise error

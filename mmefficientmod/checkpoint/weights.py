@@ -1,20 +1,18 @@
 """The one path from a checkpoint file to weights, and the check that
 weights fit the model they go into.
 
-:func:`read_checkpoint` reads a file once (safely, :mod:`.safe_load`),
-converts an authors' release once (:mod:`.released`) and returns this
-project's layout; :func:`backbone_weights` selects the backbone. The
-backbone's ``init_cfg``, ``deploy.load_weights``, the distillation teacher
-and the converter read through them. :func:`check_fit` refuses weights that
-leave a model's tensors missing or of other shapes, naming what the file
-holds (read off its keys and shapes) and the fix.
+:func:`read_checkpoint` reads a file once (safely) and converts an authors'
+release once; :func:`check_fit` refuses weights that leave a model's
+tensors missing or of other shapes, naming what the file holds and the fix.
 """
-from typing import Dict, NamedTuple, Optional
+from collections import namedtuple
+from typing import Dict, Optional
 
 import torch
 
 from .released import (STEM, UPSTREAM_STEM, NotEfficientModCheckpoint,
-                       convert_released, infer_arch, is_released, strip_prefix)
+                       convert_found, infer_arch, released_weights,
+                       strip_prefix)
 from .safe_load import open_checkpoint
 
 
@@ -27,8 +25,9 @@ def read_checkpoint(filename: str, use_ema: bool = False) -> Dict:
     layout; a released file comes back converted (``use_ema``: its EMA
     weights)."""
     checkpoint = open_checkpoint(filename)
-    if is_released(checkpoint):
-        return convert_released(checkpoint, use_ema)
+    released = released_weights(checkpoint)
+    if released:
+        return convert_found(released, use_ema)
     if use_ema:
         raise NotEfficientModCheckpoint(
             f"use_ema applies to the authors' released ImageNet files; "
@@ -63,12 +62,8 @@ def backbone_weights(filename: str,
     return selected
 
 
-class Summary(NamedTuple):
-    kind: str  # 'efficientmod', 'released' or 'other'
-    arch: str
-    task: str
-    deploy: bool
-    text: str
+# kind: 'efficientmod', 'released' or 'other'; text: for messages.
+Summary = namedtuple('Summary', 'kind arch task deploy text')
 
 
 def summarize(state_dict: Dict) -> Summary:
