@@ -6,17 +6,13 @@ Usage::
     python tools/cuda_toolchain.py check-ops   # RoIAlign and nms on the GPU
     python tools/cuda_toolchain.py requirement 13.0.3  # pinned pip spec
 
-``setup`` finds an nvcc of torch's CUDA major version (``$CUDA_HOME``, the
-registry's toolkit in this environment, ``nvcc`` on ``PATH``,
-``/usr/local/cuda``, in that order), else installs the registry's nvcc of
-torch's CUDA version with pip (a wheelhouse works too: pip reads
-``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``) with its components pinned to one
-release (:func:`toolkit_requirement`). Before the long mmcv build it
-compiles a one-kernel ``.cu`` file for the target architectures and stops
-with the compiler's message and the fix when that fails. It prints
-``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval``;
-messages go to stderr. Only the standard library is imported at module
-level, so the tests drive every decision with fake ``nvcc`` scripts.
+``setup`` finds an nvcc of torch's CUDA major version, else installs the
+registry's (pip reads ``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``, so a
+wheelhouse works too), compiles a one-kernel ``.cu`` file for the target
+architectures before the long mmcv build, and prints ``CUDA_HOME`` and
+``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval`` (messages go to stderr).
+Only the standard library is imported at module level, so the tests drive
+every decision with fake ``nvcc`` scripts (docs/gpu.md).
 """
 import argparse
 import glob
@@ -81,9 +77,8 @@ def _major(version: str) -> str:
 
 
 def is_toolkit(home: str) -> bool:
-    """Whether ``home`` can serve as CUDA_HOME: nvcc and the runtime
-    headers (an nvcc on PATH may be a wrapper script outside its toolkit).
-    """
+    """Whether ``home`` has nvcc and the runtime headers (an nvcc on PATH may
+    be a wrapper script outside its toolkit)."""
     return (osp.isfile(osp.join(home, 'bin', 'nvcc'))
             and osp.isfile(osp.join(home, 'include', 'cuda_runtime.h')))
 
@@ -94,8 +89,7 @@ def candidate_homes(
         system_homes: Sequence[str] = SYSTEM_HOMES) -> List[Tuple[str, str]]:
     """``(where it was found, CUDA home)`` pairs in the order they are
     tried, without duplicates: the registry's ``nvidia/cu<N>`` in
-    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``
-    (``$CUDA_HOME`` is the caller's: a user's choice is never skipped)."""
+    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``."""
     found = [
         ('this environment', home) for site in site_dirs
         for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
@@ -115,11 +109,9 @@ def candidate_homes(
 
 def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
                          *extras: str) -> str:
-    """The pip requirement for the registry's nvcc of ``torch_cuda``
-    (``torch.version.cuda``): the installed ``toolkit_version`` (torch's CUDA
-    libraries come through it) when it is of that release, with ``extras``
-    beyond ``nvcc,cccl`` (the components :func:`toolkit_requirement` pins).
-    """
+    """The pip requirement for the registry's nvcc of ``torch_cuda``: the
+    installed ``toolkit_version`` (whose headers match torch's CUDA
+    libraries) when of that release, with ``extras`` beyond ``nvcc,cccl``."""
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
             f'torch was built with CUDA {torch_cuda}; the registry packages '
@@ -130,17 +122,14 @@ def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
         REGISTRY_EXTRAS.split(',') +
         sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
     if toolkit_version and toolkit_version.startswith(torch_cuda + '.'):
-        # The same release as torch's libraries: its headers match them.
         return f'cuda-toolkit[{names}]=={toolkit_version}'
     return f'cuda-toolkit[{names}]=={torch_cuda}.*'
 
 
 def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
-    """``{distribution: (version prefix, extra)}`` read from the
-    ``Requires-Dist`` lines of a ``cuda-toolkit`` release, e.g.
-    ``nvidia-nvvm==13.0.88.*; ... extra == 'nvvm'`` gives
-    ``{'nvidia-nvvm': ('13.0.88', 'nvvm')}``. The metapackage pins each
-    component to its own release only when asked for by its extra."""
+    """``{distribution: (version prefix, extra)}`` from a ``cuda-toolkit``
+    release's ``Requires-Dist``: ``nvidia-nvvm==13.0.88.*; ... extra ==
+    'nvvm'`` gives ``{'nvidia-nvvm': ('13.0.88', 'nvvm')}``."""
     pins = {}
     for line in toolkit_requires:
         match = re.match(
@@ -154,10 +143,8 @@ def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
 
 def drifting_extras(resolved: Dict[str, str],
                     toolkit_requires: Sequence[str]) -> List[str]:
-    """The ``cuda-toolkit`` extras whose component pip resolved to another
-    release than the toolkit's own (``resolved``: ``{distribution:
-    version}`` pip would install; ``toolkit_requires``: the toolkit's
-    ``Requires-Dist``).
+    """The ``cuda-toolkit`` extras whose component pip resolved (``resolved``:
+    ``{distribution: version}``) to another release than the toolkit's own.
 
     ``nvidia-cuda-nvcc`` depends on ``nvidia-nvvm``, ``nvidia-cuda-crt`` and
     ``nvidia-cuda-runtime`` without an upper bound, so pip takes their newest
@@ -213,8 +200,7 @@ def toolkit_requirement(
     resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
 ) -> str:
     """:func:`registry_requirement` with the extras that pin every component
-    which would otherwise drift to another CUDA release
-    (:func:`drifting_extras`); ``resolve`` is :func:`pip_resolve`."""
+    which would otherwise drift to another CUDA release."""
     requirement = registry_requirement(torch_cuda, toolkit_version)
     extras = drifting_extras(*resolve(requirement))
     if extras:
@@ -267,7 +253,7 @@ def compile_probe(home: str, arches: str, fix: str) -> None:
                     'releases. ')
         raise ToolchainError(
             f'nvcc in {home} cannot compile a one-kernel test file for '
-            f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd[:1] + cmd[1:])}'
+            f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd)}'
             f'\n{output or "(no output)"}\n{hint}Fix: {fix}')
     log(f'nvcc in {home} compiles a test kernel for {arches}')
 
@@ -278,14 +264,9 @@ def find_cuda_home(
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> Optional[str]:
     """A CUDA home whose nvcc has torch's CUDA major version, or None; an
-    exact ``major.minor`` match wins (torch's extension builder accepts both
-    and warns about the other).
-
-    Raises:
-        ToolchainError: ``$CUDA_HOME`` (or ``$CUDA_PATH``) is set but has no
-            nvcc of torch's major version: the user chose it, so it is not
-            silently replaced.
-    """
+    exact ``major.minor`` match wins. A ``$CUDA_HOME`` (or ``$CUDA_PATH``)
+    without such an nvcc raises :class:`ToolchainError`: the user chose it,
+    so it is not silently replaced."""
     explicit = env.get('CUDA_HOME') or env.get('CUDA_PATH')
     if explicit:
         release = nvcc_release(osp.join(explicit, 'bin', 'nvcc'))
@@ -392,15 +373,9 @@ def setup(torch_cuda: Optional[str],
     """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build:
     installs the registry's nvcc (``install(requirement)``) when no matching
     one is found, and checks that it compiles a kernel for the target
-    architectures. ``torch_cuda`` is ``torch.version.cuda``,
-    ``torch_arches`` ``torch.cuda.get_arch_list()``, ``site_dirs`` where
-    the registry's toolkit is (or goes), ``toolkit_version`` the installed
-    ``cuda-toolkit``'s, ``resolve`` :func:`pip_resolve`.
-
-    Raises:
-        ToolchainError: no usable toolkit, or its nvcc cannot compile the
-            test kernel (the message holds the compiler's and the fix).
-    """
+    architectures (:class:`ToolchainError` with the compiler's message and
+    the fix otherwise). ``site_dirs``: where the registry's toolkit is (or
+    goes); ``toolkit_version``: the installed ``cuda-toolkit``'s."""
     if not torch_cuda:
         raise ToolchainError(
             'the installed torch has no CUDA support (torch.version.cuda is '
