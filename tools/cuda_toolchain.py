@@ -16,7 +16,6 @@ every decision with fake ``nvcc`` scripts (docs/gpu.md).
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import re
@@ -31,14 +30,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 # The registry's toolkit wheels put CUDA >= 13 in one folder, nvidia/cu<N>,
 # laid out like a system toolkit (bin/nvcc, include, lib): CUDA_HOME can
 # point there. The cccl extra brings the CUB/Thrust headers mmcv includes.
-REGISTRY_EXTRAS = 'nvcc,cccl'
+# nvidia-cuda-nvcc depends on nvidia-nvvm (cicc), nvidia-cuda-crt and
+# nvidia-cuda-runtime without an upper bound, so pip takes their newest
+# release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
+# that ptxas 13.0 rejects ("Unsupported .version 9.5"). cuda-toolkit pins
+# each to the toolkit's own release under its extra, so all three are asked
+# for (where a release pins them already, the pins agree).
+REGISTRY_EXTRAS = 'nvcc,cccl,crt,cudart,nvvm'
 REGISTRY_MIN_MAJOR = 13
 # Where system-wide toolkits live when nvcc is not on PATH.
 SYSTEM_HOMES = ('/usr/local/cuda', )
-# The extras of the components that nvidia-cuda-nvcc's wheel depends on
-# (nvvm's cicc, the crt headers, the runtime): named in the fix when a
-# registry toolkit fails to compile.
-NVCC_COMPONENT_EXTRAS = ('crt', 'cudart', 'nvvm')
 # One kernel that goes through every stage of nvcc (front end, cicc, ptxas,
 # fatbinary, host compiler) with the flags mmcv's build uses.
 PROBE_KERNEL = r"""
@@ -107,106 +108,20 @@ def candidate_homes(
     return unique
 
 
-def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
-                         *extras: str) -> str:
-    """The pip requirement for the registry's nvcc of ``torch_cuda``: the
-    installed ``toolkit_version`` (whose headers match torch's CUDA
-    libraries) when of that release, with ``extras`` beyond ``nvcc,cccl``."""
+def registry_requirement(torch_cuda: str,
+                         toolkit_version: Optional[str]) -> str:
+    """The pip requirement for the registry's nvcc of ``torch_cuda``, its
+    components pinned to one release: the installed ``toolkit_version``
+    (whose headers match torch's CUDA libraries) when of that release."""
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
             f'torch was built with CUDA {torch_cuda}; the registry packages '
             f'CUDA {torch_cuda} in several folders that cannot serve as one '
             f'CUDA_HOME. Install the CUDA {torch_cuda} toolkit from NVIDIA '
             f'(or load it as a module on a cluster) and set CUDA_HOME to it.')
-    names = ','.join(
-        REGISTRY_EXTRAS.split(',') +
-        sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
     if toolkit_version and toolkit_version.startswith(torch_cuda + '.'):
-        return f'cuda-toolkit[{names}]=={toolkit_version}'
-    return f'cuda-toolkit[{names}]=={torch_cuda}.*'
-
-
-def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
-    """``{distribution: (version prefix, extra)}`` from a ``cuda-toolkit``
-    release's ``Requires-Dist``: ``nvidia-nvvm==13.0.88.*; ... extra ==
-    'nvvm'`` gives ``{'nvidia-nvvm': ('13.0.88', 'nvvm')}``."""
-    pins = {}
-    for line in toolkit_requires:
-        match = re.match(
-            r"\s*([A-Za-z0-9_.-]+)\s*==\s*([0-9.]+?)(?:\.\*)?\s*;"
-            r".*extra\s*==\s*['\"]([A-Za-z0-9_-]+)['\"]", line)
-        if match and match.group(3) != 'all':
-            name = re.sub(r'[-_.]+', '-', match.group(1)).lower()
-            pins[name] = (match.group(2), match.group(3))
-    return pins
-
-
-def drifting_extras(resolved: Dict[str, str],
-                    toolkit_requires: Sequence[str]) -> List[str]:
-    """The ``cuda-toolkit`` extras whose component pip resolved (``resolved``:
-    ``{distribution: version}``) to another release than the toolkit's own.
-
-    ``nvidia-cuda-nvcc`` depends on ``nvidia-nvvm``, ``nvidia-cuda-crt`` and
-    ``nvidia-cuda-runtime`` without an upper bound, so pip takes their newest
-    release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
-    that ptxas 13.0 rejects (``Unsupported .version 9.5``). Asking for the
-    component's extra pins it to the toolkit's release.
-    """
-    pins = component_pins(toolkit_requires)
-    extras = []
-    for name, version in resolved.items():
-        name = re.sub(r'[-_.]+', '-', name).lower()
-        if name in pins:
-            prefix, extra = pins[name]
-            if version != prefix and not version.startswith(prefix + '.'):
-                extras.append(extra)
-    return sorted(set(extras))
-
-
-def pip_resolve(
-        requirement: str,
-        target: Optional[str] = None) -> Tuple[Dict[str, str], List[str]]:
-    """What pip would install for ``requirement`` from scratch (a dry run,
-    ignoring what is installed): ``{distribution: version}`` and the
-    ``Requires-Dist`` of the ``cuda-toolkit`` it picked."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = osp.join(tmp, 'report.json')
-        cmd = [
-            sys.executable, '-m', 'pip', 'install',
-            '--disable-pip-version-check', '--quiet', '--dry-run',
-            '--ignore-installed', '--report', report, requirement
-        ] + (['--target', target] if target else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolchainError(
-                f'pip cannot resolve {requirement}:\n{proc.stderr.strip()}\n'
-                f'{_index_hint()}')
-        with open(report) as f:
-            installs = json.load(f)['install']
-    resolved = {
-        i['metadata']['name']: i['metadata']['version']
-        for i in installs
-    }
-    toolkit = [
-        i['metadata'].get('requires_dist') or [] for i in installs
-        if i['metadata']['name'].lower() == 'cuda-toolkit'
-    ]
-    return resolved, toolkit[0] if toolkit else []
-
-
-def toolkit_requirement(
-    torch_cuda: str,
-    toolkit_version: Optional[str],
-    resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
-) -> str:
-    """:func:`registry_requirement` with the extras that pin every component
-    which would otherwise drift to another CUDA release."""
-    requirement = registry_requirement(torch_cuda, toolkit_version)
-    extras = drifting_extras(*resolve(requirement))
-    if extras:
-        log(f'pinning {", ".join(extras)} to the toolkit\'s own release '
-            f'(pip would take another release of them)')
-    return registry_requirement(torch_cuda, toolkit_version, *extras)
+        return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={toolkit_version}'
+    return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*'
 
 
 def parse_arches(arch_list_value: str) -> List[str]:
@@ -339,15 +254,6 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
 
 
-def _index_hint() -> str:
-    offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
-    return ('Add it to the wheelhouse (tools/install.sh --fill-wheelhouse) '
-            'or set CUDA_HOME to a CUDA toolkit of the same major version.'
-            if offline else
-            'Check access to the package index, or set CUDA_HOME to a CUDA '
-            'toolkit of the same major version.')
-
-
 def pip_install(requirement: str, target: Optional[str] = None) -> None:
     """Install ``requirement`` into this interpreter's environment (or into
     the folder ``target``)."""
@@ -357,8 +263,13 @@ def pip_install(requirement: str, target: Optional[str] = None) -> None:
     ] + (['--target', target] if target else [])
     log(' '.join(shlex.quote(c) for c in cmd))
     if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
+        offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
+        where = ('Add it to the wheelhouse (tools/install.sh '
+                 '--fill-wheelhouse)'
+                 if offline else 'Check access to the package index')
         raise ToolchainError(
-            f'could not install {requirement}. {_index_hint()}')
+            f'could not install {requirement}. {where}, or set CUDA_HOME to '
+            'a CUDA toolkit of the same major version.')
 
 
 def setup(torch_cuda: Optional[str],
@@ -368,8 +279,7 @@ def setup(torch_cuda: Optional[str],
           site_dirs: Sequence[str],
           toolkit_version: Optional[str],
           install: Callable[[str], None] = pip_install,
-          system_homes: Sequence[str] = SYSTEM_HOMES,
-          resolve: Callable = pip_resolve) -> Dict[str, str]:
+          system_homes: Sequence[str] = SYSTEM_HOMES) -> Dict[str, str]:
     """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build:
     installs the registry's nvcc (``install(requirement)``) when no matching
     one is found, and checks that it compiles a kernel for the target
@@ -385,7 +295,7 @@ def setup(torch_cuda: Optional[str],
     arches = arch_list(env, capabilities, torch_arches)
     home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
     if home is None:
-        requirement = toolkit_requirement(torch_cuda, toolkit_version, resolve)
+        requirement = registry_requirement(torch_cuda, toolkit_version)
         log(f'no nvcc for CUDA {torch_cuda} found: installing {requirement}')
         install(requirement)
         home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
@@ -398,8 +308,7 @@ def setup(torch_cuda: Optional[str],
             osp.realpath(home).startswith(osp.realpath(site) + os.sep)
             for site in site_dirs):
         ensure_cudart_link(home)
-        pinned = registry_requirement(torch_cuda, toolkit_version,
-                                      *NVCC_COMPONENT_EXTRAS)
+        pinned = registry_requirement(torch_cuda, toolkit_version)
         fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
                f'one release: pip install --force-reinstall "{pinned}"')
     else:
@@ -476,7 +385,7 @@ def main(argv=None) -> int:
         'toolkit_version',
         nargs='?',
         help='requirement: the cuda-toolkit release, e.g. 13.0.3 (prints its '
-        'pip requirement with the drifting components pinned)')
+        'pip requirement with nvcc\'s components pinned)')
     args = parser.parse_args(argv)
     if (args.command == 'requirement') != bool(args.toolkit_version):
         parser.error('the cuda-toolkit version goes with "requirement" only, '
@@ -487,7 +396,7 @@ def main(argv=None) -> int:
                 print(f'export {key}={shlex.quote(value)}')
         elif args.command == 'requirement':
             release = '.'.join(args.toolkit_version.split('.')[:2])
-            print(toolkit_requirement(release, args.toolkit_version))
+            print(registry_requirement(release, args.toolkit_version))
         else:
             check_ops()
     except ToolchainError as err:
