@@ -86,9 +86,6 @@ def parse_args():
     return parser.parse_args()
 
 
-# ---------------------------------------------------------------------------
-# Console: the libraries log to files, the user sees progress bars
-# ---------------------------------------------------------------------------
 @contextmanager
 def output_to(log_path):
     """Send everything written to stdout and stderr (Python, C++ and the
@@ -159,9 +156,6 @@ def make_hooks(bar, task, pictures=None):
     return StageHook()
 
 
-# ---------------------------------------------------------------------------
-# Stages
-# ---------------------------------------------------------------------------
 def build_runner(config, work_dir, options):
     from _runner_utils import build_runner as build
     from mmengine.config import Config
@@ -292,9 +286,6 @@ def run_task(bar, key, args, logs, published):
     return results
 
 
-# ---------------------------------------------------------------------------
-# Summary
-# ---------------------------------------------------------------------------
 def percent(key, value):
     # COCO mAPs are fractions; mmseg and mmpretrain report percent already.
     return 100 * value if key.startswith('coco/') else value
