@@ -1,11 +1,7 @@
-"""One clear error for a file that is not a readable PyTorch checkpoint.
-
-torch reports such files with messages that name neither the file nor the
-cause (a bare ``EOFError`` for a 0-byte download, "failed finding central
-directory" for a truncated one, advice to use ``weights_only=False`` for an
-HTML page). :func:`describe_bad_file` reads the file's first bytes and size
-and says what it is instead.
-"""
+"""One clear error for a file that is not a readable PyTorch checkpoint,
+where torch names neither the file nor the cause (a bare ``EOFError`` for a
+0-byte download, advice to use ``weights_only=False`` for an HTML page):
+:func:`describe_bad_file` says what the file is from its first bytes."""
 import os.path as osp
 import pickle
 import struct
@@ -83,10 +79,9 @@ def unreadable_checkpoint_error(
     source: Optional[str] = None,
     error: Optional[BaseException] = None
 ) -> Optional[UnreadableCheckpointError]:
-    """The error to raise for ``path`` (read from ``source``, a URL) when it
-    is visibly no checkpoint, or ``error`` (what ``torch.load`` raised) says
-    it is cut short; None when the file looks sound (``error`` has another
-    cause, a missing device, say)."""
+    """The error for ``path`` (downloaded from ``source``) when it is no
+    checkpoint or ``error`` (``torch.load``'s) says it is cut short; None
+    when the file looks sound (``error`` has another cause)."""
     if not osp.isfile(path):
         return None
     found = describe_bad_file(path)

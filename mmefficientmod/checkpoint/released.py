@@ -47,19 +47,16 @@ class NotEfficientModCheckpoint(ValueError):
 def strip_prefix(state_dict: Dict,
                  prefix: str = 'module.',
                  drop_others: bool = False) -> Dict:
-    """``state_dict`` with ``prefix`` (by default a wrapper's: DDP, EMA)
-    removed from its keys; keys without it are kept, or left out with
-    ``drop_others``."""
+    """``state_dict`` without ``prefix`` (a DDP or EMA wrapper's) on its
+    keys; keys without it are kept, or left out with ``drop_others``."""
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
                        for k, v in state_dict.items()
                        if k.startswith(prefix) or not drop_others)
 
 
 def _rename(key: str, table: Dict[str, str]) -> Optional[str]:
-    for old, new in table.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    return None
+    return next((new + key[len(old):]
+                 for old, new in table.items() if key.startswith(old)), None)
 
 
 def convert_backbone_keys(
@@ -132,9 +129,8 @@ def infer_arch(backbone: Dict) -> str:
 
 
 def released_weights(checkpoint) -> Dict:
-    """The weights of a checkpoint in one of the authors' layouts: an
-    ImageNet file's ``model`` and ``state_dict_ema`` (a wrapper's prefix
-    allowed), or a COCO/ADE20K file's ``state_dict``; empty for any other."""
+    """The weights of the authors' layouts: an ImageNet file's ``model`` and
+    ``state_dict_ema``, or a COCO/ADE20K file's ``state_dict``; else {}."""
     if not isinstance(checkpoint, dict):
         return {}
     found = {
@@ -151,11 +147,9 @@ def released_weights(checkpoint) -> Dict:
 
 
 def convert_released(checkpoint, use_ema: bool = False) -> Dict:
-    """A released checkpoint (what the file holds) as an mmefficientmod
-    one: ``{'state_dict', 'meta': {'arch', 'task', 'ema'}}``, the backbone
-    under ``backbone.`` and an ImageNet head under ``head.fc.``
-    (mmpretrain's ``LinearClsHead``), in float32; ``use_ema`` takes an
-    ImageNet file's ``state_dict_ema``."""
+    """A released checkpoint as ``{'state_dict', 'meta': {'arch', 'task',
+    'ema'}}`` in float32, the backbone under ``backbone.`` and an ImageNet
+    head under ``head.fc.``; ``use_ema``: an ImageNet file's EMA weights."""
     found = released_weights(checkpoint)
     if not found:
         shown = list(checkpoint)[:8] if isinstance(checkpoint, dict) else \

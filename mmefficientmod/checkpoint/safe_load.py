@@ -1,12 +1,8 @@
-"""Loading checkpoints without running code carried by them.
-
-A ``.pth`` file is a pickle, which can name any function to call. Every
-load goes through torch's ``weights_only`` unpickler with
-:data:`CHECKPOINT_GLOBALS`, the harmless types that OpenMMLab 2.0 training
-checkpoints and the authors' released files hold; anything else is refused
-before any of it runs, unless the user trusts the file's bytes (their
-SHA-256 in ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``).
-"""
+"""Loading checkpoints without running code carried by them: a ``.pth``
+file is a pickle, which can name any function to call. Every load goes
+through torch's ``weights_only`` unpickler with :data:`CHECKPOINT_GLOBALS`;
+anything else is refused before any of it runs, unless the user trusts the
+file's bytes (their SHA-256 in ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``)."""
 import argparse
 import hashlib
 import os
@@ -30,10 +26,11 @@ def _numpy_globals() -> List:
     """numpy's pickling entry points under both module names (numpy 2 moved
     ``numpy.core`` to ``numpy._core``) and every dtype class."""
     multiarray = np._core.multiarray
-    found = [np.ndarray, np.dtype]
-    for func in (multiarray._reconstruct, multiarray.scalar):
-        for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-            found.append((func, f'{module}.{func.__name__}'))
+    found = [np.ndarray, np.dtype] + [
+        (func, f'{module}.{func.__name__}')
+        for func in (multiarray._reconstruct, multiarray.scalar)
+        for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+    ]
     found += sorted({type(np.dtype(code))
                      for code in np.typecodes['All']},
                     key=lambda cls: cls.__name__)
@@ -99,17 +96,11 @@ def load_checkpoint(filename: str,
                     map_location='cpu',
                     trusted: bool = False,
                     source: Optional[str] = None):
-    """``torch.load`` in ``weights_only`` mode with the checkpoint allowlist;
-    with ``trusted`` (or the file's ``sha256:<hex>`` listed in
-    ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``) with full unpickling, which runs
-    any code the file carries. ``source`` (a URL) names the file in messages.
-
-    Raises:
-        UnsafeCheckpointError: The file names a function or class that is not
-            allowed; nothing from it was run.
-        UnreadableCheckpointError: The file is empty, cut short or not a
-            checkpoint; the message says which.
-    """
+    """``torch.load`` in ``weights_only`` mode with the checkpoint allowlist
+    (:class:`UnsafeCheckpointError` for anything else, nothing run;
+    :class:`UnreadableCheckpointError` for a file that is no checkpoint);
+    ``trusted`` (or the file's ``sha256:<hex>`` listed in the environment):
+    full unpickling. ``source`` (a URL) names the file in messages."""
     source = source or filename
     try:
         if trusted or _trusted(filename):
@@ -146,15 +137,11 @@ def load_checkpoint(filename: str,
 
 def load_local_checkpoint(filename: str, map_location=None):
     """mmengine ``CheckpointLoader`` scheme ``''``: a local file, safely."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return load_checkpoint(filename, map_location)
+    return load_checkpoint(osp.expanduser(filename), map_location)
 
 
 def cached_path(url: str, model_dir: Optional[str] = None) -> str:
-    """Where ``url`` is cached: torch hub's checkpoint folder, under the
-    file name prefixed by a hash of the whole URL."""
+    """``url``'s file in torch hub's folder, prefixed by a hash of the URL."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return osp.join(model_dir, f'{key}-{osp.basename(urlparse(url).path)}')
@@ -164,8 +151,7 @@ def load_url_checkpoint(url: str,
                         map_location=None,
                         model_dir: Optional[str] = None,
                         progress: bool = True):
-    """mmengine ``CheckpointLoader`` scheme ``http(s)://``, safely; rank 0
-    downloads, the other ranks read its file after a barrier."""
+    """mmengine's ``http(s)://`` scheme, safely; rank 0 downloads."""
     path = cached_path(url, model_dir)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(path):

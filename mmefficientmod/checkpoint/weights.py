@@ -1,10 +1,6 @@
-"""The one path from a checkpoint file to weights, and the check that
-weights fit the model they go into.
-
-:func:`read_checkpoint` reads a file once (safely) and converts an authors'
-release once; :func:`check_fit` refuses weights that leave a model's
-tensors missing or of other shapes, naming what the file holds and the fix.
-"""
+"""The one path from a checkpoint file to weights (read safely, a release
+converted once), and :func:`check_fit`: weights that do not fit a model are
+refused, naming what the file holds and the fix."""
 from collections import namedtuple
 from typing import Dict, Optional
 
@@ -22,8 +18,7 @@ class CheckpointMismatchError(RuntimeError):
 
 def read_checkpoint(filename: str, use_ema: bool = False) -> Dict:
     """``{'state_dict', 'meta'}`` of a checkpoint file in this project's
-    layout; a released file comes back converted (``use_ema``: its EMA
-    weights)."""
+    layout, a released one converted (``use_ema``: its EMA weights)."""
     checkpoint = open_checkpoint(filename)
     released = released_weights(checkpoint)
     if released:
@@ -74,17 +69,17 @@ def summarize(state_dict: Dict) -> Summary:
             'detector' if groups & {'rpn_head', 'roi_head', 'bbox_head'} else
             'image classifier' if 'head' in groups else 'backbone alone')
     if 'model' in keys or any(k.endswith(UPSTREAM_STEM) for k in keys):
-        return Summary(
-            'released', '', task, False, 'EfficientMod weights in '
-            "the authors' released layout, not converted")
+        text = ("EfficientMod weights in the authors' released layout, not "
+                'converted')
+        return Summary('released', '', task, False, text)
     prefixes = [k[:-len(STEM)] for k in keys if k.endswith(STEM)]
     if not prefixes:
         parts = sorted({k.split('.')[k.startswith('backbone.')] for k in keys})
-        resnet = {'conv1', 'layer1'} <= set(parts)
-        network = 'a ResNet-style network' if resnet else 'another network'
-        return Summary(
-            'other', '', task, False, f'{network} with no '
-            f'EfficientMod weights (parts: {parts[:8]})')
+        network = 'a ResNet-style network' if {
+            'conv1', 'layer1'
+        } <= set(parts) else 'another network'
+        text = f'{network} with no EfficientMod weights (parts: {parts[:8]})'
+        return Summary('other', '', task, False, text)
     backbone = strip_prefix(state_dict, prefixes[0], drop_others=True)
     arch = infer_arch(backbone)
     deploy = not any(k.endswith('layer_scale') for k in backbone) and any(
