@@ -198,11 +198,8 @@ def run_stage(bar,
     except Exception as exc:
         raise SystemExit(f'{label} failed: {type(exc).__name__}: {exc}\n'
                          f'The full log is {log}') from exc
-    checkpoint = None
-    last = osp.join(work_dir, 'last_checkpoint')
-    if train and osp.isfile(last):
-        with open(last, encoding='utf-8') as f:
-            checkpoint = f.read().strip()
+    from mmengine.runner import find_latest_checkpoint
+    checkpoint = find_latest_checkpoint(work_dir) if train else None
     # mmseg reports numpy floats, which json cannot write
     metrics = {
         k: float(v) if hasattr(v, '__float__') else v
