@@ -9,7 +9,7 @@ from parity import ARCHS, REPO, load_parity_fixture, upstream_shapes
 
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
                                        convert_released, infer_arch,
-                                       is_released, strip_prefix)
+                                       released_weights, strip_prefix)
 from mmefficientmod.models import build_model_from_config
 
 CONVERTER = REPO + '/tools/model_converters/efficientmod_to_mm.py'
@@ -186,7 +186,7 @@ def test_strip_prefix_keeps_or_drops_the_other_keys():
     # A DDP-wrapped released checkpoint is recognised through the helper.
     released = released_imagenet_checkpoint('xxs')['model']
     wrapped = {'model': {'module.' + k: v for k, v in released.items()}}
-    assert is_released(wrapped)
+    assert released_weights(wrapped)
     assert convert_released(wrapped)['state_dict'].keys() == \
         convert_released({'model': released})['state_dict'].keys()
 

@@ -66,42 +66,6 @@ def no_install(requirement):
     raise AssertionError(f'nothing should be installed ({requirement})')
 
 
-# The Requires-Dist lines of cuda-toolkit 13.0.2 that matter here (the
-# metapackage pins each component only under its own extra).
-TOOLKIT_13_0_2 = [
-    "nvidia-cuda-nvcc==13.0.88.*; (sys_platform == 'linux') and "
-    "extra == 'all'",
-    "nvidia-cuda-cccl==13.0.85.*; (sys_platform == 'linux') and "
-    "extra == 'cccl'",
-    "nvidia-cuda-crt==13.0.88.*; (sys_platform == 'linux') and "
-    "extra == 'crt'",
-    "nvidia-cuda-runtime==13.0.96.*; (sys_platform == 'linux') and "
-    "extra == 'cudart'",
-    "nvidia-cuda-nvcc==13.0.88.*; (sys_platform == 'linux') and "
-    "extra == 'nvcc'",
-    "nvidia-nvvm==13.0.88.*; (sys_platform == 'linux' or sys_platform == "
-    "'win32') and extra == 'nvvm'",
-]
-
-
-def resolver(**versions):
-    """Stands in for pip's dry run: ``cuda-toolkit[nvcc,cccl]`` resolved
-    to nvcc 13.0.88 and the given component versions."""
-    resolved = {
-        'cuda-toolkit': '13.0.2',
-        'nvidia-cuda-nvcc': '13.0.88',
-        'nvidia-cuda-cccl': '13.0.85',
-        'nvidia-nvvm': '13.0.88',
-        'nvidia-cuda-crt': '13.0.88',
-        'nvidia-cuda-runtime': '13.0.96'
-    }
-    resolved.update({k.replace('_', '-'): v for k, v in versions.items()})
-    return lambda requirement: (resolved, TOOLKIT_13_0_2)
-
-
-no_drift = resolver()
-
-
 def test_nvcc_release_parses_version(tmp_path):
     home = fake_toolkit(str(tmp_path / 'cuda'), '13.0')
     assert tc.nvcc_release(osp.join(home, 'bin', 'nvcc')) == '13.0'
@@ -144,9 +108,8 @@ def test_no_nvcc_installs_registry_toolkit(tmp_path):
         '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
         '13.0.3',
         install=pip,
-        system_homes=(),
-        resolve=no_drift)
-    assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.3']
+        system_homes=())
+    assert pip.calls == ['cuda-toolkit[nvcc,cccl,crt,cudart,nvvm]==13.0.3']
     assert out['CUDA_HOME'] == osp.join(site, 'nvidia', 'cu13')
     assert osp.islink(osp.join(out['CUDA_HOME'], 'lib', 'libcudart.so'))
 
@@ -159,10 +122,9 @@ def test_mismatched_nvcc_on_path_is_skipped_for_registry(tmp_path):
         '13.0', [(9, 0)], ['sm_90'], {'PATH': osp.join(old, 'bin')}, [site],
         None,
         install=pip,
-        system_homes=(),
-        resolve=no_drift)
+        system_homes=())
     # Without torch's cuda-toolkit version, any 13.0 release is asked for.
-    assert pip.calls == ['cuda-toolkit[nvcc,cccl]==13.0.*']
+    assert pip.calls == ['cuda-toolkit[nvcc,cccl,crt,cudart,nvvm]==13.0.*']
     assert out['CUDA_HOME'] != old
 
 
@@ -208,7 +170,7 @@ def test_explicit_cuda_home_mismatch_names_fix(tmp_path):
             system_homes=())
     message = str(err.value)
     assert '12.4' in message and '13.0' in message
-    assert 'unset it' in message and 'cuda-toolkit[nvcc,cccl]' in message
+    assert 'unset it' in message and 'cuda-toolkit[nvcc,cccl,crt,cudart,nvvm]' in message
 
 
 def test_explicit_cuda_home_without_nvcc(tmp_path):
@@ -233,8 +195,7 @@ def test_failed_install_names_fix(tmp_path):
             '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=failing,
-            system_homes=(),
-            resolve=no_drift)
+            system_homes=())
 
 
 def test_install_without_nvcc_appearing_is_an_error(tmp_path):
@@ -243,8 +204,7 @@ def test_install_without_nvcc_appearing_is_an_error(tmp_path):
             '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=lambda r: None,
-            system_homes=(),
-            resolve=no_drift)
+            system_homes=())
 
 
 def test_cuda12_torch_needs_system_toolkit(tmp_path):
@@ -253,8 +213,7 @@ def test_cuda12_torch_needs_system_toolkit(tmp_path):
             '12.8', [(9, 0)], ['sm_90'], {'PATH': ''}, [str(tmp_path / 'sp')],
             None,
             install=no_install,
-            system_homes=(),
-            resolve=no_drift)
+            system_homes=())
 
 
 def test_cpu_only_torch_is_an_error(tmp_path):
@@ -266,31 +225,13 @@ def test_cpu_only_torch_is_an_error(tmp_path):
             system_homes=())
 
 
-def test_drifting_components_are_pinned(tmp_path):
-    """nvcc 13.0.88 with pip's newest nvvm/crt (13.5.37): the installer asks
-    for their extras, which cuda-toolkit pins to 13.0.88."""
-    site = str(tmp_path / 'site-packages')
-    pip = Recorder(site, '13.0')
-    tc.setup(
-        '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
-        '13.0.2',
-        install=pip,
-        system_homes=(),
-        resolve=resolver(nvidia_nvvm='13.5.37', nvidia_cuda_crt='13.5.37'))
-    assert pip.calls == ['cuda-toolkit[nvcc,cccl,crt,nvvm]==13.0.2']
-
-
-def test_component_pins_read_from_toolkit_metadata():
-    pins = tc.component_pins(TOOLKIT_13_0_2)
-    assert pins['nvidia-nvvm'] == ('13.0.88', 'nvvm')
-    assert pins['nvidia-cuda-runtime'] == ('13.0.96', 'cudart')
-    assert tc.drifting_extras({'nvidia_cuda_runtime': '13.5.37'},
-                              TOOLKIT_13_0_2) == ['cudart']
-    # A patch release of the pinned version is the same release.
-    assert tc.drifting_extras({'nvidia-nvvm': '13.0.88.1'},
-                              TOOLKIT_13_0_2) == []
-    assert tc.drifting_extras({'nvidia-nvvm': '13.0.880'},
-                              TOOLKIT_13_0_2) == ['nvvm']
+def test_nvcc_components_are_pinned_to_the_toolkit_release(capsys):
+    """nvcc's dependencies (nvvm's cicc, crt, the runtime) come with their
+    extras, which cuda-toolkit pins to its own release: unpinned, pip took
+    nvvm 13.5.37 beside nvcc 13.0.88, whose PTX ptxas 13.0 rejects."""
+    assert tc.main(['requirement', '13.0.2']) == 0
+    assert capsys.readouterr().out.strip() == \
+        'cuda-toolkit[nvcc,cccl,crt,cudart,nvvm]==13.0.2'
 
 
 def test_compile_failure_shows_compiler_message_and_fix(tmp_path):
@@ -442,8 +383,7 @@ def test_registry_toolkit_compiles_a_kernel(tmp_path, toolkit_version):
         '13.0', [(9, 0)], ['sm_90'], {'PATH': ''}, [site],
         toolkit_version,
         install=functools.partial(tc.pip_install, target=site),
-        system_homes=(),
-        resolve=functools.partial(tc.pip_resolve, target=site))
+        system_homes=())
     assert out == {
         'CUDA_HOME': osp.join(site, 'nvidia', 'cu13'),
         'TORCH_CUDA_ARCH_LIST': '9.0'

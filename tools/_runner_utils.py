@@ -23,44 +23,29 @@ def library_of(cfg: Config) -> Optional[str]:
 
 class ConfigOptionsAction(DictAction):
     """mmengine's ``--cfg-options`` parser, plus ``KEY=dict(a=1,b=x)``
-    values, which replace the entry ``KEY`` with that dict.
-
-    mmengine 0.10's parser has no dict syntax (its list parser recurses
-    without end on ``dict(...)``); the libraries' own tools keep that
-    limit, where the dotted form ``KEY.a=1 KEY.b=x`` is the way.
-    """
-    DICT_VALUE = re.compile(r'^\s*dict\((.*)\)\s*$', re.S)
-
-    @staticmethod
-    def _split_top_level(text: str):
-        items, depth, start = [], 0, 0
-        for i, char in enumerate(text):
-            depth += char in '([{'
-            depth -= char in ')]}'
-            if char == ',' and depth == 0:
-                items.append(text[start:i])
-                start = i + 1
-        items.append(text[start:])
-        return [item.strip() for item in items if item.strip()]
-
-    @classmethod
-    def _parse_dict(cls, text: str) -> ConfigDict:
-        parsed = ConfigDict()
-        for item in cls._split_top_level(text):
-            key, sep, value = item.partition('=')
-            if not sep or not key.strip().isidentifier():
-                raise ValueError(
-                    f'--cfg-options: cannot read {item!r} inside dict(...); '
-                    'write dict(key=value, ...).')
-            parsed[key.strip()] = cls._parse_value(value)
-        return parsed
+    values, which replace the entry ``KEY`` with that dict: mmengine 0.10's
+    parser recurses without end on ``dict(...)``."""
 
     @classmethod
     def _parse_value(cls, value: str):
-        match = cls.DICT_VALUE.match(value.strip().strip('\'"'))
-        if match:
-            return cls._parse_dict(match.group(1))
-        return DictAction._parse_iterable(value)
+        text = value.strip().strip('\'"')
+        if not re.fullmatch(r'dict\(.*\)', text, re.S):
+            return DictAction._parse_iterable(value)
+        parsed, depth, item = ConfigDict(), 0, ''
+        for char in text[5:-1] + ',':  # split at the top-level commas
+            depth += (char in '([{') - (char in ')]}')
+            if char != ',' or depth:
+                item += char
+                continue
+            if item.strip():
+                key, sep, value = item.partition('=')
+                if not sep or not key.strip().isidentifier():
+                    raise ValueError(
+                        f'--cfg-options: cannot read {item!r} inside '
+                        'dict(...); write dict(key=value, ...).')
+                parsed[key.strip()] = cls._parse_value(value)
+            item = ''
+        return parsed
 
     def __call__(self, parser, namespace, values, option_string=None):
         options = dict(getattr(namespace, self.dest, None) or {})

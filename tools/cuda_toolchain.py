@@ -6,21 +6,16 @@ Usage::
     python tools/cuda_toolchain.py check-ops   # RoIAlign and nms on the GPU
     python tools/cuda_toolchain.py requirement 13.0.3  # pinned pip spec
 
-``setup`` finds an nvcc of torch's CUDA major version (``$CUDA_HOME``, the
-registry's toolkit in this environment, ``nvcc`` on ``PATH``,
-``/usr/local/cuda``, in that order), else installs the registry's nvcc of
-torch's CUDA version with pip (a wheelhouse works too: pip reads
-``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``) with its components pinned to one
-release (:func:`toolkit_requirement`). Before the long mmcv build it
-compiles a one-kernel ``.cu`` file for the target architectures and stops
-with the compiler's message and the fix when that fails. It prints
-``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval``;
-messages go to stderr. Only the standard library is imported at module
-level, so the tests drive every decision with fake ``nvcc`` scripts.
+``setup`` finds an nvcc of torch's CUDA major version, else installs the
+registry's (pip reads ``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``, so a
+wheelhouse works too), compiles a one-kernel ``.cu`` file for the target
+architectures before the long mmcv build, and prints ``CUDA_HOME`` and
+``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval`` (messages go to stderr).
+Only the standard library is imported at module level, so the tests drive
+every decision with fake ``nvcc`` scripts (docs/gpu.md).
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import re
@@ -35,14 +30,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 # The registry's toolkit wheels put CUDA >= 13 in one folder, nvidia/cu<N>,
 # laid out like a system toolkit (bin/nvcc, include, lib): CUDA_HOME can
 # point there. The cccl extra brings the CUB/Thrust headers mmcv includes.
-REGISTRY_EXTRAS = 'nvcc,cccl'
+# nvidia-cuda-nvcc depends on nvidia-nvvm (cicc), nvidia-cuda-crt and
+# nvidia-cuda-runtime without an upper bound, so pip takes their newest
+# release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
+# that ptxas 13.0 rejects ("Unsupported .version 9.5"). cuda-toolkit pins
+# each to the toolkit's own release under its extra, so all three are asked
+# for (where a release pins them already, the pins agree).
+REGISTRY_EXTRAS = 'nvcc,cccl,crt,cudart,nvvm'
 REGISTRY_MIN_MAJOR = 13
 # Where system-wide toolkits live when nvcc is not on PATH.
 SYSTEM_HOMES = ('/usr/local/cuda', )
-# The extras of the components that nvidia-cuda-nvcc's wheel depends on
-# (nvvm's cicc, the crt headers, the runtime): named in the fix when a
-# registry toolkit fails to compile.
-NVCC_COMPONENT_EXTRAS = ('crt', 'cudart', 'nvvm')
 # One kernel that goes through every stage of nvcc (front end, cicc, ptxas,
 # fatbinary, host compiler) with the flags mmcv's build uses.
 PROBE_KERNEL = r"""
@@ -81,9 +78,8 @@ def _major(version: str) -> str:
 
 
 def is_toolkit(home: str) -> bool:
-    """Whether ``home`` can serve as CUDA_HOME: nvcc and the runtime
-    headers (an nvcc on PATH may be a wrapper script outside its toolkit).
-    """
+    """Whether ``home`` has nvcc and the runtime headers (an nvcc on PATH may
+    be a wrapper script outside its toolkit)."""
     return (osp.isfile(osp.join(home, 'bin', 'nvcc'))
             and osp.isfile(osp.join(home, 'include', 'cuda_runtime.h')))
 
@@ -94,8 +90,7 @@ def candidate_homes(
         system_homes: Sequence[str] = SYSTEM_HOMES) -> List[Tuple[str, str]]:
     """``(where it was found, CUDA home)`` pairs in the order they are
     tried, without duplicates: the registry's ``nvidia/cu<N>`` in
-    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``
-    (``$CUDA_HOME`` is the caller's: a user's choice is never skipped)."""
+    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``."""
     found = [
         ('this environment', home) for site in site_dirs
         for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
@@ -113,114 +108,20 @@ def candidate_homes(
     return unique
 
 
-def registry_requirement(torch_cuda: str, toolkit_version: Optional[str],
-                         *extras: str) -> str:
-    """The pip requirement for the registry's nvcc of ``torch_cuda``
-    (``torch.version.cuda``): the installed ``toolkit_version`` (torch's CUDA
-    libraries come through it) when it is of that release, with ``extras``
-    beyond ``nvcc,cccl`` (the components :func:`toolkit_requirement` pins).
-    """
+def registry_requirement(torch_cuda: str,
+                         toolkit_version: Optional[str]) -> str:
+    """The pip requirement for the registry's nvcc of ``torch_cuda``, its
+    components pinned to one release: the installed ``toolkit_version``
+    (whose headers match torch's CUDA libraries) when of that release."""
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
             f'torch was built with CUDA {torch_cuda}; the registry packages '
             f'CUDA {torch_cuda} in several folders that cannot serve as one '
             f'CUDA_HOME. Install the CUDA {torch_cuda} toolkit from NVIDIA '
             f'(or load it as a module on a cluster) and set CUDA_HOME to it.')
-    names = ','.join(
-        REGISTRY_EXTRAS.split(',') +
-        sorted(set(extras) - set(REGISTRY_EXTRAS.split(','))))
     if toolkit_version and toolkit_version.startswith(torch_cuda + '.'):
-        # The same release as torch's libraries: its headers match them.
-        return f'cuda-toolkit[{names}]=={toolkit_version}'
-    return f'cuda-toolkit[{names}]=={torch_cuda}.*'
-
-
-def component_pins(toolkit_requires: Sequence[str]) -> Dict[str, tuple]:
-    """``{distribution: (version prefix, extra)}`` read from the
-    ``Requires-Dist`` lines of a ``cuda-toolkit`` release, e.g.
-    ``nvidia-nvvm==13.0.88.*; ... extra == 'nvvm'`` gives
-    ``{'nvidia-nvvm': ('13.0.88', 'nvvm')}``. The metapackage pins each
-    component to its own release only when asked for by its extra."""
-    pins = {}
-    for line in toolkit_requires:
-        match = re.match(
-            r"\s*([A-Za-z0-9_.-]+)\s*==\s*([0-9.]+?)(?:\.\*)?\s*;"
-            r".*extra\s*==\s*['\"]([A-Za-z0-9_-]+)['\"]", line)
-        if match and match.group(3) != 'all':
-            name = re.sub(r'[-_.]+', '-', match.group(1)).lower()
-            pins[name] = (match.group(2), match.group(3))
-    return pins
-
-
-def drifting_extras(resolved: Dict[str, str],
-                    toolkit_requires: Sequence[str]) -> List[str]:
-    """The ``cuda-toolkit`` extras whose component pip resolved to another
-    release than the toolkit's own (``resolved``: ``{distribution:
-    version}`` pip would install; ``toolkit_requires``: the toolkit's
-    ``Requires-Dist``).
-
-    ``nvidia-cuda-nvcc`` depends on ``nvidia-nvvm``, ``nvidia-cuda-crt`` and
-    ``nvidia-cuda-runtime`` without an upper bound, so pip takes their newest
-    release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
-    that ptxas 13.0 rejects (``Unsupported .version 9.5``). Asking for the
-    component's extra pins it to the toolkit's release.
-    """
-    pins = component_pins(toolkit_requires)
-    extras = []
-    for name, version in resolved.items():
-        name = re.sub(r'[-_.]+', '-', name).lower()
-        if name in pins:
-            prefix, extra = pins[name]
-            if version != prefix and not version.startswith(prefix + '.'):
-                extras.append(extra)
-    return sorted(set(extras))
-
-
-def pip_resolve(
-        requirement: str,
-        target: Optional[str] = None) -> Tuple[Dict[str, str], List[str]]:
-    """What pip would install for ``requirement`` from scratch (a dry run,
-    ignoring what is installed): ``{distribution: version}`` and the
-    ``Requires-Dist`` of the ``cuda-toolkit`` it picked."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = osp.join(tmp, 'report.json')
-        cmd = [
-            sys.executable, '-m', 'pip', 'install',
-            '--disable-pip-version-check', '--quiet', '--dry-run',
-            '--ignore-installed', '--report', report, requirement
-        ] + (['--target', target] if target else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolchainError(
-                f'pip cannot resolve {requirement}:\n{proc.stderr.strip()}\n'
-                f'{_index_hint()}')
-        with open(report) as f:
-            installs = json.load(f)['install']
-    resolved = {
-        i['metadata']['name']: i['metadata']['version']
-        for i in installs
-    }
-    toolkit = [
-        i['metadata'].get('requires_dist') or [] for i in installs
-        if i['metadata']['name'].lower() == 'cuda-toolkit'
-    ]
-    return resolved, toolkit[0] if toolkit else []
-
-
-def toolkit_requirement(
-    torch_cuda: str,
-    toolkit_version: Optional[str],
-    resolve: Callable[[str], Tuple[Dict[str, str], List[str]]] = pip_resolve
-) -> str:
-    """:func:`registry_requirement` with the extras that pin every component
-    which would otherwise drift to another CUDA release
-    (:func:`drifting_extras`); ``resolve`` is :func:`pip_resolve`."""
-    requirement = registry_requirement(torch_cuda, toolkit_version)
-    extras = drifting_extras(*resolve(requirement))
-    if extras:
-        log(f'pinning {", ".join(extras)} to the toolkit\'s own release '
-            f'(pip would take another release of them)')
-    return registry_requirement(torch_cuda, toolkit_version, *extras)
+        return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={toolkit_version}'
+    return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*'
 
 
 def parse_arches(arch_list_value: str) -> List[str]:
@@ -267,7 +168,7 @@ def compile_probe(home: str, arches: str, fix: str) -> None:
                     'releases. ')
         raise ToolchainError(
             f'nvcc in {home} cannot compile a one-kernel test file for '
-            f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd[:1] + cmd[1:])}'
+            f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd)}'
             f'\n{output or "(no output)"}\n{hint}Fix: {fix}')
     log(f'nvcc in {home} compiles a test kernel for {arches}')
 
@@ -278,14 +179,9 @@ def find_cuda_home(
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> Optional[str]:
     """A CUDA home whose nvcc has torch's CUDA major version, or None; an
-    exact ``major.minor`` match wins (torch's extension builder accepts both
-    and warns about the other).
-
-    Raises:
-        ToolchainError: ``$CUDA_HOME`` (or ``$CUDA_PATH``) is set but has no
-            nvcc of torch's major version: the user chose it, so it is not
-            silently replaced.
-    """
+    exact ``major.minor`` match wins. A ``$CUDA_HOME`` (or ``$CUDA_PATH``)
+    without such an nvcc raises :class:`ToolchainError`: the user chose it,
+    so it is not silently replaced."""
     explicit = env.get('CUDA_HOME') or env.get('CUDA_PATH')
     if explicit:
         release = nvcc_release(osp.join(explicit, 'bin', 'nvcc'))
@@ -358,15 +254,6 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
 
 
-def _index_hint() -> str:
-    offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
-    return ('Add it to the wheelhouse (tools/install.sh --fill-wheelhouse) '
-            'or set CUDA_HOME to a CUDA toolkit of the same major version.'
-            if offline else
-            'Check access to the package index, or set CUDA_HOME to a CUDA '
-            'toolkit of the same major version.')
-
-
 def pip_install(requirement: str, target: Optional[str] = None) -> None:
     """Install ``requirement`` into this interpreter's environment (or into
     the folder ``target``)."""
@@ -376,8 +263,13 @@ def pip_install(requirement: str, target: Optional[str] = None) -> None:
     ] + (['--target', target] if target else [])
     log(' '.join(shlex.quote(c) for c in cmd))
     if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
+        offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
+        where = ('Add it to the wheelhouse (tools/install.sh '
+                 '--fill-wheelhouse)'
+                 if offline else 'Check access to the package index')
         raise ToolchainError(
-            f'could not install {requirement}. {_index_hint()}')
+            f'could not install {requirement}. {where}, or set CUDA_HOME to '
+            'a CUDA toolkit of the same major version.')
 
 
 def setup(torch_cuda: Optional[str],
@@ -387,20 +279,13 @@ def setup(torch_cuda: Optional[str],
           site_dirs: Sequence[str],
           toolkit_version: Optional[str],
           install: Callable[[str], None] = pip_install,
-          system_homes: Sequence[str] = SYSTEM_HOMES,
-          resolve: Callable = pip_resolve) -> Dict[str, str]:
+          system_homes: Sequence[str] = SYSTEM_HOMES) -> Dict[str, str]:
     """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build:
     installs the registry's nvcc (``install(requirement)``) when no matching
     one is found, and checks that it compiles a kernel for the target
-    architectures. ``torch_cuda`` is ``torch.version.cuda``,
-    ``torch_arches`` ``torch.cuda.get_arch_list()``, ``site_dirs`` where
-    the registry's toolkit is (or goes), ``toolkit_version`` the installed
-    ``cuda-toolkit``'s, ``resolve`` :func:`pip_resolve`.
-
-    Raises:
-        ToolchainError: no usable toolkit, or its nvcc cannot compile the
-            test kernel (the message holds the compiler's and the fix).
-    """
+    architectures (:class:`ToolchainError` with the compiler's message and
+    the fix otherwise). ``site_dirs``: where the registry's toolkit is (or
+    goes); ``toolkit_version``: the installed ``cuda-toolkit``'s."""
     if not torch_cuda:
         raise ToolchainError(
             'the installed torch has no CUDA support (torch.version.cuda is '
@@ -410,7 +295,7 @@ def setup(torch_cuda: Optional[str],
     arches = arch_list(env, capabilities, torch_arches)
     home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
     if home is None:
-        requirement = toolkit_requirement(torch_cuda, toolkit_version, resolve)
+        requirement = registry_requirement(torch_cuda, toolkit_version)
         log(f'no nvcc for CUDA {torch_cuda} found: installing {requirement}')
         install(requirement)
         home = find_cuda_home(torch_cuda, env, site_dirs, system_homes)
@@ -423,8 +308,7 @@ def setup(torch_cuda: Optional[str],
             osp.realpath(home).startswith(osp.realpath(site) + os.sep)
             for site in site_dirs):
         ensure_cudart_link(home)
-        pinned = registry_requirement(torch_cuda, toolkit_version,
-                                      *NVCC_COMPONENT_EXTRAS)
+        pinned = registry_requirement(torch_cuda, toolkit_version)
         fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
                f'one release: pip install --force-reinstall "{pinned}"')
     else:
@@ -501,7 +385,7 @@ def main(argv=None) -> int:
         'toolkit_version',
         nargs='?',
         help='requirement: the cuda-toolkit release, e.g. 13.0.3 (prints its '
-        'pip requirement with the drifting components pinned)')
+        'pip requirement with nvcc\'s components pinned)')
     args = parser.parse_args(argv)
     if (args.command == 'requirement') != bool(args.toolkit_version):
         parser.error('the cuda-toolkit version goes with "requirement" only, '
@@ -512,7 +396,7 @@ def main(argv=None) -> int:
                 print(f'export {key}={shlex.quote(value)}')
         elif args.command == 'requirement':
             release = '.'.join(args.toolkit_version.split('.')[:2])
-            print(toolkit_requirement(release, args.toolkit_version))
+            print(registry_requirement(release, args.toolkit_version))
         else:
             check_ops()
     except ToolchainError as err:

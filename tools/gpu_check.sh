@@ -2,29 +2,16 @@
 # The GPU check: one prepared call on a bare GPU machine (docs/gpu.md).
 #
 #   bash tools/gpu_check.sh --prepare DIR --mmcv-wheel WHL
-#       on a connected machine: fills DIR (about 18 MB) with the wheels that a
-#       GPU machine's image lacks (install.sh --fill-wheelhouse DIR --like
-#       MODEL --mmcv-wheel WHL, the mmcv wheel built with CUDA ops for that
-#       image's torch) and, where MMEFFICIENTMOD_REFERENCE names the reference
-#       folder, the authors' model file (the benchmark's baseline; never
-#       committed). MODEL is a Python 3.12 environment with the image's torch
-#       and packages (GPU_CHECK_MODEL, default ~/.cache/mmefficientmod/gpu-model;
-#       made once, a few minutes).
+#       on a connected machine: fills DIR with the wheels the GPU machine's
+#       image lacks (and the authors' model file, for the benchmark).
 #   bash tools/gpu_check.sh DIR
 #       on the GPU machine, without network: installs DIR's wheels and the
-#       plugin into $PYTHON (default python3), then runs the `cuda` tests,
-#       short --amp float16/bfloat16 trainings of Mask R-CNN and Semantic FPN
-#       on the embedded data, and the benchmark against the authors' code.
-#       Logs, CSVs and summary.txt go to $OUT (default work_dirs/gpu_check),
-#       at most 8 files. Each step has a time limit; the whole check ends
-#       within GPU_CHECK_BUDGET_S seconds (default 480). GPU_CHECK_STEPS
-#       ("tests train bench" by default) names the steps after the install.
-#       Without a GPU it still installs, collects the tests and runs the
-#       trainings and the benchmark in float32 on the CPU (tiny sizes, no
-#       figures; limits 3 times longer): the rehearsal of docs/gpu.md.
+#       plugin, runs the `cuda` tests, short --amp trainings and the
+#       benchmark within GPU_CHECK_BUDGET_S (default 480) seconds; logs and
+#       summary.txt go to $OUT. Without a GPU: the CPU rehearsal.
 #   bash tools/gpu_check.sh --rehearse DIR
-#       on a connected machine without a GPU: runs the line above in a fresh
-#       environment on top of the model, with no network (unshare -n).
+#       on a connected machine without a GPU: the line above in a fresh
+#       environment on top of the image's model, with no network.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -86,9 +86,6 @@ def parse_args():
     return parser.parse_args()
 
 
-# ---------------------------------------------------------------------------
-# Console: the libraries log to files, the user sees progress bars
-# ---------------------------------------------------------------------------
 @contextmanager
 def output_to(log_path):
     """Send everything written to stdout and stderr (Python, C++ and the
@@ -159,9 +156,6 @@ def make_hooks(bar, task, pictures=None):
     return StageHook()
 
 
-# ---------------------------------------------------------------------------
-# Stages
-# ---------------------------------------------------------------------------
 def build_runner(config, work_dir, options):
     from _runner_utils import build_runner as build
     from mmengine.config import Config
@@ -204,11 +198,8 @@ def run_stage(bar,
     except Exception as exc:
         raise SystemExit(f'{label} failed: {type(exc).__name__}: {exc}\n'
                          f'The full log is {log}') from exc
-    checkpoint = None
-    last = osp.join(work_dir, 'last_checkpoint')
-    if train and osp.isfile(last):
-        with open(last, encoding='utf-8') as f:
-            checkpoint = f.read().strip()
+    from mmengine.runner import find_latest_checkpoint
+    checkpoint = find_latest_checkpoint(work_dir) if train else None
     # mmseg reports numpy floats, which json cannot write
     metrics = {
         k: float(v) if hasattr(v, '__float__') else v
@@ -292,9 +283,6 @@ def run_task(bar, key, args, logs, published):
     return results
 
 
-# ---------------------------------------------------------------------------
-# Summary
-# ---------------------------------------------------------------------------
 def percent(key, value):
     # COCO mAPs are fractions; mmseg and mmpretrain report percent already.
     return 100 * value if key.startswith('coco/') else value

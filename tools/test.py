@@ -1,13 +1,6 @@
 """Evaluate a checkpoint with an MMDetection, MMSegmentation or MMPretrain
 config.
 
-Usage::
-
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
-        [--show-dir DIR] [--show] [--wait-time S] [--metrics-file FILE]
-        [--allow-partial-checkpoint] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
-
 ``--out``: detection and classification dump the predictions to a ``.pkl``
 file (mmdet's ``DumpDetResults`` / mmengine's ``DumpResults``), as their own
 tools do; segmentation writes the predicted masks as PNG files into the
@@ -68,56 +61,41 @@ def parse_args(argv=None):
 
 
 def _enable_visualization(cfg, args, library):
-    hooks = cfg.get('default_hooks', {})
-    if library == 'mmpretrain':
-        hook = hooks.get('visualization')
-        if hook is None:
-            raise SystemExit('--show/--show-dir need '
-                             'default_hooks.visualization in the config.')
-        hook.enable = True
-        hook.show = args.show
-        hook.wait_time = args.wait_time
-        if args.show_dir:
-            hook.out_dir = args.show_dir
-        hook.interval = 1
-        return
-    hook = hooks.get('visualization')
+    hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise SystemExit('--show/--show-dir need default_hooks.visualization '
-                         '(DetVisualizationHook or SegVisualizationHook) in '
-                         'the config.')
-    hook.draw = True
+                         'in the config.')
     hook.interval = 1
+    if library == 'mmpretrain':
+        hook.update(enable=True, show=args.show, wait_time=args.wait_time)
+        if args.show_dir:
+            hook.out_dir = args.show_dir
+        return
+    hook.draw = True
     if args.show:
-        hook.show = True
-        hook.wait_time = args.wait_time
-    if args.show_dir:
-        if library == 'mmdet':
-            hook.test_out_dir = args.show_dir
-        else:
-            # mmseg's hook draws through the visualizer's backends.
-            cfg.visualizer.save_dir = args.show_dir
+        hook.update(show=True, wait_time=args.wait_time)
+    if args.show_dir and library == 'mmdet':
+        hook.test_out_dir = args.show_dir
+    elif args.show_dir:  # mmseg's hook draws through the visualizer's backends
+        cfg.visualizer.save_dir = args.show_dir
 
 
 def _add_dump(cfg, args, library):
-    if library == 'mmseg' and not args.out.endswith(('.pkl', '.pickle')):
-        evaluators = cfg.test_evaluator
-        if isinstance(evaluators, (list, tuple)):
-            evaluators = evaluators[0]
-        evaluators['output_dir'] = args.out
-        evaluators['keep_results'] = True
+    evaluators = cfg.test_evaluator
+    pickle = args.out.endswith(('.pkl', '.pickle'))
+    if library == 'mmseg' and not pickle:
+        evaluator = evaluators[0] if isinstance(evaluators,
+                                                (list, tuple)) else evaluators
+        evaluator.update(output_dir=args.out, keep_results=True)
         return
-    if not args.out.endswith(('.pkl', '.pickle')):
+    if not pickle:
         raise SystemExit(f'--out must be a .pkl file, got {args.out!r}.')
     dump = dict(
         type='DumpDetResults'
         if library == 'mmdet' else 'mmengine.DumpResults',
         out_file_path=args.out)
-    evaluators = cfg.test_evaluator
-    if isinstance(evaluators, (list, tuple)):
-        cfg.test_evaluator = list(evaluators) + [dump]
-    else:
-        cfg.test_evaluator = [evaluators, dump]
+    cfg.test_evaluator = list(evaluators) + [dump] if isinstance(
+        evaluators, (list, tuple)) else [evaluators, dump]
 
 
 def build_config(args):

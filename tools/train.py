@@ -1,12 +1,5 @@
 """Train a model from an MMDetection, MMSegmentation or MMPretrain config.
 
-Usage::
-
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
-        [--amp [{float16,bfloat16}]]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
-
 ``--resume`` alone resumes from the latest checkpoint in the work dir (when
 that one is unreadable, e.g. cut short as the job was killed, from the newest
 complete one, saying so in one line); ``--resume CKPT`` resumes from that

@@ -1,19 +1,12 @@
-"""One clear error for a file that is not a readable PyTorch checkpoint.
-
-torch reports such files with messages that name neither the file nor the
-cause (a bare ``EOFError`` for a 0-byte download, "failed finding central
-directory" for a truncated one, advice to use ``weights_only=False`` for an
-HTML page). :func:`describe_bad_file` reads the file's first bytes and size
-and says what it is instead.
-"""
+"""One clear error for a file that is not a readable PyTorch checkpoint,
+where torch names neither the file nor the cause (a bare ``EOFError`` for a
+0-byte download, advice to use ``weights_only=False`` for an HTML page):
+:func:`describe_bad_file` says what the file is from its first bytes."""
 import os.path as osp
 import pickle
 import struct
 import zipfile
 from typing import Optional
-
-REDOWNLOAD = ('Download or copy it again (compare its size and checksum with '
-              'the source), or point to another checkpoint.')
 
 
 class UnreadableCheckpointError(ValueError):
@@ -82,11 +75,13 @@ def describe_bad_file(path: str) -> Optional[str]:
 
 
 def unreadable_checkpoint_error(
-        path: str, source: str,
-        error: BaseException) -> Optional[UnreadableCheckpointError]:
-    """The error to raise instead of ``error`` (what ``torch.load`` raised
-    for ``path``, read from ``source``), or None when the file looks sound
-    and ``error`` has another cause (a missing device, say)."""
+    path: str,
+    source: Optional[str] = None,
+    error: Optional[BaseException] = None
+) -> Optional[UnreadableCheckpointError]:
+    """The error for ``path`` (downloaded from ``source``) when it is no
+    checkpoint or ``error`` (``torch.load``'s) says it is cut short; None
+    when the file looks sound (``error`` has another cause)."""
     if not osp.isfile(path):
         return None
     found = describe_bad_file(path)
@@ -104,20 +99,21 @@ def unreadable_checkpoint_error(
                  'corrupt')
     if found is None:
         return None
-    where = source if source == path else f'{source} (read from {path})'
-    cached = '' if source == path else (
-        f' The download is cached: delete {path} so that it is fetched '
-        'anew.')
+    where, cached = path, ''
+    if source not in (None, path):  # a download, cached at path
+        where = f'{source} (read from {path})'
+        cached = (f' The download is cached: delete {path} so that it is '
+                  'fetched anew.')
     return UnreadableCheckpointError(
-        f'Cannot read the checkpoint {where}: it is {found}. {REDOWNLOAD}'
-        f'{cached}')
+        f'Cannot read the checkpoint {where}: it is {found}. Download or copy '
+        'it again (compare its size and checksum with the source), or point '
+        f'to another checkpoint.{cached}')
 
 
 def check_readable(path: str) -> None:
     """Refuse a ``path`` that is visibly no complete checkpoint, unloaded."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'The checkpoint {path} does not exist.')
-    found = describe_bad_file(path)
-    if found is not None:
-        raise UnreadableCheckpointError(
-            f'Cannot read the checkpoint {path}: it is {found}. {REDOWNLOAD}')
+    error = unreadable_checkpoint_error(path)
+    if error is not None:
+        raise error

@@ -47,19 +47,16 @@ class NotEfficientModCheckpoint(ValueError):
 def strip_prefix(state_dict: Dict,
                  prefix: str = 'module.',
                  drop_others: bool = False) -> Dict:
-    """``state_dict`` with ``prefix`` (by default a wrapper's: DDP, EMA)
-    removed from its keys; keys without it are kept, or left out with
-    ``drop_others``."""
+    """``state_dict`` without ``prefix`` (a DDP or EMA wrapper's) on its
+    keys; keys without it are kept, or left out with ``drop_others``."""
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
                        for k, v in state_dict.items()
                        if k.startswith(prefix) or not drop_others)
 
 
 def _rename(key: str, table: Dict[str, str]) -> Optional[str]:
-    for old, new in table.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    return None
+    return next((new + key[len(old):]
+                 for old, new in table.items() if key.startswith(old)), None)
 
 
 def convert_backbone_keys(
@@ -100,24 +97,17 @@ def _signature(backbone: Dict) -> Tuple:
     for stage in range(NUM_STAGES):
         down = backbone.get(f'stages.{stage}.downsample.conv.weight')
         width = width if down is None else down.shape[0]
-        kinds = []
-        for key in sorted((k for k in backbone if re.fullmatch(
-                fr'stages\.{stage}\.blocks\.\d+\.(fc_value|ffn\.fc1)\.weight',
-                k)),
-                          key=lambda k: int(k.split('.')[3])):
-            kind = 'm' if 'fc_value' in key else 'a'
-            kinds.append(f'{kind}{backbone[key].shape[0] // width}')
-        stages.append((width, tuple(kinds)))
+        blocks = {}
+        for key, value in backbone.items():
+            match = re.fullmatch(
+                fr'stages\.{stage}\.blocks\.(\d+)\.(fc_value|ffn\.fc1)'
+                r'\.weight', key)
+            if match:
+                kind = 'm' if match.group(2) == 'fc_value' else 'a'
+                blocks[int(match.group(1))] = \
+                    f'{kind}{value.shape[0] // width}'
+        stages.append((width, tuple(blocks[i] for i in sorted(blocks))))
     return tuple(stages)
-
-
-def _signature_of(settings: Dict) -> Tuple:
-    ratios = settings['ratios']
-    return tuple((settings['widths'][i],
-                  tuple(f'm{ratios[j % len(ratios)]}'
-                        for j in range(settings['depths'][i])) +
-                  (f'a{settings["attention_mlp_ratios"][i]}', ) *
-                  settings['attention_depths'][i]) for i in range(NUM_STAGES))
 
 
 def infer_arch(backbone: Dict) -> str:
@@ -126,79 +116,79 @@ def infer_arch(backbone: Dict) -> str:
     if STEM not in backbone:
         raise NotEfficientModCheckpoint('No EfficientMod stem in the weights.')
     found = _signature(backbone)
-    for name, settings in ARCH_ZOO.items():
-        if _signature_of(settings) == found:
+    for name, arch in ARCH_ZOO.items():
+        ratios = arch['ratios']
+        if found == tuple((arch['widths'][i],
+                           tuple(f'm{ratios[j % len(ratios)]}'
+                                 for j in range(arch['depths'][i])) +
+                           (f'a{arch["attention_mlp_ratios"][i]}', ) *
+                           arch['attention_depths'][i])
+                          for i in range(NUM_STAGES)):
             return name
     return f'custom (widths {[width for width, _ in found]})'
 
 
-def _imagenet_weights(checkpoint: Dict) -> Dict:
-    """A released ImageNet file's ``model`` / ``state_dict_ema`` weights."""
-    return {
+def released_weights(checkpoint) -> Dict:
+    """The weights of the authors' layouts: an ImageNet file's ``model`` and
+    ``state_dict_ema``, or a COCO/ADE20K file's ``state_dict``; else {}."""
+    if not isinstance(checkpoint, dict):
+        return {}
+    found = {
         name: checkpoint[name]
         for name in ('model', 'state_dict_ema')
         if isinstance(checkpoint.get(name), dict) and any(
             k.endswith(UPSTREAM_STEM) for k in checkpoint[name])
     }
-
-
-def is_released(checkpoint) -> bool:
-    """Whether ``checkpoint`` is in one of the authors' layouts."""
-    if not isinstance(checkpoint, dict):
-        return False
     state = checkpoint.get('state_dict')
-    return bool(_imagenet_weights(checkpoint)) or (isinstance(
-        state, dict) and 'backbone.' + UPSTREAM_STEM in state)
+    if not found and isinstance(state,
+                                dict) and 'backbone.' + UPSTREAM_STEM in state:
+        found['state_dict'] = state
+    return found
 
 
-def convert_released(checkpoint: Dict, use_ema: bool = False) -> Dict:
-    """A released checkpoint (see :func:`is_released`) as an mmefficientmod
-    one: ``{'state_dict', 'meta': {'arch', 'task', 'ema'}}``, the backbone
-    under ``backbone.`` and an ImageNet head under ``head.fc.``
-    (mmpretrain's ``LinearClsHead``), in float32.
-
-    Args:
-        checkpoint (dict): What the released file holds.
-        use_ema (bool): Take an ImageNet file's ``state_dict_ema``.
-    """
-    if not is_released(checkpoint):
+def convert_released(checkpoint, use_ema: bool = False) -> Dict:
+    """A released checkpoint as ``{'state_dict', 'meta': {'arch', 'task',
+    'ema'}}`` in float32, the backbone under ``backbone.`` and an ImageNet
+    head under ``head.fc.``; ``use_ema``: an ImageNet file's EMA weights."""
+    found = released_weights(checkpoint)
+    if not found:
         shown = list(checkpoint)[:8] if isinstance(checkpoint, dict) else \
             f'a {type(checkpoint).__name__}'
         raise NotEfficientModCheckpoint(
             "Not a released EfficientMod checkpoint: expected an ImageNet one "
             "({'model': ...}) or a COCO/ADE20K one ({'state_dict': ...} with "
             f"'backbone.{UPSTREAM_STEM}'), found {shown}.")
-    imagenet = _imagenet_weights(checkpoint)
-    if imagenet:
+    return convert_found(found, use_ema)
+
+
+def convert_found(found: Dict, use_ema: bool = False) -> Dict:
+    """:func:`convert_released` of what :func:`released_weights` found."""
+    if 'state_dict' in found:
+        if use_ema:
+            raise NotEfficientModCheckpoint(
+                'use_ema (--ema) applies to the ImageNet files only; the '
+                'released COCO and ADE20K files hold one set of weights.')
+        source, prefix, head = found['state_dict'], 'backbone.', None
+        task = 'segmentation' if any(
+            k.startswith('decode_head.') for k in source) else 'detection'
+    else:
         wanted = 'state_dict_ema' if use_ema else 'model'
-        if wanted not in imagenet:
+        if wanted not in found:
             raise NotEfficientModCheckpoint(
                 "use_ema (--ema) was asked for, but the file has no "
                 "'state_dict_ema': convert it without --ema." if use_ema else
                 "The file holds only EMA weights ('state_dict_ema', no "
                 "'model'): convert it with --ema (use_ema=True).")
-        source = strip_prefix(imagenet[wanted])
-        backbone = {
-            k: v
-            for k, v in source.items() if not k.startswith('head.')
-        }
-        rest = [('head.fc.' + k[len('head.'):], v) for k, v in source.items()
-                if k.startswith('head.')]
+        source, prefix, head = strip_prefix(found[wanted]), '', 'head.'
         task = 'classification'
-    else:
-        if use_ema:
-            raise NotEfficientModCheckpoint(
-                'use_ema (--ema) applies to the ImageNet files only; the '
-                'released COCO and ADE20K files hold one set of weights.')
-        source = checkpoint['state_dict']
-        backbone = {
-            k[len('backbone.'):]: v
-            for k, v in source.items() if k.startswith('backbone.')
-        }
-        rest = [(k, v) for k, v in source.items()
-                if not k.startswith('backbone.')]
-        task = 'segmentation' if any(
-            k.startswith('decode_head.') for k in source) else 'detection'
+    backbone, rest = {}, OrderedDict()
+    for key, value in source.items():
+        if head and key.startswith(head):  # mmpretrain's LinearClsHead
+            rest['head.fc.' + key[len(head):]] = value
+        elif key.startswith(prefix):
+            backbone[key[len(prefix):]] = value
+        else:
+            rest[key] = value
     backbone = convert_backbone_keys(backbone)
     state_dict = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
     state_dict.update(rest)

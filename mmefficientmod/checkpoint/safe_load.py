@@ -1,14 +1,8 @@
-"""Loading checkpoints without running code carried by them.
-
-A ``.pth`` file is a pickle, which can name any function to call. Every
-load goes through torch's ``weights_only`` unpickler with
-:data:`CHECKPOINT_GLOBALS`, exactly the harmless types that OpenMMLab 2.0
-training checkpoints and the authors' released files hold; anything else is
-refused before any of it runs. A file the user trusts is loaded with full
-unpickling when ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS`` lists its SHA-256
-(``sha256:<hex>``, printed by the refusal): the trust is in those bytes.
-Downloads are cached under a hash of the whole URL.
-"""
+"""Loading checkpoints without running code carried by them: a ``.pth``
+file is a pickle, which can name any function to call. Every load goes
+through torch's ``weights_only`` unpickler with :data:`CHECKPOINT_GLOBALS`;
+anything else is refused before any of it runs, unless the user trusts the
+file's bytes (their SHA-256 in ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``)."""
 import argparse
 import hashlib
 import os
@@ -32,10 +26,11 @@ def _numpy_globals() -> List:
     """numpy's pickling entry points under both module names (numpy 2 moved
     ``numpy.core`` to ``numpy._core``) and every dtype class."""
     multiarray = np._core.multiarray
-    found = [np.ndarray, np.dtype]
-    for func in (multiarray._reconstruct, multiarray.scalar):
-        for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-            found.append((func, f'{module}.{func.__name__}'))
+    found = [np.ndarray, np.dtype] + [
+        (func, f'{module}.{func.__name__}')
+        for func in (multiarray._reconstruct, multiarray.scalar)
+        for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+    ]
     found += sorted({type(np.dtype(code))
                      for code in np.typecodes['All']},
                     key=lambda cls: cls.__name__)
@@ -50,8 +45,9 @@ def _statistics_method(owner, name: str):
     """``getattr`` restricted to the statistics methods of mmengine's
     ``HistoryBuffer``, which pickle protocol 2 writes as ``getattr(cls,
     name)``; a general ``getattr`` would reach any method of any class."""
-    allowed = {'min', 'max', 'current', 'mean'}
-    allowed |= set(HistoryBuffer._statistics_methods)
+    allowed = {
+        'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods
+    }
     if owner is not HistoryBuffer or name not in allowed:
         owner_name = getattr(owner, '__qualname__', type(owner).__name__)
         raise UnsafeCheckpointError(f'refused getattr({owner_name}, {name!r})')
@@ -67,12 +63,6 @@ CHECKPOINT_GLOBALS = [
     argparse.Namespace,
 ] + _numpy_globals()
 
-ALLOWED_NAMES = {
-    item[1]
-    if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
-    for item in CHECKPOINT_GLOBALS
-}
-
 
 def _refused_globals(path: str, error: Exception) -> List[str]:
     """The globals of ``path`` that neither torch nor we allow."""
@@ -81,7 +71,6 @@ def _refused_globals(path: str, error: Exception) -> List[str]:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (ValueError, RuntimeError, OSError):
         names = []  # not a zip checkpoint: only the error names one
-    names = [name for name in names if name not in ALLOWED_NAMES]
     # torch re-raises what the unpickler refused inside its own message.
     found = re.findall(
         r'GLOBAL (\S+) was not an allowed global|refused (getattr\(.*?\))',
@@ -98,11 +87,8 @@ def file_sha256(path: str) -> str:
 
 
 def _trusted(path: str) -> bool:
-    listed = {
-        entry.strip().lower()
-        for entry in os.environ.get(TRUSTED_CHECKPOINTS_ENV, '').split(',')
-    }
-    listed.discard('')
+    listed = os.environ.get(TRUSTED_CHECKPOINTS_ENV, '').lower()
+    listed = {entry.strip() for entry in listed.split(',')} - {''}
     return bool(listed) and f'sha256:{file_sha256(path)}' in listed
 
 
@@ -110,23 +96,11 @@ def load_checkpoint(filename: str,
                     map_location='cpu',
                     trusted: bool = False,
                     source: Optional[str] = None):
-    """``torch.load`` in ``weights_only`` mode with the checkpoint allowlist.
-
-    Args:
-        filename (str): Local file to load.
-        map_location: As for ``torch.load``. Defaults to ``'cpu'``.
-        trusted (bool): Load with full unpickling, which runs any code the
-            file carries (also when ``MMEFFICIENTMOD_TRUSTED_CHECKPOINTS``
-            lists the file's ``sha256:<hex>``). Defaults to False.
-        source (str, optional): Where the file came from (a URL), for
-            messages. Defaults to ``filename``.
-
-    Raises:
-        UnsafeCheckpointError: The file names a function or class that is not
-            allowed; nothing from it was run.
-        UnreadableCheckpointError: The file is empty, cut short or not a
-            checkpoint (an HTML page, text...); the message says which.
-    """
+    """``torch.load`` in ``weights_only`` mode with the checkpoint allowlist
+    (:class:`UnsafeCheckpointError` for anything else, nothing run;
+    :class:`UnreadableCheckpointError` for a file that is no checkpoint);
+    ``trusted`` (or the file's ``sha256:<hex>`` listed in the environment):
+    full unpickling. ``source`` (a URL) names the file in messages."""
     source = source or filename
     try:
         if trusted or _trusted(filename):
@@ -163,15 +137,11 @@ def load_checkpoint(filename: str,
 
 def load_local_checkpoint(filename: str, map_location=None):
     """mmengine ``CheckpointLoader`` scheme ``''``: a local file, safely."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return load_checkpoint(filename, map_location)
+    return load_checkpoint(osp.expanduser(filename), map_location)
 
 
 def cached_path(url: str, model_dir: Optional[str] = None) -> str:
-    """Where ``url`` is cached: torch hub's checkpoint folder, under the
-    file name prefixed by a hash of the whole URL."""
+    """``url``'s file in torch hub's folder, prefixed by a hash of the URL."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return osp.join(model_dir, f'{key}-{osp.basename(urlparse(url).path)}')
@@ -181,9 +151,7 @@ def load_url_checkpoint(url: str,
                         map_location=None,
                         model_dir: Optional[str] = None,
                         progress: bool = True):
-    """mmengine ``CheckpointLoader`` scheme ``http(s)://``, safely: as
-    mmengine's loader, rank 0 downloads first and the other ranks read the
-    cached file after a barrier (``progress`` is mmengine's argument)."""
+    """mmengine's ``http(s)://`` scheme, safely; rank 0 downloads."""
     path = cached_path(url, model_dir)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(path):
@@ -195,10 +163,9 @@ def load_url_checkpoint(url: str,
 
 
 def open_checkpoint(filename: str, map_location='cpu'):
-    """Load a checkpoint for the plugin, always through the allowlist;
-    schemes other than http(s) (``open-mmlab://``...) go through mmengine's
-    ``CheckpointLoader``, whose loaders end in the two above once
-    :mod:`mmefficientmod.stack_fixes` has registered them."""
+    """Load a checkpoint through the allowlist; other schemes
+    (``open-mmlab://``...) go through mmengine's ``CheckpointLoader``, whose
+    loaders end in the two above once the stack fixes registered them."""
     if filename.startswith(('http://', 'https://')):
         return load_url_checkpoint(filename, map_location)
     if '://' in filename:

@@ -1,20 +1,14 @@
-"""The one path from a checkpoint file to weights, and the check that
-weights fit the model they go into.
-
-:func:`read_checkpoint` reads a file once (safely, :mod:`.safe_load`),
-converts an authors' release once (:mod:`.released`) and returns this
-project's layout; :func:`backbone_weights` selects the backbone. The
-backbone's ``init_cfg``, ``deploy.load_weights``, the distillation teacher
-and the converter read through them. :func:`check_fit` refuses weights that
-leave a model's tensors missing or of other shapes, naming what the file
-holds (read off its keys and shapes) and the fix.
-"""
-from typing import Dict, NamedTuple, Optional
+"""The one path from a checkpoint file to weights (read safely, a release
+converted once), and :func:`check_fit`: weights that do not fit a model are
+refused, naming what the file holds and the fix."""
+from collections import namedtuple
+from typing import Dict, Optional
 
 import torch
 
 from .released import (STEM, UPSTREAM_STEM, NotEfficientModCheckpoint,
-                       convert_released, infer_arch, is_released, strip_prefix)
+                       convert_found, infer_arch, released_weights,
+                       strip_prefix)
 from .safe_load import open_checkpoint
 
 
@@ -24,11 +18,11 @@ class CheckpointMismatchError(RuntimeError):
 
 def read_checkpoint(filename: str, use_ema: bool = False) -> Dict:
     """``{'state_dict', 'meta'}`` of a checkpoint file in this project's
-    layout; a released file comes back converted (``use_ema``: its EMA
-    weights)."""
+    layout, a released one converted (``use_ema``: its EMA weights)."""
     checkpoint = open_checkpoint(filename)
-    if is_released(checkpoint):
-        return convert_released(checkpoint, use_ema)
+    released = released_weights(checkpoint)
+    if released:
+        return convert_found(released, use_ema)
     if use_ema:
         raise NotEfficientModCheckpoint(
             f"use_ema applies to the authors' released ImageNet files; "
@@ -63,12 +57,8 @@ def backbone_weights(filename: str,
     return selected
 
 
-class Summary(NamedTuple):
-    kind: str  # 'efficientmod', 'released' or 'other'
-    arch: str
-    task: str
-    deploy: bool
-    text: str
+# kind: 'efficientmod', 'released' or 'other'; text: for messages.
+Summary = namedtuple('Summary', 'kind arch task deploy text')
 
 
 def summarize(state_dict: Dict) -> Summary:
@@ -79,17 +69,17 @@ def summarize(state_dict: Dict) -> Summary:
             'detector' if groups & {'rpn_head', 'roi_head', 'bbox_head'} else
             'image classifier' if 'head' in groups else 'backbone alone')
     if 'model' in keys or any(k.endswith(UPSTREAM_STEM) for k in keys):
-        return Summary(
-            'released', '', task, False, 'EfficientMod weights in '
-            "the authors' released layout, not converted")
+        text = ("EfficientMod weights in the authors' released layout, not "
+                'converted')
+        return Summary('released', '', task, False, text)
     prefixes = [k[:-len(STEM)] for k in keys if k.endswith(STEM)]
     if not prefixes:
         parts = sorted({k.split('.')[k.startswith('backbone.')] for k in keys})
-        resnet = {'conv1', 'layer1'} <= set(parts)
-        network = 'a ResNet-style network' if resnet else 'another network'
-        return Summary(
-            'other', '', task, False, f'{network} with no '
-            f'EfficientMod weights (parts: {parts[:8]})')
+        network = 'a ResNet-style network' if {
+            'conv1', 'layer1'
+        } <= set(parts) else 'another network'
+        text = f'{network} with no EfficientMod weights (parts: {parts[:8]})'
+        return Summary('other', '', task, False, text)
     backbone = strip_prefix(state_dict, prefixes[0], drop_others=True)
     arch = infer_arch(backbone)
     deploy = not any(k.endswith('layer_scale') for k in backbone) and any(

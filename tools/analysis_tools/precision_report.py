@@ -1,24 +1,12 @@
-"""Accuracy of each cpu_predictor precision against float32.
+"""Accuracy of each cpu_predictor precision against float32 (docs/speed.md).
 
-For a trained classifier (CONFIG, CHECKPOINT) it runs the config's val split
-through the float32 model and through :func:`mmefficientmod.deploy.cpu_predictor`
-at each precision, and reports per precision: the cosine similarity of the
-logits with the float32 ones (lowest and mean over images), the top-1
-agreement with float32, and the top-1 accuracy against the labels. Each
+For a trained classifier (CONFIG, CHECKPOINT), per precision on the config's
+val split: the cosine similarity of the logits with the float32 ones (lowest
+and mean), the top-1 agreement with float32 and the top-1 accuracy. Each
 precision runs its ``'auto'`` engine; int8 is calibrated on batches of the
-config's *train* split (``--calib-batches``), never on the images it is
-scored on.
-
-With ``--fixtures`` it also runs the parity fixtures' inputs (the authors'
-reference logits, from their weights) through each precision; having no
-training images, their int8 row is ``'auto'``'s uncalibrated engine.
-
-Example::
-
-    python tools/analysis_tools/precision_report.py \\
-        configs/efficientmod/efficientmod-xxs_distill_1xb8_embedded-64px.py \\
-        work_dirs/xxs_embedded/epoch_8.pth \
-        --fixtures $MMEFFICIENTMOD_REFERENCE/parity
+*train* split, never on the images it is scored on. ``--fixtures DIR`` adds
+the parity fixtures' inputs, scored against the authors' reference logits
+(no train split: their int8 row is the uncalibrated engine).
 """
 import argparse
 import glob

@@ -45,9 +45,6 @@ _COCO_RLE_EVERY = 5
 _MIN_VISIBLE = 0.7
 
 
-# ---------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------
 def _image_rng(seed, dataset, split, index):
     """One generator per image, so no image depends on those before it."""
     return np.random.default_rng(
@@ -70,7 +67,6 @@ def _write_image(path, img):
 
 
 def _read_marker(path):
-    """The marker's content, or None if it is missing or unreadable."""
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
@@ -88,15 +84,11 @@ def _segmentation_dirs(out_dir, folder):
 
 def _build_once(out_dir, params, writer):
     """Run ``writer(tmp_dir) -> summary`` unless ``out_dir`` already holds a
-    dataset generated with ``params``.
-
-    The dataset is written into a sibling temporary directory, marker last,
-    and renamed onto ``out_dir`` when complete: a crash never leaves a
-    directory that looks finished. An existing ``out_dir`` is replaced only
-    if it is empty or has a marker, so a mistyped root never deletes
-    unrelated files. If another process renames an identical dataset into
-    place first, its result is kept.
-    """
+    dataset generated with ``params``. The dataset is written into a sibling
+    temporary directory, marker last, and renamed onto ``out_dir`` when
+    complete, so a crash never leaves a directory that looks finished; an
+    ``out_dir`` without a marker is replaced only when empty, so a mistyped
+    root never deletes unrelated files."""
     params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
     marker = _read_marker(osp.join(out_dir, _MARKER))
     if marker is not None and marker.get('params') == params:
@@ -119,7 +111,7 @@ def _build_once(out_dir, params, writer):
             shutil.rmtree(out_dir)
         try:
             os.rename(tmp_dir, out_dir)
-        except OSError:
+        except OSError:  # kept if another process made the same first
             marker = _read_marker(osp.join(out_dir, _MARKER))
             if marker is None or marker.get('params') != params:
                 raise
@@ -139,9 +131,6 @@ def _two_splits(root, params, classes, write_split, **extra):
     return _build_once(root, params, writer)
 
 
-# ---------------------------------------------------------------------------
-# Drawing
-# ---------------------------------------------------------------------------
 def _saturated_colour(rng):
     """A vivid RGB colour: objects are vivid, backgrounds muted."""
     hsv = np.uint8([[[
@@ -188,9 +177,6 @@ def _random_shape_mask(rng, shape, size, h, w):
     return _shape_mask(shape, cx, cy, size, rng.uniform(0, 360), h, w)
 
 
-# ---------------------------------------------------------------------------
-# COCO
-# ---------------------------------------------------------------------------
 def _coco_object(rng, h, w):
     """One shape (its class) of random colour, 20-100 px on 256 px images,
     smaller on small images. Returns (label, [(mask, colour)])."""
@@ -368,9 +354,6 @@ def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
     return _two_splits(root, params, COCO_CLASSES, write_split)
 
 
-# ---------------------------------------------------------------------------
-# ADE20K
-# ---------------------------------------------------------------------------
 _SKY, _TREE, _BUILDING, _ROAD = range(1, len(ADE_CLASSES) + 1)
 _ADE_FOLDERS = dict(train='training', val='validation')
 
@@ -505,9 +488,6 @@ def make_ade20k_shapes(root, coco_root):
         lambda out, split: _shapes_split(coco_root, out, split))
 
 
-# ---------------------------------------------------------------------------
-# ImageNet
-# ---------------------------------------------------------------------------
 def _wnid(label):
     """WordNet-style folder name; sorted order equals label order, which is
     how folder-mode loaders assign labels."""

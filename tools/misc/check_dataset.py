@@ -1,30 +1,14 @@
-"""Check the datasets a config uses before a run.
+"""Check the datasets a config uses before a run (docs/bad_inputs.md).
 
-Usage::
-
-    python tools/misc/check_dataset.py CONFIG [--cfg-options KEY=VALUE ...]
-        [--splits train val test] [--max-listed N]
-
-Reads every split the config uses (its ``train``, ``val`` and ``test``
-dataloaders' datasets, inside dataset wrappers too; a dataset shared by two
-splits is read once) and lists, per file and entry:
-
-* COCO annotation files (read as JSON, so that a broken entry is named
-  rather than failing the library's loader with a bare ``KeyError``): images
-  without ``id``, ``file_name``, ``height`` or ``width``; annotations without
-  ``image_id``, ``bbox`` or ``category_id``, of an unknown image, with a box
-  of zero area or reaching more than 1 px outside its image, or whose
-  category is not one of the config's classes;
-* segmentation maps (MMSegmentation datasets): label ids ``>= num_classes``
-  other than the ignore index 255, after the dataset's ``reduce_zero_label``
-  and ``label_map``, and maps whose size differs from their image's;
-* classification lists (MMPretrain datasets): labels outside
-  ``0 .. num_classes - 1``;
-* every image (and segmentation map) that is missing or does not decode,
-  and COCO images whose size is not the file's ``height`` x ``width``.
-
-Exit status 1 with the list when a problem is found, else 0 with a one-line
-summary.
+Reads every split's datasets (inside dataset wrappers too; a dataset shared
+by two splits once) and lists, per file and entry: COCO annotation entries
+without their fields, of unknown images or categories, or with boxes of zero
+area or outside the image (read as JSON, so that a broken entry is named
+rather than failing the library's loader with a bare ``KeyError``);
+segmentation label ids ``>= num_classes`` other than 255 after
+``reduce_zero_label`` and ``label_map``; classification labels outside the
+classes; images and maps that are missing, do not decode or have another
+size. Exit status 1 with the list, else 0 with a one-line summary.
 """
 import argparse
 import json

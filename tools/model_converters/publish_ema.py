@@ -1,26 +1,15 @@
 """Publish a training checkpoint as a small weights-only checkpoint.
 
-Usage::
-
-    python tools/model_converters/publish_ema.py IN.pth OUT.pth [--online]
-        [--no-hash] [--force]
-
 With mmengine's ``EMAHook`` (used by the EfficientMod ImageNet configs), a
 training checkpoint holds the **EMA** weights under ``state_dict`` (the hook
 swaps them in before saving, and also evaluates with them) and the online
-(raw) weights, prefixed ``module.``, under ``ema_state_dict``. This tool
-writes ``{'state_dict': <EMA weights>, 'meta': {...}}``, dropping the
-optimizer, schedulers, message hub and the online weights, so that the
-released file is what was evaluated. ``--online`` publishes the raw
-(non-EMA) weights instead. Any ``teacher.`` weight (there should be none:
-the distillation teacher is not saved) is dropped with a warning.
-
-Unless ``--no-hash`` is given, the first 8 hex digits of the file's SHA-256
-are appended to the output name (``OUT-1234abcd.pth``), as OpenMMLab model
-zoos do. The written path is printed. The file is written whole (a
-temporary file beside it, then renamed). An existing output file is never
-replaced without ``--force``, and the input never (not even with
-``--force``).
+weights, prefixed ``module.``, under ``ema_state_dict``. This tool writes
+``{'state_dict': <EMA weights>, 'meta': {...}}``, so that the released file
+is what was evaluated (``--online``: the raw weights); a ``teacher.`` weight
+is dropped with a warning. The output name gets the first 8 hex digits of
+the file's SHA-256 (``OUT-1234abcd.pth``, as OpenMMLab model zoos do) unless
+``--no-hash``. The file is written whole (a temporary file, then renamed);
+an existing output is replaced only with ``--force``, the input never.
 """
 import argparse
 import hashlib
