@@ -66,6 +66,9 @@ MIM_SPEC="openmim==0.3.9"  # `mim train/test/search mmefficientmod`
 # those paths import: aenum (backend registry), prettytable (--speed-test).
 MMDEPLOY_SPEC="mmdeploy==1.3.1"
 MMDEPLOY_DEPS=("aenum" "prettytable" "openvino")
+# The MMDeploy SDK's Python API: one wheel, for CPython 3.11 on x86-64 Linux,
+# with its own ONNX Runtime 1.15.1 inside.
+SDK_SPEC="mmdeploy-runtime==1.3.1"
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
 # nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
@@ -257,6 +260,16 @@ else
   say "mmdeploy (without its protobuf pin: --no-deps) and OpenVINO: $MMDEPLOY_SPEC ${MMDEPLOY_DEPS[*]} (wheels; seconds)"
   "${PIP[@]}" -q "${MMDEPLOY_DEPS[@]}" || fail "could not install ${MMDEPLOY_DEPS[*]}"
   "${PIP[@]}" -q --no-deps "$MMDEPLOY_SPEC" || fail "could not install $MMDEPLOY_SPEC"
+fi
+if "$PY" -c "import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != 'x86_64' or sys.platform != 'linux')"; then
+  if "$PY" -c "import mmdeploy_runtime" >/dev/null 2>&1; then
+    say "MMDeploy SDK already installed (reused)"
+  else
+    say "MMDeploy SDK: $SDK_SPEC (a wheel; seconds)"
+    "${PIP[@]}" -q --no-deps "$SDK_SPEC" || fail "could not install $SDK_SPEC"
+  fi
+else
+  say "MMDeploy SDK skipped: $SDK_SPEC has a wheel for CPython 3.11 on x86-64 Linux only"
 fi
 
 plugin_ready() {  # from / so that the checkout itself is not on sys.path

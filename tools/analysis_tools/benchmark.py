@@ -29,7 +29,9 @@ On the CPU only, from float32 input (timed beside the float32 rows):
 Forms are timed in turns, round by round, after warm-up (the device
 synchronised around each call). Each row has the median and 90th-percentile
 time, images/s, GFLOP/s (mmengine's count: one multiply-add is one FLOP),
-the speed-up over ``authors-onnx``, ``authors-eager`` and the fastest of the
+on the CPU its share of the matrix-multiply peak of its precision (int8,
+bf16 or f32) that tools/analysis_tools/cpu_peak.py measures at the start
+of the same run, the speed-up over ``authors-onnx``, ``authors-eager`` and the fastest of the
 authors' forms of the same precision and batch, and the agreement with the
 authors' float32 eager output (our eager one without their file) on a
 separate input: cosine, largest difference and, for classifiers, top-1.
@@ -71,6 +73,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from authors_model import (build_upstream, copy_weights_to_upstream,
                            load_upstream_module)
+from cpu_peak import measure_peaks
 from flops import count_flops
 
 from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
@@ -519,6 +522,7 @@ COLUMNS = {
     'p90_ms': ('p90 ms', 8, '.2f'),
     'images_per_s': ('img/s', 8, '.1f'),
     'gflop_per_s': ('GFLOP/s', 8, '.1f'),
+    'share_of_peak': ('of peak', 7, '.0%'),
     'x_authors_onnx': ('x a-onnx', 8, '.2f'),
     'x_authors_eager': ('x a-eager', 9, '.2f'),
     'x_authors_best': ('x a-best', 8, '.2f'),
@@ -576,6 +580,15 @@ def make_row(model: str, form: Form, mode: str, dtype: str, batch: int,
     return row
 
 
+def peak_precision(row: Dict) -> str:
+    """The precision whose peak a CPU row is held against."""
+    if 'int8' in row['form']:
+        return 'int8'
+    if row['dtype'] == 'bfloat16' or 'bf16' in row['form']:
+        return 'bf16'
+    return 'f32'
+
+
 def metadata(args) -> Dict[str, str]:
     """The settings and versions the numbers were measured with."""
     versions = {}
@@ -608,6 +621,11 @@ def main(argv=None) -> List[Dict]:
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cudnn.benchmark = True
     meta = metadata(args)
+    peaks = {}
+    if args.device == 'cpu' and not args.train:
+        peaks = measure_peaks(torch.get_num_threads())
+        meta.update({f'peak_{p}_gflop_per_s': f'{g:.0f}'
+                     for p, g in peaks.items()})
     print('; '.join(f'{k} {v or "unset"}' for k, v in meta.items()))
     authors = load_upstream_module(args.upstream) if args.upstream else None
     models = [(arch, arch_config(arch)) for arch in args.archs or []
@@ -639,6 +657,9 @@ def main(argv=None) -> List[Dict]:
                 def report(*row_args, **extra):
                     # Written at once: a run cut short keeps what it measured.
                     rows.append(make_row(name, *row_args, flops, **extra))
+                    if peaks and rows[-1]['gflop_per_s'] != '':
+                        rows[-1]['share_of_peak'] = rows[-1][
+                            'gflop_per_s'] / peaks[peak_precision(rows[-1])]
                     print_line(rows[-1])
                     if writer:
                         writer.writerow({**rows[-1], **meta})

@@ -19,6 +19,13 @@ GFLOP/s and its share of the CPU's peak in that precision
 FLOPs are those of the PyTorch ``test_step`` on this image (torch's
 FlopCounterMode; one multiply-add counted once), the same network work for
 every form; an int8 model is held against the int8 peak.
+
+``--sdk TASK SDK_DIR`` adds the MMDeploy SDK (``mmdeploy_runtime``'s
+``Detector``, ``Segmentor`` or ``Classifier`` on the folder that
+``tools/deploy.py --dump-info`` wrote for ONNX Runtime). It starts from the
+decoded image and does its own pre- and post-processing, so every row also
+has an end-to-end time from the decoded image: MMDeploy's Python
+pre-processing (``create_input``) then ``test_step``.
 """
 import argparse
 import os.path as osp
@@ -35,6 +42,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
 from cpu_peak import measure_peaks  # noqa: E402
 
 BACKBONE_SCOPE = '/backbone/'
+SDK_ROW = 'MMDeploy SDK (onnxruntime fp32)'
 
 
 def parse_args():
@@ -50,6 +58,11 @@ def parse_args():
         metavar=('DEPLOY_CONFIG', 'BACKEND_FILE'),
         help='a deploy config and the backend model tools/deploy.py made '
         'with it; repeat for each backend')
+    parser.add_argument(
+        '--sdk',
+        nargs=2,
+        metavar=('TASK', 'SDK_DIR'),
+        help='Detector, Segmentor or Classifier, and its SDK model folder')
     parser.add_argument('--repeat', type=int, default=20)
     parser.add_argument('--rounds', type=int, default=2)
     return parser.parse_args()
@@ -63,19 +76,21 @@ def build_task(model_config, deploy_config):
 
 
 def openvino_precision(xml):
-    """'f32', 'bf16' or 'int8' (quantised), as the wrapper will run it."""
+    """What the wrapper runs ``xml`` in: ('int8', 'f32' or 'bf16' for the
+    operations left float) for a quantised model, else (None, 'f32' or
+    'bf16')."""
     import openvino as ov
 
     from mmefficientmod.deploy.mmdeploy_openvino import PRECISION_RT_INFO
     model = ov.Core().read_model(xml)
-    if any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops()):
-        return 'int8'
-    if model.has_rt_info(PRECISION_RT_INFO):
-        return model.get_rt_info(PRECISION_RT_INFO).astype(str)
-    return 'f32'
+    int8 = any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops())
+    float_precision = (
+        model.get_rt_info(PRECISION_RT_INFO).astype(str)
+        if model.has_rt_info(PRECISION_RT_INFO) else 'f32')
+    return ('int8' if int8 else None), float_precision
 
 
-def openvino_backbone_share(xml, precision, inputs):
+def openvino_backbone_share(xml, float_precision, inputs):
     """The backbone's share of the operations' time in OpenVINO's
     performance counters, for the graph run on ``inputs``."""
     import openvino as ov
@@ -84,8 +99,7 @@ def openvino_backbone_share(xml, precision, inputs):
     model.reshape({model.input(0).get_any_name(): list(inputs.shape)})
     compiled = core.compile_model(
         model, 'CPU', {
-            'INFERENCE_PRECISION_HINT': 'f32' if precision == 'int8' else
-            precision,
+            'INFERENCE_PRECISION_HINT': float_precision,
             'PERF_COUNT': True
         })
     request = compiled.create_infer_request()
@@ -115,6 +129,39 @@ class BackboneTimer:
         self.seconds += time.perf_counter() - self._began
 
 
+def in_turns(functions, rounds, repeat):
+    """Median seconds of each of ``functions`` (name to callable), timed in
+    turns: per round, a block of ``repeat`` calls of each after one untimed
+    call."""
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            function()
+            for _ in range(repeat):
+                start = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def end_to_end_calls(models, tasks, image, sdk):
+    """Callables from the decoded image to the result: MMDeploy's Python
+    pre-processing and ``test_step`` for each model, and the SDK's call."""
+    import mmcv
+    decoded = mmcv.imread(image)
+    calls = {
+        name: (lambda model=model, task=tasks[name]: model.test_step(
+            task.create_input(decoded)[0]))
+        for name, (model, _, _) in models.items()
+    }
+    if sdk:
+        import mmdeploy_runtime
+        runner = getattr(mmdeploy_runtime, sdk[0])(
+            model_path=sdk[1], device_name='cpu', device_id=0)
+        calls[SDK_ROW] = lambda: runner(decoded)
+    return calls
+
+
 def main():
     args = parse_args()
     if not args.deployed:
@@ -127,15 +174,22 @@ def main():
     pytorch = task.build_pytorch_model(args.checkpoint)
     inputs = task.create_input(args.image)[0]
     models = {'PyTorch fp32': (pytorch, inputs, 'f32')}
+    tasks = {'PyTorch fp32': task}
+    float_precisions = {}
     for deploy_config, backend_file in args.deployed:
         task = build_task(args.model_config, deploy_config)
         backend = task.deploy_cfg.backend_config.type
-        precision = (
+        int8, float_precision = (
             openvino_precision(backend_file)
-            if backend == 'openvino' else 'f32')
-        name = f'{backend} {precision.replace("f32", "fp32")}'
+            if backend == 'openvino' else (None, 'f32'))
+        name = f'{backend} {int8 or float_precision}'.replace('f32', 'fp32')
+        if int8:
+            name += f' (float ops {float_precision})'
         models[name] = (task.build_backend_model([backend_file]),
-                        task.create_input(args.image)[0], precision)
+                        task.create_input(args.image)[0], int8
+                        or float_precision)
+        float_precisions[name] = float_precision
+        tasks[name] = task
 
     with torch.no_grad():
         image_batch = pytorch.data_preprocessor(inputs, False)['inputs']
@@ -146,22 +200,21 @@ def main():
             pytorch.backbone(image_batch)
         backbone_flops = counter.get_total_flops() / 2
         timer = BackboneTimer(pytorch.backbone)
-        times = {name: [] for name in models}
-        for _ in range(args.rounds):
-            for name, (model, data, _) in models.items():
-                model.test_step(data)  # warm-up
-                for _ in range(args.repeat):
-                    start = time.perf_counter()
-                    model.test_step(data)
-                    times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    backbone_seconds = {
-        'PyTorch fp32':
-        timer.seconds / (args.rounds * (args.repeat + 1))
-    }
+        medians = in_turns(
+            {
+                name: (lambda model=model, data=data: model.test_step(data))
+                for name, (model, data, _) in models.items()
+            }, args.rounds, args.repeat)
+        backbone_seconds = {
+            'PyTorch fp32': timer.seconds / (args.rounds * (args.repeat + 1))
+        }
+        end_to_end = in_turns(
+            end_to_end_calls(models, tasks, args.image, args.sdk),
+            args.rounds, args.repeat)
     for deployed, name in zip(args.deployed, list(models)[1:]):
         if name.startswith('openvino'):
-            share = openvino_backbone_share(deployed[1], models[name][2],
+            share = openvino_backbone_share(deployed[1],
+                                            float_precisions[name],
                                             image_batch)
             backbone_seconds[name] = share * medians[name]
 
@@ -172,8 +225,8 @@ def main():
           'peak measured here: ' +
           ', '.join(f'{p} {g:.0f} GFLOP/s' for p, g in peaks.items()))
     print('| model | median ms | vs PyTorch | backbone ms | rest ms | '
-          'GFLOP/s | share of peak |')
-    print('|---|---|---|---|---|---|---|')
+          'GFLOP/s | share of peak | end to end ms |')
+    print('|---|---|---|---|---|---|---|---|')
     for name, median in medians.items():
         rate = flops / median / 1e9
         peak = peaks[models[name][2]]
@@ -182,7 +235,10 @@ def main():
                  f'{backbone * 1e3:.0f} | {(median - backbone) * 1e3:.0f}')
         print(f'| {name} | {median * 1e3:.0f} | {base / median:.2f}x | '
               f'{split} | {rate:.1f} | {rate / peak:.0%} of '
-              f'{models[name][2]} |')
+              f'{models[name][2]} | {end_to_end[name] * 1e3:.0f} |')
+    if SDK_ROW in end_to_end:
+        print(f'| {SDK_ROW} | — | — | — | — | — | — | '
+              f'{end_to_end[SDK_ROW] * 1e3:.0f} |')
 
 
 if __name__ == '__main__':
