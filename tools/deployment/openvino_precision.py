@@ -13,11 +13,11 @@ own training images through its test pipeline (``train_dataloader``'s
 dataset, ``test_dataloader``'s pipeline: the sizes the model is tested at,
 without using the images it is tested on) and its data preprocessor. Only
 operations inside the network's modules (backbone, neck, heads: the names
-MMDeploy's export gives them) are quantised. What stays float: everything
-MMDeploy adds at the top level of the graph (box decoding, score
-thresholds, TopK, NMS, mask pasting) and the RoI feature extractors
-(``--quantise-heads no`` also keeps the heads float). The rest runs in
-``--float-precision``.
+MMDeploy's export gives them) are quantised: by default
+(``--keep-float postprocess``) everything MMDeploy adds at the top level of
+the graph (box decoding, score thresholds, TopK, NMS) and the RoI feature
+extractors stay float; ``heads`` also keeps the heads float, ``nothing``
+leaves the choice to NNCF. What stays float runs in ``--float-precision``.
 
 The precision is written into the model file (``rt_info``), which the
 project's OpenVINO wrapper for MMDeploy reads. The SDK files beside the
@@ -38,6 +38,11 @@ import numpy as np
 TOP_LEVEL = r'^/[^/]*$'
 ROI_EXTRACTORS = r'.*roi_extractor.*'
 HEADS = r'^/(rpn_head|bbox_head|mask_head|decode_head|head)/.*'
+KEEP_FLOAT = {
+    'postprocess': [TOP_LEVEL, ROI_EXTRACTORS],
+    'heads': [TOP_LEVEL, ROI_EXTRACTORS, HEADS],
+    'nothing': [],
+}
 SDK_FILES = ('deploy.json', 'pipeline.json', 'detail.json')
 
 
@@ -59,10 +64,10 @@ def parse_args():
         default=64,
         help='training images to calibrate int8 on')
     parser.add_argument(
-        '--quantise-heads',
-        choices=['yes', 'no'],
-        default='yes',
-        help='quantise the detection/segmentation heads too (int8 only)')
+        '--keep-float',
+        choices=list(KEEP_FLOAT),
+        default='postprocess',
+        help='what int8 leaves float (see above)')
     return parser.parse_args()
 
 
@@ -102,14 +107,11 @@ def fit(image_batch, shape):
     return out
 
 
-def quantise(model, inputs, quantise_heads):
+def quantise(model, inputs, keep_float):
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters, QuantizationParameters)
     nncf.set_log_level(logging.WARNING)  # not a line per operation left out
-    patterns = [TOP_LEVEL, ROI_EXTRACTORS]
-    if not quantise_heads:
-        patterns.append(HEADS)
     shape = model.input(0).get_partial_shape()
     if shape.is_static:
         inputs = [fit(x, shape.to_shape()) for x in inputs]
@@ -124,7 +126,8 @@ def quantise(model, inputs, quantise_heads):
         model,
         nncf.Dataset(inputs),
         subset_size=len(inputs),
-        ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False),
+        ignored_scope=nncf.IgnoredScope(
+            patterns=KEEP_FLOAT[keep_float], validate=False),
         advanced_parameters=per_tensor)
 
 
@@ -143,7 +146,7 @@ def main():
     else:
         inputs = calibration_inputs(args.deploy_config, args.model_config,
                                     args.calib_images)
-        model = quantise(model, inputs, args.quantise_heads == 'yes')
+        model = quantise(model, inputs, args.keep_float)
     model.set_rt_info(float_precision, PRECISION_RT_INFO)
     os.makedirs(args.out_dir, exist_ok=True)
     out = osp.join(args.out_dir, osp.basename(args.model))
