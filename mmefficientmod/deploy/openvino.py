@@ -55,13 +55,20 @@ def convert_module(module: torch.nn.Module, example_shape: Sequence[int]):
     return model
 
 
-def quantize_int8(model, batches: List[torch.Tensor]):
+def quantize_int8(model,
+                  batches: List[torch.Tensor],
+                  ignored_types: Sequence[str] = ('Add', 'MVN'),
+                  ignored_patterns: Sequence[str] = ()):
     """int8 OpenVINO model by NNCF's post-training static quantisation.
 
     Args:
         model (openvino.Model): The float32 model.
         batches (list[Tensor]): Normalised float32 NCHW inputs whose
             activation ranges are calibrated (every image is used).
+        ignored_types (Sequence[str]): Operation types left float; the
+            default suits the backbone (below).
+        ignored_patterns (Sequence[str]): Regular expressions of operation
+            names left float.
     """
     try:
         import nncf
@@ -89,7 +96,10 @@ def quantize_int8(model, batches: List[torch.Tensor]):
         model,
         dataset,
         subset_size=len(batches),
-        ignored_scope=nncf.IgnoredScope(types=['Add', 'MVN'], validate=False),
+        ignored_scope=nncf.IgnoredScope(
+            types=list(ignored_types),
+            patterns=list(ignored_patterns),
+            validate=False),
         advanced_parameters=per_tensor)
 
 

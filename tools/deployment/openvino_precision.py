@@ -30,8 +30,6 @@ import os
 import os.path as osp
 import shutil
 
-import numpy as np
-
 # MMDeploy's export names each operation after the module it runs in
 # ('/backbone/stages.2/...', '/rpn_head/rpn_conv/...'); post-processing it
 # adds itself sits at the top level ('/Exp', '/NonMaxSuppression_1').
@@ -74,7 +72,7 @@ def parse_args():
 def calibration_inputs(deploy_config, model_config, num_images):
     """The first ``num_images`` training images as the model is tested on
     them: the test pipeline, then the data preprocessor (normalised, padded
-    float32 N x 3 x H x W arrays)."""
+    float32 N x 3 x H x W tensors)."""
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import load_config
     from mmengine.dataset import pseudo_collate
@@ -88,7 +86,7 @@ def calibration_inputs(deploy_config, model_config, num_images):
                          'needs images to calibrate on')
     preprocess = task.build_data_preprocessor()
     return [
-        preprocess(pseudo_collate([dataset[i]]), False)['inputs'].numpy()
+        preprocess(pseudo_collate([dataset[i]]), False)['inputs']
         for i in range(min(num_images, len(dataset)))
     ]
 
@@ -100,7 +98,7 @@ def fit(image_batch, shape):
     The statistics are collected on the model as converted, one compiled
     shape.
     """
-    out = np.zeros(shape, np.float32)
+    out = image_batch.new_zeros(tuple(shape))
     region = tuple(
         slice(0, min(a, b)) for a, b in zip(image_batch.shape, shape))
     out[region] = image_batch[region]
@@ -108,27 +106,20 @@ def fit(image_batch, shape):
 
 
 def quantise(model, inputs, keep_float):
+    # The backbone predictor's quantisation (per-tensor activation ranges),
+    # with what stays float named by --keep-float.
     import nncf
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters, QuantizationParameters)
+
+    from mmefficientmod.deploy.openvino import quantize_int8
     nncf.set_log_level(logging.WARNING)  # not a line per operation left out
     shape = model.input(0).get_partial_shape()
     if shape.is_static:
         inputs = [fit(x, shape.to_shape()) for x in inputs]
-    # One range per activation tensor: NNCF 3.4 gives the outputs of the
-    # channels-last linear layers that feed a depthwise convolution ranges
-    # per index of axis 1 (a spatial axis there), which ties the model to
-    # one input size (it can no longer be reshaped) and is wrong besides.
-    per_tensor = AdvancedQuantizationParameters(
-        activations_quantization_params=QuantizationParameters(
-            per_channel=False))
-    return nncf.quantize(
+    return quantize_int8(
         model,
-        nncf.Dataset(inputs),
-        subset_size=len(inputs),
-        ignored_scope=nncf.IgnoredScope(
-            patterns=KEEP_FLOAT[keep_float], validate=False),
-        advanced_parameters=per_tensor)
+        inputs,
+        ignored_types=(),
+        ignored_patterns=KEEP_FLOAT[keep_float])
 
 
 def main():
