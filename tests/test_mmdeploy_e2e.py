@@ -166,8 +166,8 @@ def int8_files(model, deploy_cfg, tmp_path):
     tools/deployment/openvino_precision.py makes of it, calibrated on the
     model config's training images."""
     fp32 = deploy(model, deploy_cfg, tmp_path / 'fp32')
-    tool('deployment/openvino_precision.py', deploy_cfg, model['cfg'],
-         fp32[0], tmp_path / 'int8', '--precision', 'int8')
+    tool('deployment/openvino_precision.py', deploy_cfg, model['cfg'], fp32[0],
+         tmp_path / 'int8', '--precision', 'int8')
     return fp32, [str(tmp_path / 'int8' / 'end2end.xml')]
 
 

@@ -26,9 +26,10 @@ from test_mmdeploy_e2e import (DEPLOY_CONFIGS, box_iou, deploy, predict,
                                random_checkpoint)
 
 pytestmark = pytest.mark.e2e
-pytest.importorskip('mmdeploy_runtime',
-                    reason='tools/install.sh installs mmdeploy-runtime '
-                    'where the platform has a wheel (CPython 3.11)')
+pytest.importorskip(
+    'mmdeploy_runtime',
+    reason='tools/install.sh installs mmdeploy-runtime '
+    'where the platform has a wheel (CPython 3.11)')
 
 SDK_SCRIPT = '''
 import json, sys
@@ -101,8 +102,7 @@ def test_sdk_classifier_agrees_with_backend(classifier, tmp_path):
     assert np.isclose(score, float(ref.pred_score.max()), atol=1e-3)
 
 
-@pytest.mark.xfail(
-    reason=SDK_FAULT + ' (an all-background map)', strict=False)
+@pytest.mark.xfail(reason=SDK_FAULT + ' (an all-background map)', strict=False)
 def test_sdk_segmentor_agrees_with_backend(models, tmp_path):  # noqa: F811
     model = models['seg']
     deploy_cfg = osp.join(DEPLOY_CONFIGS, 'sem-fpn_onnxruntime_dynamic.py')

@@ -7,8 +7,7 @@ _base_ = './mask-rcnn_efficientmod-xxs_fpn_embedded.py'
 
 model = dict(
     test_cfg=dict(
-        rpn=dict(nms_pre=1000, max_per_img=1000),
-        rcnn=dict(max_per_img=100)))
+        rpn=dict(nms_pre=1000, max_per_img=1000), rcnn=dict(max_per_img=100)))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),

@@ -624,8 +624,10 @@ def main(argv=None) -> List[Dict]:
     peaks = {}
     if args.device == 'cpu' and not args.train:
         peaks = measure_peaks(torch.get_num_threads())
-        meta.update({f'peak_{p}_gflop_per_s': f'{g:.0f}'
-                     for p, g in peaks.items()})
+        meta.update({
+            f'peak_{p}_gflop_per_s': f'{g:.0f}'
+            for p, g in peaks.items()
+        })
     print('; '.join(f'{k} {v or "unset"}' for k, v in meta.items()))
     authors = load_upstream_module(args.upstream) if args.upstream else None
     models = [(arch, arch_config(arch)) for arch in args.archs or []

@@ -62,8 +62,7 @@ def peak_gflops(precision: str, threads: int, seconds: float = 1.0) -> float:
                 'PERFORMANCE_HINT': 'LATENCY',
             })
         request = compiled.create_infer_request()
-        x = np.random.default_rng(1).standard_normal((rows, WIDTH),
-                                                     np.float32)
+        x = np.random.default_rng(1).standard_normal((rows, WIDTH), np.float32)
         request.infer([x])  # warm-up
         times = []
         deadline = time.perf_counter() + seconds

@@ -37,8 +37,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # The peak lives with the backbone benchmark, which measures against it too.
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
-                            'analysis_tools'))
+sys.path.insert(
+    0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'analysis_tools'))
 from cpu_peak import measure_peaks  # noqa: E402
 
 BACKBONE_SCOPE = '/backbone/'
@@ -97,11 +97,10 @@ def openvino_backbone_share(xml, float_precision, inputs):
     core = ov.Core()
     model = core.read_model(xml)
     model.reshape({model.input(0).get_any_name(): list(inputs.shape)})
-    compiled = core.compile_model(
-        model, 'CPU', {
-            'INFERENCE_PRECISION_HINT': float_precision,
-            'PERF_COUNT': True
-        })
+    compiled = core.compile_model(model, 'CPU', {
+        'INFERENCE_PRECISION_HINT': float_precision,
+        'PERF_COUNT': True
+    })
     request = compiled.create_infer_request()
     for _ in range(3):
         request.infer([inputs.numpy()])
@@ -180,8 +179,8 @@ def main():
         task = build_task(args.model_config, deploy_config)
         backend = task.deploy_cfg.backend_config.type
         int8, float_precision = (
-            openvino_precision(backend_file)
-            if backend == 'openvino' else (None, 'f32'))
+            openvino_precision(backend_file) if backend == 'openvino' else
+            (None, 'f32'))
         name = f'{backend} {int8 or float_precision}'.replace('f32', 'fp32')
         if int8:
             name += f' (float ops {float_precision})'
@@ -209,8 +208,8 @@ def main():
             'PyTorch fp32': timer.seconds / (args.rounds * (args.repeat + 1))
         }
         end_to_end = in_turns(
-            end_to_end_calls(models, tasks, args.image, args.sdk),
-            args.rounds, args.repeat)
+            end_to_end_calls(models, tasks, args.image, args.sdk), args.rounds,
+            args.repeat)
     for deployed, name in zip(args.deployed, list(models)[1:]):
         if name.startswith('openvino'):
             share = openvino_backbone_share(deployed[1],
@@ -222,8 +221,8 @@ def main():
     print(f'input {tuple(image_batch.shape)}, {threads} threads; '
           f'{flops / 1e9:.1f} GFLOP per image, backbone '
           f'{backbone_flops / 1e9:.1f} (one multiply-add counted once); '
-          'peak measured here: ' +
-          ', '.join(f'{p} {g:.0f} GFLOP/s' for p, g in peaks.items()))
+          'peak measured here: ' + ', '.join(f'{p} {g:.0f} GFLOP/s'
+                                             for p, g in peaks.items()))
     print('| model | median ms | vs PyTorch | backbone ms | rest ms | '
           'GFLOP/s | share of peak | end to end ms |')
     print('|---|---|---|---|---|---|---|---|')
