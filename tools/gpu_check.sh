@@ -255,5 +255,7 @@ else  # the same forms and precisions on the CPU, at 64x64
   bench 100 benchmark_train.csv "${TINY[@]}" --train --dtypes bfloat16 --batch-sizes 2
   RC2=$?
   note "benchmark: no GPU, so no figures; its code ran on the CPU at 64x64: inference exit $RC1, training exit $RC2"
+  # A rehearsal exists to catch what would fail on the device.
+  (( RC1 == 0 && RC2 == 0 )) || die "rehearsal: the benchmark did not run (log: $OUT/benchmark.log)"
 fi
 note "total: $((SECONDS - START)) s of the ${BUDGET} s budget; logs in $OUT"
