@@ -114,7 +114,8 @@ def openvino_backbone_share(xml, float_precision, inputs):
 
 
 class BackboneTimer:
-    """Time spent in ``module``'s forward, summed since the last reset."""
+    """Time spent in ``module``'s forward, summed over every call since it
+    was attached."""
 
     def __init__(self, module):
         self.seconds = 0.0
