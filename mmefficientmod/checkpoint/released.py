@@ -110,6 +110,15 @@ def _signature(backbone: Dict) -> Tuple:
     return tuple(stages)
 
 
+def _signature_of_arch(arch: Dict) -> Tuple:
+    ratios = arch['ratios']
+    return tuple((arch['widths'][i],
+                  tuple(f'm{ratios[j % len(ratios)]}'
+                        for j in range(arch['depths'][i])) +
+                  (f'a{arch["attention_mlp_ratios"][i]}', ) *
+                  arch['attention_depths'][i]) for i in range(NUM_STAGES))
+
+
 def infer_arch(backbone: Dict) -> str:
     """The ``ARCH_ZOO`` name of a backbone state dict (our naming), or
     ``'custom (widths [...])'``."""
@@ -117,13 +126,7 @@ def infer_arch(backbone: Dict) -> str:
         raise NotEfficientModCheckpoint('No EfficientMod stem in the weights.')
     found = _signature(backbone)
     for name, arch in ARCH_ZOO.items():
-        ratios = arch['ratios']
-        if found == tuple((arch['widths'][i],
-                           tuple(f'm{ratios[j % len(ratios)]}'
-                                 for j in range(arch['depths'][i])) +
-                           (f'a{arch["attention_mlp_ratios"][i]}', ) *
-                           arch['attention_depths'][i])
-                          for i in range(NUM_STAGES)):
+        if _signature_of_arch(arch) == found:
             return name
     return f'custom (widths {[width for width, _ in found]})'
 
