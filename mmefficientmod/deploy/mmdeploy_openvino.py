@@ -29,6 +29,14 @@ MAX_COMPILED_SHAPES = 8
 PRECISION_RT_INFO = ['mmefficientmod', 'inference_precision']
 
 
+def float_precision(model) -> str:
+    """What the float operations of the IR ``model`` run in: the precision
+    it names under :data:`PRECISION_RT_INFO`, else 'f32'."""
+    if model.has_rt_info(PRECISION_RT_INFO):
+        return model.get_rt_info(PRECISION_RT_INFO).astype(str)
+    return 'f32'
+
+
 def from_onnx(onnx_model: Union[str, onnx.ModelProto],
               output_file_prefix: str,
               input_info: Dict[str, Sequence[int]],
@@ -90,9 +98,7 @@ class OpenVINORuntimeWrapper(BaseWrapper):
         self._core = ov.Core()
         self._model = self._core.read_model(ir_model_file)
         self._compiled = {}
-        self.precision = (
-            self._model.get_rt_info(PRECISION_RT_INFO).astype(str)
-            if self._model.has_rt_info(PRECISION_RT_INFO) else 'f32')
+        self.precision = float_precision(self._model)
         if output_names is None:
             output_names = [out.get_any_name() for out in self._model.outputs]
         super().__init__(output_names)

@@ -32,6 +32,7 @@ import os.path as osp
 import statistics
 import sys
 import time
+from collections import namedtuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -42,6 +43,9 @@ sys.path.insert(
 from cpu_peak import measure_peaks  # noqa: E402
 
 BACKBONE_SCOPE = '/backbone/'
+# A model timed: its task processor, its input, the precision whose peak it
+# is held against, and its OpenVINO IR (None for the other backends).
+Form = namedtuple('Form', 'model task data peak ir')
 SDK_ROW = 'MMDeploy SDK (onnxruntime fp32)'
 
 
@@ -75,32 +79,29 @@ def build_task(model_config, deploy_config):
     return build_task_processor(model_cfg, deploy_cfg, 'cpu')
 
 
-def openvino_precision(xml):
-    """What the wrapper runs ``xml`` in: ('int8', 'f32' or 'bf16' for the
-    operations left float) for a quantised model, else (None, 'f32' or
-    'bf16')."""
-    import openvino as ov
-
-    from mmefficientmod.deploy.mmdeploy_openvino import PRECISION_RT_INFO
-    model = ov.Core().read_model(xml)
-    int8 = any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops())
-    float_precision = (
-        model.get_rt_info(PRECISION_RT_INFO).astype(str)
-        if model.has_rt_info(PRECISION_RT_INFO) else 'f32')
-    return ('int8' if int8 else None), float_precision
+def openvino_form(ir):
+    """The row name of the OpenVINO model ``ir`` and the precision whose
+    peak it is held against."""
+    from mmefficientmod.deploy.mmdeploy_openvino import float_precision
+    floats = float_precision(ir)
+    if any(op.get_type_name() == 'FakeQuantize' for op in ir.get_ops()):
+        return f'openvino int8 (float ops {floats})', 'int8'
+    return f'openvino {floats}'.replace('f32', 'fp32'), floats
 
 
-def openvino_backbone_share(xml, float_precision, inputs):
+def openvino_backbone_share(ir, inputs):
     """The backbone's share of the operations' time in OpenVINO's
-    performance counters, for the graph run on ``inputs``."""
+    performance counters, for the IR ``ir`` run on ``inputs``."""
     import openvino as ov
-    core = ov.Core()
-    model = core.read_model(xml)
+
+    from mmefficientmod.deploy.mmdeploy_openvino import float_precision
+    model = ir.clone()
     model.reshape({model.input(0).get_any_name(): list(inputs.shape)})
-    compiled = core.compile_model(model, 'CPU', {
-        'INFERENCE_PRECISION_HINT': float_precision,
-        'PERF_COUNT': True
-    })
+    compiled = ov.Core().compile_model(
+        model, 'CPU', {
+            'INFERENCE_PRECISION_HINT': float_precision(ir),
+            'PERF_COUNT': True
+        })
     request = compiled.create_infer_request()
     for _ in range(3):
         request.infer([inputs.numpy()])
@@ -144,15 +145,15 @@ def in_turns(functions, rounds, repeat):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def end_to_end_calls(models, tasks, image, sdk):
+def end_to_end_calls(forms, image, sdk):
     """Callables from the decoded image to the result: MMDeploy's Python
-    pre-processing and ``test_step`` for each model, and the SDK's call."""
+    pre-processing and ``test_step`` for each form, and the SDK's call."""
     import mmcv
     decoded = mmcv.imread(image)
     calls = {
-        name: (lambda model=model, task=tasks[name]: model.test_step(
-            task.create_input(decoded)[0]))
-        for name, (model, _, _) in models.items()
+        name: (lambda form=form: form.model.test_step(
+            form.task.create_input(decoded)[0]))
+        for name, form in forms.items()
     }
     if sdk:
         import mmdeploy_runtime
@@ -173,23 +174,18 @@ def main():
     task = build_task(args.model_config, args.deployed[0][0])
     pytorch = task.build_pytorch_model(args.checkpoint)
     inputs = task.create_input(args.image)[0]
-    models = {'PyTorch fp32': (pytorch, inputs, 'f32')}
-    tasks = {'PyTorch fp32': task}
-    float_precisions = {}
+    forms = {'PyTorch fp32': Form(pytorch, task, inputs, 'f32', None)}
     for deploy_config, backend_file in args.deployed:
         task = build_task(args.model_config, deploy_config)
         backend = task.deploy_cfg.backend_config.type
-        int8, float_precision = (
-            openvino_precision(backend_file) if backend == 'openvino' else
-            (None, 'f32'))
-        name = f'{backend} {int8 or float_precision}'.replace('f32', 'fp32')
-        if int8:
-            name += f' (float ops {float_precision})'
-        models[name] = (task.build_backend_model([backend_file]),
-                        task.create_input(args.image)[0], int8
-                        or float_precision)
-        float_precisions[name] = float_precision
-        tasks[name] = task
+        name, peak, ir = f'{backend} fp32', 'f32', None
+        if backend == 'openvino':
+            import openvino as ov
+            ir = ov.Core().read_model(backend_file)
+            name, peak = openvino_form(ir)
+        forms[name] = Form(
+            task.build_backend_model([backend_file]), task,
+            task.create_input(args.image)[0], peak, ir)
 
     with torch.no_grad():
         image_batch = pytorch.data_preprocessor(inputs, False)['inputs']
@@ -202,21 +198,19 @@ def main():
         timer = BackboneTimer(pytorch.backbone)
         medians = in_turns(
             {
-                name: (lambda model=model, data=data: model.test_step(data))
-                for name, (model, data, _) in models.items()
+                name: (lambda form=form: form.model.test_step(form.data))
+                for name, form in forms.items()
             }, args.rounds, args.repeat)
         backbone_seconds = {
             'PyTorch fp32': timer.seconds / (args.rounds * (args.repeat + 1))
         }
         end_to_end = in_turns(
-            end_to_end_calls(models, tasks, args.image, args.sdk), args.rounds,
+            end_to_end_calls(forms, args.image, args.sdk), args.rounds,
             args.repeat)
-    for deployed, name in zip(args.deployed, list(models)[1:]):
-        if name.startswith('openvino'):
-            share = openvino_backbone_share(deployed[1],
-                                            float_precisions[name],
-                                            image_batch)
-            backbone_seconds[name] = share * medians[name]
+    for name, form in forms.items():
+        if form.ir is not None:
+            backbone_seconds[name] = medians[name] * openvino_backbone_share(
+                form.ir, image_batch)
 
     base = medians['PyTorch fp32']
     print(f'input {tuple(image_batch.shape)}, {threads} threads; '
@@ -229,13 +223,13 @@ def main():
     print('|---|---|---|---|---|---|---|---|')
     for name, median in medians.items():
         rate = flops / median / 1e9
-        peak = peaks[models[name][2]]
+        peak = forms[name].peak
         backbone = backbone_seconds.get(name)
         split = ('— | —' if backbone is None else
                  f'{backbone * 1e3:.0f} | {(median - backbone) * 1e3:.0f}')
         print(f'| {name} | {median * 1e3:.0f} | {base / median:.2f}x | '
-              f'{split} | {rate:.1f} | {rate / peak:.0%} of '
-              f'{models[name][2]} | {end_to_end[name] * 1e3:.0f} |')
+              f'{split} | {rate:.1f} | {rate / peaks[peak]:.0%} of {peak} | '
+              f'{end_to_end[name] * 1e3:.0f} |')
     if SDK_ROW in end_to_end:
         print(f'| {SDK_ROW} | — | — | — | — | — | — | '
               f'{end_to_end[SDK_ROW] * 1e3:.0f} |')
