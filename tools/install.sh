@@ -67,8 +67,10 @@ MIM_SPEC="openmim==0.3.9"  # `mim train/test/search mmefficientmod`
 MMDEPLOY_SPEC="mmdeploy==1.3.1"
 MMDEPLOY_DEPS=("aenum" "prettytable" "openvino")
 # The MMDeploy SDK's Python API: one wheel, for CPython 3.11 on x86-64 Linux,
-# with its own ONNX Runtime 1.15.1 inside.
-SDK_SPEC="mmdeploy-runtime==1.3.1"
+# with its own ONNX Runtime 1.15.1 inside. Its pybind11 predates NumPy 2 and
+# writes wrong result arrays under it, so it lives apart with NumPy 1.26, in
+# the environment's mmdeploy-sdk folder (tools/deployment/sdk_predict.py).
+SDK_SPECS=("mmdeploy-runtime==1.3.1" "numpy==1.26.4")
 # mmcv's setup.py and mmengine's Config import pkg_resources (gone in setuptools 81).
 BUILD_SPECS=("setuptools>=77.0.3,<81" "wheel" "ninja")
 # nvcc and CUB/Thrust headers of the CUDA release torch 2.13's wheel pins (its
@@ -151,6 +153,10 @@ PY
     || fail "could not download the wheels for Python $FILL_PY (see above)"
   "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" --no-deps "$MIM_SPEC" "$MMDEPLOY_SPEC" \
     || fail "could not download $MIM_SPEC $MMDEPLOY_SPEC"
+  if [[ "$FILL_PY" == 3.11 ]]; then
+    "${DOWNLOAD[@]}" --only-binary :all: --python-version "$FILL_PY" --no-deps "${SDK_SPECS[@]}" \
+      || fail "could not download ${SDK_SPECS[*]}"
+  fi
   say "wheelhouse ready: $FILL_WHEELHOUSE ($(ls "$FILL_WHEELHOUSE" | wc -l) files, $(du -sh "$FILL_WHEELHOUSE" | cut -f1)); install with: tools/install.sh --wheelhouse DIR"
   exit 0
 fi
@@ -261,15 +267,20 @@ else
   "${PIP[@]}" -q "${MMDEPLOY_DEPS[@]}" || fail "could not install ${MMDEPLOY_DEPS[*]}"
   "${PIP[@]}" -q --no-deps "$MMDEPLOY_SPEC" || fail "could not install $MMDEPLOY_SPEC"
 fi
+SDK_SITE="$("$PY" -c 'import sys; print(sys.prefix)')/mmdeploy-sdk"
+if "$PY" -c "import mmdeploy_runtime" >/dev/null 2>&1; then
+  say "MMDeploy SDK: removed from the environment itself, where NumPy 2 breaks it"
+  "$PY" -m pip uninstall -y -q mmdeploy-runtime || fail "could not uninstall mmdeploy-runtime"
+fi
 if "$PY" -c "import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != 'x86_64' or sys.platform != 'linux')"; then
-  if "$PY" -c "import mmdeploy_runtime" >/dev/null 2>&1; then
-    say "MMDeploy SDK already installed (reused)"
+  if PYTHONPATH="$SDK_SITE" "$PY" -c "import numpy, mmdeploy_runtime; assert numpy.__version__ == '1.26.4'" >/dev/null 2>&1; then
+    say "MMDeploy SDK already installed in $SDK_SITE (reused)"
   else
-    say "MMDeploy SDK: $SDK_SPEC (a wheel; seconds)"
-    "${PIP[@]}" -q --no-deps "$SDK_SPEC" || fail "could not install $SDK_SPEC"
+    say "MMDeploy SDK with NumPy 1.26, apart in $SDK_SITE: ${SDK_SPECS[*]} (wheels; seconds)"
+    "${PIP[@]}" -q --no-deps --upgrade --target "$SDK_SITE" "${SDK_SPECS[@]}" || fail "could not install ${SDK_SPECS[*]}"
   fi
 else
-  say "MMDeploy SDK skipped: $SDK_SPEC has a wheel for CPython 3.11 on x86-64 Linux only"
+  say "MMDeploy SDK skipped: ${SDK_SPECS[0]} has a wheel for CPython 3.11 on x86-64 Linux only"
 fi
 
 plugin_ready() {  # from / so that the checkout itself is not on sys.path

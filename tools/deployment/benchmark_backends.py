@@ -22,14 +22,18 @@ every form; an int8 model is held against the int8 peak.
 
 ``--sdk TASK SDK_DIR`` adds the MMDeploy SDK (``mmdeploy_runtime``'s
 ``Detector``, ``Segmentor`` or ``Classifier`` on the folder that
-``tools/deploy.py --dump-info`` wrote for ONNX Runtime). It starts from the
-decoded image and does its own pre- and post-processing, so every row also
-has an end-to-end time from the decoded image: MMDeploy's Python
-pre-processing (``create_input``) then ``test_step``.
+``tools/deploy.py --dump-info`` wrote for ONNX Runtime), timed by
+tools/deployment/sdk_predict.py in its own interpreter (it needs NumPy 1.26)
+after the others. It starts from the decoded image and does its own pre-
+and post-processing, so every row also has an end-to-end time from the
+decoded image: MMDeploy's Python pre-processing (``create_input``) then
+``test_step``.
 """
 import argparse
+import json
 import os.path as osp
 import statistics
+import subprocess
 import sys
 import time
 from collections import namedtuple
@@ -47,6 +51,7 @@ BACKBONE_SCOPE = '/backbone/'
 # is held against, and its OpenVINO IR (None for the other backends).
 Form = namedtuple('Form', 'model task data peak ir')
 SDK_ROW = 'MMDeploy SDK (onnxruntime fp32)'
+SDK_PREDICT = osp.join(osp.dirname(osp.abspath(__file__)), 'sdk_predict.py')
 
 
 def parse_args():
@@ -145,22 +150,28 @@ def in_turns(functions, rounds, repeat):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def end_to_end_calls(forms, image, sdk):
+def end_to_end_calls(forms, image):
     """Callables from the decoded image to the result: MMDeploy's Python
-    pre-processing and ``test_step`` for each form, and the SDK's call."""
+    pre-processing and ``test_step`` for each form."""
     import mmcv
     decoded = mmcv.imread(image)
-    calls = {
+    return {
         name: (lambda form=form: form.model.test_step(
             form.task.create_input(decoded)[0]))
         for name, form in forms.items()
     }
-    if sdk:
-        import mmdeploy_runtime
-        runner = getattr(mmdeploy_runtime, sdk[0])(
-            model_path=sdk[1], device_name='cpu', device_id=0)
-        calls[SDK_ROW] = lambda: runner(decoded)
-    return calls
+
+
+def sdk_seconds(task, sdk_dir, image, repeat):
+    """The SDK's median call from the decoded image, in its own
+    interpreter."""
+    cmd = [sys.executable, SDK_PREDICT, task, sdk_dir, image]
+    out = subprocess.run(
+        cmd + ['--repeat', str(repeat)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])['latency_ms'] / 1e3
 
 
 def main():
@@ -205,8 +216,10 @@ def main():
             'PyTorch fp32': timer.seconds / (args.rounds * (args.repeat + 1))
         }
         end_to_end = in_turns(
-            end_to_end_calls(forms, args.image, args.sdk), args.rounds,
-            args.repeat)
+            end_to_end_calls(forms, args.image), args.rounds, args.repeat)
+    if args.sdk:
+        end_to_end[SDK_ROW] = sdk_seconds(*args.sdk, args.image,
+                                          args.rounds * args.repeat)
     for name, form in forms.items():
         if form.ir is not None:
             backbone_seconds[name] = medians[name] * openvino_backbone_share(

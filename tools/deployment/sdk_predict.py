@@ -1,0 +1,92 @@
+"""Run the MMDeploy SDK on one image and print its predictions as JSON.
+
+    python tools/deployment/sdk_predict.py Detector|Segmentor|Classifier \\
+        SDK_DIR IMAGE [--repeat N]
+
+``SDK_DIR`` is the folder that MMDeploy's ``tools/deploy.py --dump-info``
+writes for ONNX Runtime. The last line of output is JSON: the predictions
+(``labels`` and ``scores`` for the Classifier, the ``map`` for the
+Segmentor, ``bboxes`` (x1, y1, x2, y2, score) and ``labels`` for the
+Detector) and ``latency_ms``, the median of ``--repeat`` calls from the
+decoded image, the SDK's pre- and post-processing included.
+
+mmdeploy-runtime 1.3.1 is built with a pybind11 older than NumPy 2. Under
+NumPy 2 it misreads the dtype's item size and writes its result arrays with
+a zero stride: a segmentation map of a single class, one label repeated
+over every box. tools/install.sh therefore installs it with NumPy 1.26 into
+a folder of its own, ``mmdeploy-sdk`` in the virtual environment, and this
+tool runs itself in a fresh interpreter with that folder first on the path.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+import time
+
+SDK_SITE = osp.join(sys.prefix, 'mmdeploy-sdk')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        'task', choices=('Detector', 'Segmentor', 'Classifier'))
+    parser.add_argument('sdk_dir')
+    parser.add_argument('image')
+    parser.add_argument(
+        '--repeat', type=int, default=1, help='calls to time (default 1)')
+    return parser.parse_args()
+
+
+def as_json(task, result):
+    if task == 'Classifier':
+        return dict(
+            labels=[int(label) for label, _ in result],
+            scores=[float(score) for _, score in result])
+    if task == 'Segmentor':
+        return dict(map=result.tolist())
+    bboxes, labels, _ = result
+    return dict(bboxes=bboxes.tolist(), labels=labels.tolist())
+
+
+def main():
+    args = parse_args()
+    import numpy
+    if int(numpy.__version__.split('.')[0]) >= 2:
+        if not osp.isdir(SDK_SITE) or SDK_SITE in sys.path:
+            raise SystemExit(
+                f'The MMDeploy SDK is not installed with NumPy 1.26 in '
+                f'{SDK_SITE}: run '
+                'tools/install.sh (mmdeploy-runtime has a wheel for CPython '
+                '3.11 on x86-64 Linux only).')
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            filter(None, [SDK_SITE, env.get('PYTHONPATH')]))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+    if args.task == 'Detector':
+        print(
+            'warning: the Detector of MMDeploy SDK 1.3.1 races between its '
+            'threads on CPU and returns garbage rows in some runs '
+            '(open-mmlab/mmdeploy#2889; docs/deployment.md)',
+            file=sys.stderr)
+    import cv2
+    import mmdeploy_runtime
+    image = cv2.imread(args.image)
+    if image is None:
+        raise SystemExit(f'cannot read the image {args.image}')
+    runner = getattr(mmdeploy_runtime, args.task)(
+        model_path=args.sdk_dir, device_name='cpu', device_id=0)
+    seconds = []
+    for _ in range(max(args.repeat, 1)):
+        start = time.perf_counter()
+        result = runner(image)
+        seconds.append(time.perf_counter() - start)
+    out = as_json(args.task, result)
+    out['latency_ms'] = statistics.median(seconds) * 1e3
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    main()
