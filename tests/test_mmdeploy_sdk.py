@@ -19,23 +19,24 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from _detseg_utils import REPO, run, write_config
+from _detseg_utils import REPO, load_tool, run, write_config
 from test_mmdeploy_e2e import models  # noqa: F401 (the shared fixture)
 from test_mmdeploy_e2e import (DEPLOY_CONFIGS, box_iou, deploy, predict,
                                random_checkpoint)
 
+SDK_TOOL = load_tool('deployment/sdk_predict')
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        not osp.isdir(osp.join(sys.prefix, 'mmdeploy-sdk')),
+        not osp.isdir(SDK_TOOL.SDK_SITE),
         reason='tools/install.sh installs the MMDeploy SDK where the '
         'platform has a wheel (CPython 3.11 on x86-64 Linux)')
 ]
-SDK_PREDICT = osp.join(REPO, 'tools', 'deployment', 'sdk_predict.py')
 
 
 def sdk_predict(task, folder, image):
-    out = run([sys.executable, SDK_PREDICT, task, str(folder), image]).stdout
+    out = run([sys.executable, SDK_TOOL.__file__, task,
+               str(folder), image]).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

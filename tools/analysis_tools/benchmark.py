@@ -31,10 +31,11 @@ synchronised around each call). Each row has the median and 90th-percentile
 time, images/s, GFLOP/s (mmengine's count: one multiply-add is one FLOP),
 on the CPU its share of the matrix-multiply peak of its precision (int8,
 bf16 or f32) that tools/analysis_tools/cpu_peak.py measures at the start
-of the same run, the speed-up over ``authors-onnx``, ``authors-eager`` and the fastest of the
-authors' forms of the same precision and batch, and the agreement with the
-authors' float32 eager output (our eager one without their file) on a
-separate input: cosine, largest difference and, for classifiers, top-1.
+of the same run, the speed-up over ``authors-onnx``, ``authors-eager`` and
+the fastest of the authors' forms of the same precision and batch, and the
+agreement with the authors' float32 eager output (our eager one without
+their file) on a separate input: cosine, largest difference and, for
+classifiers, top-1.
 ``--train`` times a training step instead (forward, cross-entropy, backward,
 AdamW; float16 with a gradient scaler) with its peak memory. The commands
 of the tables: docs/speed.md (CPU) and docs/gpu.md (GPU); any config of
