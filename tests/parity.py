@@ -1,11 +1,11 @@
 """Locating the reference material of the parity tests.
 
-The xxs parity fixture and the upstream key lists are committed under
-``tests/data``. The authors' model file and the larger fixtures may not be
-copied into the repository: they are read from the folder named by the one
-setting ``MMEFFICIENTMOD_REFERENCE``, which holds ``upstream/EfficientMod.py``
-and ``parity/efficientmod_<arch>.pt``. ``.ci/run`` sets it; elsewhere the
-tests that need it are skipped with a reason that says how to set it.
+The upstream key lists are committed under ``tests/data``. The authors'
+model file and the parity fixtures are not copied into the repository: they
+are read from the folder named by the one setting
+``MMEFFICIENTMOD_REFERENCE``, which holds ``upstream/EfficientMod.py`` and
+``parity/efficientmod_<arch>.pt``. ``.ci/run`` sets it; elsewhere the tests
+that need it are skipped with a reason that says how to set it.
 """
 import os
 import os.path as osp
@@ -39,15 +39,9 @@ def upstream_model_file() -> str:
     return path
 
 
-def parity_fixture_path(arch: str) -> str:
-    committed = osp.join(DATA, 'parity', f'efficientmod_{arch}.pt')
-    if osp.isfile(committed):
-        return committed
-    return reference_path('parity', f'efficientmod_{arch}.pt')
-
-
 def load_parity_fixture(arch: str) -> dict:
-    return torch.load(parity_fixture_path(arch), weights_only=True)
+    return torch.load(
+        reference_path('parity', f'efficientmod_{arch}.pt'), weights_only=True)
 
 
 def upstream_shapes(arch: str) -> dict:

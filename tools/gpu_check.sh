@@ -60,11 +60,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
   bash tools/install.sh --fill-wheelhouse "$DIR" --like "$MODEL/bin/python" --mmcv-wheel "$MMCV_WHEEL" \
     || die "filling $DIR failed (see above)"
   AUTHORS="${MMEFFICIENTMOD_REFERENCE:-}/upstream/EfficientMod.py"
-  if [[ -n "${MMEFFICIENTMOD_REFERENCE:-}" && -f "$AUTHORS" ]]; then
-    mkdir -p "$DIR/reference/upstream" && cp "$AUTHORS" "$DIR/reference/upstream/"
-    say "the authors' model file copied to $DIR/reference (the benchmark's baseline; not committed)"
+  FIXTURE="${MMEFFICIENTMOD_REFERENCE:-}/parity/efficientmod_xxs.pt"
+  if [[ -n "${MMEFFICIENTMOD_REFERENCE:-}" && -f "$AUTHORS" && -f "$FIXTURE" ]]; then
+    mkdir -p "$DIR/reference/upstream" "$DIR/reference/parity"
+    cp "$AUTHORS" "$DIR/reference/upstream/" && cp "$FIXTURE" "$DIR/reference/parity/"
+    say "the authors' model file and the xxs parity fixture copied to $DIR/reference (not committed; the larger fixtures stay behind, the carry limit)"
   else
-    say "MMEFFICIENTMOD_REFERENCE unset or without upstream/EfficientMod.py: the benchmark will time our forms only"
+    say "MMEFFICIENTMOD_REFERENCE unset or without upstream/EfficientMod.py and parity/efficientmod_xxs.pt: the benchmark will time our forms only, and the device skips the parity tests"
   fi
   say "ready: $DIR ($(du -sh "$DIR" | cut -f1)); on the GPU machine: bash tools/gpu_check.sh $DIR"
   exit 0
