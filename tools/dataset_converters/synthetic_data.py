@@ -1,10 +1,8 @@
 """Deterministic generators of the small embedded datasets (no downloads).
 
-COCO, ADE20K and ImageNet layouts of easy-to-learn shapes and scenes for the
-CPU tests and the main job: byte-identical for the same parameters, and
-written again only when these change (docs/development.md#embedded-datasets).
-Imports only numpy, OpenCV and pycocotools; ``make_embedded_data.py`` beside
-this file is its command line.
+What they write: docs/development.md#embedded-datasets; their command line:
+``make_embedded_data.py`` beside this file. Imports only numpy, OpenCV and
+pycocotools.
 """
 import json
 import os
@@ -25,13 +23,6 @@ _FORMAT_VERSION = 1
 _MARKER = '.embedded.json'
 _DATASET_TAGS = {'coco': 1, 'ade20k': 2, 'imagenet': 3}
 _SPLIT_TAGS = {'train': 0, 'val': 1}
-
-# COCO layout knobs: which images are empty / get a crowd, which instances are
-# stored as compressed RLE, and how much of an instance may be occluded.
-_COCO_EMPTY_EVERY, _COCO_EMPTY_AT = 16, 3
-_COCO_CROWD_EVERY, _COCO_CROWD_AT = 8, 5
-_COCO_RLE_EVERY = 5
-_MIN_VISIBLE = 0.7
 
 
 def _image_rng(seed, dataset, split, index):
@@ -68,16 +59,13 @@ def _read_marker(root):
         return None
 
 
-def _build(root, dataset, params, classes, write_split, **extra):
-    """Write the ``train`` and ``val`` splits with ``write_split(out_dir,
-    split) -> paths and counts``, unless ``root`` already holds the dataset
-    made with ``params``. Returns the summary: ``root``, ``generated``,
-    ``classes``, ``extra`` and the splits.
-
-    The dataset is written into a sibling temporary directory, marker last,
-    and renamed onto ``root`` when complete, so a crash never leaves a
-    directory that looks finished; a ``root`` without a marker is replaced
-    only when empty, so a mistyped root never deletes unrelated files."""
+def _build(root, dataset, params, classes, write_split, extra=None):
+    """Write the train and val splits with ``write_split(out_dir, split) ->
+    the split's paths and counts`` unless ``root`` already holds the dataset
+    made with ``params``. Written into a sibling temporary directory, marker
+    last, then renamed: a crash never leaves a directory that looks finished.
+    A ``root`` without a marker is replaced only when empty, so a mistyped
+    root never deletes unrelated files."""
     params = dict(dataset=dataset, version=_FORMAT_VERSION, **params)
     params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
     marker = _read_marker(root)
@@ -95,7 +83,7 @@ def _build(root, dataset, params, classes, write_split, **extra):
         prefix=f'.{osp.basename(osp.abspath(root))}.tmp-', dir=parent)
     try:
         splits = {s: write_split(tmp_dir, s) for s in ('train', 'val')}
-        summary = dict(classes=list(classes), **extra, splits=splits)
+        summary = dict(classes=list(classes), **(extra or {}), splits=splits)
         _write_json(
             osp.join(tmp_dir, _MARKER), dict(params=params, summary=summary))
         if osp.lexists(root):
@@ -187,21 +175,22 @@ def _coco_crowd(rng, h, w):
 def _coco_instances(rng, h, w, index):
     """The instances of one image, painted in list order: dicts with
     ``label``, ``crowd``, ``parts`` and ``visible`` (the mask minus what
-    later instances cover). A placement that would hide more than
-    ``1 - _MIN_VISIBLE`` of an instance is redrawn (up to 20 times, then the
-    instance is dropped), so objects overlap only slightly."""
-    if index % _COCO_EMPTY_EVERY == _COCO_EMPTY_AT:
+    later instances cover). A placement that would hide more than 30% of an
+    instance is redrawn (up to 20 times, then the instance is dropped), so
+    objects overlap only slightly."""
+    if index % 16 == 3:  # one image in 16 is empty
         return []
     drawers = [(_coco_object, False)] * int(rng.integers(1, 5))
-    if index % _COCO_CROWD_EVERY == _COCO_CROWD_AT:
+    if index % 8 == 5:  # one in 8 has a crowd
         drawers.insert(0, (_coco_crowd, True))
     instances = []
     for drawer, crowd in drawers:
         for _ in range(20):
             label, parts = drawer(rng, h, w)
             mask = np.bitwise_or.reduce([m for m, _ in parts])
-            if all((inst['visible'] & (1 - mask)).sum() >= _MIN_VISIBLE *
-                   inst['full_area'] for inst in instances):
+            if all(
+                (inst['visible'] & (1 - mask)).sum() >= 0.7 * inst['full_area']
+                    for inst in instances):
                 for inst in instances:
                     inst['visible'] &= 1 - mask
                 instances.append(
@@ -218,7 +207,7 @@ def _coco_instances(rng, h, w, index):
 def _segmentation(mask, crowd, ann_id):
     """Encode a mask as COCO does, so loaders meet all three encodings:
     crowds as uncompressed RLE (column-major run lengths starting with 0s),
-    every ``_COCO_RLE_EVERY``-th instance as compressed RLE, the rest as
+    every fifth instance as compressed RLE, the rest as
     polygons of the outer contours."""
     if crowd:
         flat = mask.flatten(order='F')
@@ -227,7 +216,7 @@ def _segmentation(mask, crowd, ann_id):
                                  [flat.size]])
         counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()
         return dict(counts=counts, size=list(mask.shape))
-    if ann_id % _COCO_RLE_EVERY == 0:
+    if ann_id % 5 == 0:
         rle = mask_utils.encode(np.asfortranarray(mask))
         return dict(
             counts=rle['counts'].decode('ascii'), size=list(rle['size']))
@@ -521,12 +510,10 @@ def make_imagenet(root,
         img_size=img_size,
         seed=seed)
     per_class = dict(train=num_per_class_train, val=num_per_class_val)
-    return _build(
-        root,
-        'imagenet',
-        params,
-        IMAGENET_CLASSES,
-        lambda out, split: _imagenet_split(out, split, per_class[split],
-                                           img_size, seed),
-        wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
-        class_file='classes.txt')
+    wnids = [_wnid(i) for i in range(len(IMAGENET_CLASSES))]
+
+    def write_split(out, split):
+        return _imagenet_split(out, split, per_class[split], img_size, seed)
+
+    return _build(root, 'imagenet', params, IMAGENET_CLASSES, write_split,
+                  dict(wnids=wnids, class_file='classes.txt'))
