@@ -3,10 +3,7 @@
     python tools/main_job.py [--work-dir work_dirs/main_job]
         [--data-root data/embedded]
 
-Pretrains EfficientMod-xxs on the embedded ImageNet-layout set, then
-evaluates Mask R-CNN and Semantic FPN untrained, from scratch and from its
-weights, in this process, with one progress bar per stage; docs/main_job.md
-says what it writes where.
+Stages, outputs and results: docs/main_job.md.
 """
 import argparse
 import json
@@ -102,11 +99,9 @@ def output_to(log_path):
 
 
 def make_hook(bar, task, train, pictures):
-    """A hook that advances ``task`` of the rich progress ``bar`` over the
-    training (when ``train``) and validation iterations, records the
-    validation metrics and, with ``pictures=(folder, suffix, score_thr)``,
-    draws every validation image (ground truth | prediction) into one flat
-    folder."""
+    """A hook that advances the progress ``bar``'s ``task`` per iteration,
+    records the validation metrics and, with ``pictures=(folder, suffix,
+    score_thr)``, draws each validation image (ground truth | prediction)."""
     import mmcv
     from mmengine.hooks import Hook
 
@@ -219,10 +214,15 @@ def pretrain(bar, args, logs):
     from model_converters.publish_ema import publish
     work = osp.join(args.work_dir, 'pretrain')
     log = osp.join(logs, 'pretrain.log')
-    result = run_stage(bar, 'pretrain EfficientMod-xxs (mmpretrain)', log,
-                       PRETRAIN_CONFIG, work,
-                       data_options(PRETRAIN_DATA['folder'],
-                                    args.data_root), True, None)
+    result = run_stage(
+        bar,
+        'pretrain EfficientMod-xxs (mmpretrain)',
+        log,
+        PRETRAIN_CONFIG,
+        work,
+        data_options(PRETRAIN_DATA['folder'], args.data_root),
+        train=True,
+        pictures=None)
     with output_to(log):
         # A fixed name (no hash suffix) that the README's examples use.
         result['published'] = publish(
@@ -246,13 +246,19 @@ def run_task(bar, key, args, logs, published):
         prefix='backbone.')
     results = {}
     for run, label in RUNS:
+        options = dict(opts)
+        if run == 'imagenet':
+            options['model.backbone.init_cfg'] = init
+        trained = run != 'untrained'
         results[run] = run_stage(
-            bar, f'{task["name"]}: {label}',
-            osp.join(logs, f'{key}_{run}.log'), task['config'],
+            bar,
+            f'{task["name"]}: {label}',
+            osp.join(logs, f'{key}_{run}.log'),
+            task['config'],
             osp.join(args.work_dir, key, run),
-            opts if run != 'imagenet' else dict(
-                opts, **{'model.backbone.init_cfg': init}), run != 'untrained',
-            None if run == 'untrained' else (pictures, run, task['score_thr']))
+            options,
+            train=trained,
+            pictures=(pictures, run, task['score_thr']) if trained else None)
     return results
 
 

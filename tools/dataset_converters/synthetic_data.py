@@ -101,12 +101,10 @@ def _build(root, dataset, params, classes, write_split, extra=None):
 
 def _saturated_colour(rng):
     """A vivid RGB colour: objects are vivid, backgrounds muted."""
-    hsv = np.uint8([[[
-        rng.integers(0, 180),
-        rng.integers(150, 256),
-        rng.integers(150, 256)
-    ]]])
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    hue, sat, val = (rng.integers(0, 180), rng.integers(150, 256),
+                     rng.integers(150, 256))
+    rgb = cv2.cvtColor(np.uint8([[[hue, sat, val]]]), cv2.COLOR_HSV2RGB)
+    return rgb[0, 0].astype(np.float32)
 
 
 def _noisy_background(rng, h, w):
