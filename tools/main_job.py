@@ -3,14 +3,7 @@
     python tools/main_job.py [--work-dir work_dirs/main_job]
         [--data-root data/embedded]
 
-Writes the embedded COCO, its shapes as an ADE20K-layout set and an
-ImageNet-layout set of the same shapes (4,000 images); pretrains the
-EfficientMod-xxs classifier on it through mmpretrain and publishes its EMA
-weights; evaluates Mask R-CNN and Semantic FPN untrained, then trains each
-twice with the same schedule, from scratch and from the published weights;
-writes ``summary.md``, ``summary.png``, ``summary.json``, pictures of the
-predictions and the libraries' logs. Everything runs in this process, with
-one progress bar per stage (docs/main_job.md).
+Stages, outputs and results: docs/main_job.md.
 """
 import argparse
 import json
@@ -75,12 +68,11 @@ RUNS = (('untrained', 'untrained'), ('scratch', 'from scratch'),
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--work-dir',
+    add = parser.add_argument
+    add('--work-dir',
         default='work_dirs/main_job',
         help='checkpoints, logs, pictures and the summary go here')
-    parser.add_argument(
-        '--data-root',
+    add('--data-root',
         default='data/embedded',
         help='where the embedded datasets are written (and reused)')
     return parser.parse_args()
@@ -92,42 +84,36 @@ def output_to(log_path):
     loggers the libraries create meanwhile) to ``log_path``."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    saved = [os.dup(fd) for fd in (1, 2)]
     with open(log_path, 'a', encoding='utf-8') as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
         try:
             yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
-def make_hooks(bar, task, pictures=None):
-    """A hook that advances ``task`` of the rich progress ``bar`` over the
-    training and validation iterations, records the validation metrics and,
-    with ``pictures=(folder, suffix, score_thr)``, draws every validation
-    image (ground truth | prediction) into one flat folder."""
+def make_hook(bar, task, train, pictures):
+    """A hook that advances the progress ``bar``'s ``task`` per iteration,
+    records the validation metrics and, with ``pictures=(folder, suffix,
+    score_thr)``, draws each validation image (ground truth | prediction)."""
     import mmcv
     from mmengine.hooks import Hook
 
     class StageHook(Hook):
         priority = 'VERY_LOW'
+        metrics = {}
 
-        def __init__(self):
-            self.metrics = None
-
-        def before_train(self, runner):
+        def before_run(self, runner):  # both loops are built by now
             bar.update(
-                task, total=runner.max_iters + len(runner.val_loop.dataloader))
-
-        def before_val_epoch(self, runner):
-            if bar.tasks[task].total is None:
-                bar.update(task, total=len(runner.val_loop.dataloader))
+                task,
+                total=(runner.max_iters if train else 0) +
+                len(runner.val_loop.dataloader))
 
         def after_train_iter(self, *args, **kwargs):
             bar.advance(task)
@@ -151,43 +137,39 @@ def make_hooks(bar, task, pictures=None):
                     **extra)
 
         def after_val_epoch(self, runner, metrics=None):
-            self.metrics = dict(metrics or {})
+            # mmseg reports numpy floats, which json cannot write
+            self.metrics = {
+                k: float(v) if hasattr(v, '__float__') else v
+                for k, v in (metrics or {}).items()
+            }
 
     return StageHook()
 
 
-def build_runner(config, work_dir, options):
-    from _runner_utils import build_runner as build
+def run_stage(bar, label, log, config, work_dir, options, train, pictures):
+    """Train (and validate) ``config``, or only validate it when ``train``
+    is False; returns the validation metrics, the last checkpoint and the
+    seconds."""
+    from _runner_utils import build_runner
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.merge_from_dict(options)
-    cfg.work_dir = work_dir
-    cfg.launcher = 'none'
-    cfg.start_over = True  # each run of the job redoes its stages
-    # The libraries' configs name their visualizer 'visualizer', and mmengine
-    # hands back the instance of that name made by an earlier stage of this
-    # process, which would write this stage's scalars into that stage's dir.
-    if cfg.get('visualizer') is not None:
-        cfg.visualizer.name = f'main_job:{work_dir}'
-    return build(cfg)
-
-
-def run_stage(bar,
-              label,
-              log,
-              config,
-              work_dir,
-              options,
-              train=True,
-              pictures=None):
-    """Train (and validate) or only validate one config; returns the
-    validation metrics, the runner's last checkpoint and the seconds."""
+    from mmengine.runner import find_latest_checkpoint
     task = bar.add_task(label, total=None)
     start = time.time()
     try:
         with output_to(log):
-            runner = build_runner(config, work_dir, options)
-            hook = make_hooks(bar, task, pictures)
+            cfg = Config.fromfile(osp.join(REPO, config))
+            cfg.merge_from_dict(options)
+            cfg.work_dir = work_dir
+            cfg.launcher = 'none'
+            cfg.start_over = True  # each run of the job redoes its stages
+            # The libraries' configs name their visualizer 'visualizer', and
+            # mmengine hands back the instance of that name made by an earlier
+            # stage of this process, which would write this stage's scalars
+            # into that stage's dir.
+            if cfg.get('visualizer') is not None:
+                cfg.visualizer.name = f'main_job:{work_dir}'
+            runner = build_runner(cfg)
+            hook = make_hook(bar, task, train, pictures)
             runner.register_hook(hook)
             if train:
                 runner.train()
@@ -198,15 +180,10 @@ def run_stage(bar,
     except Exception as exc:
         raise SystemExit(f'{label} failed: {type(exc).__name__}: {exc}\n'
                          f'The full log is {log}') from exc
-    from mmengine.runner import find_latest_checkpoint
-    checkpoint = find_latest_checkpoint(work_dir) if train else None
-    # mmseg reports numpy floats, which json cannot write
-    metrics = {
-        k: float(v) if hasattr(v, '__float__') else v
-        for k, v in (hook.metrics or {}).items()
-    }
     return dict(
-        metrics=metrics, checkpoint=checkpoint, seconds=time.time() - start)
+        metrics=hook.metrics,
+        checkpoint=find_latest_checkpoint(work_dir) if train else None,
+        seconds=time.time() - start)
 
 
 def make_data(data_root):
@@ -229,23 +206,26 @@ def data_options(folder, data_root, key=None):
     }
     if key == 'det':
         ann = root + 'annotations/instances_val2017.json'
-        opts.update({
-            'val_evaluator.ann_file': ann,
-            'test_evaluator.ann_file': ann
-        })
+        opts['val_evaluator.ann_file'] = opts['test_evaluator.ann_file'] = ann
     return opts
 
 
 def pretrain(bar, args, logs):
-    import importlib
+    from model_converters.publish_ema import publish
     work = osp.join(args.work_dir, 'pretrain')
-    result = run_stage(bar, 'pretrain EfficientMod-xxs (mmpretrain)',
-                       osp.join(logs, 'pretrain.log'), PRETRAIN_CONFIG, work,
-                       data_options(PRETRAIN_DATA['folder'], args.data_root))
-    publish_ema = importlib.import_module('model_converters.publish_ema')
-    with output_to(osp.join(logs, 'pretrain.log')):
+    log = osp.join(logs, 'pretrain.log')
+    result = run_stage(
+        bar,
+        'pretrain EfficientMod-xxs (mmpretrain)',
+        log,
+        PRETRAIN_CONFIG,
+        work,
+        data_options(PRETRAIN_DATA['folder'], args.data_root),
+        train=True,
+        pictures=None)
+    with output_to(log):
         # A fixed name (no hash suffix) that the README's examples use.
-        result['published'] = publish_ema.publish(
+        result['published'] = publish(
             result['checkpoint'],
             osp.join(work, 'efficientmod-xxs_embedded-pretrain.pth'),
             add_hash=False)
@@ -254,38 +234,47 @@ def pretrain(bar, args, logs):
 
 def run_task(bar, key, args, logs, published):
     task = TASKS[key]
-    work = osp.join(args.work_dir, key)
     pictures = osp.join(args.work_dir, 'pictures', key)
     os.makedirs(pictures, exist_ok=True)
     opts = dict(
         data_options(task['data'], args.data_root, key), **task['schedule'])
     # _delete_: replaces the embedded configs' from-scratch init_cfg.
-    init = {
-        'model.backbone.init_cfg':
-        dict(
-            _delete_=True,
-            type='Pretrained',
-            checkpoint=published,
-            prefix='backbone.')
-    }
+    init = dict(
+        _delete_=True,
+        type='Pretrained',
+        checkpoint=published,
+        prefix='backbone.')
     results = {}
     for run, label in RUNS:
+        options = dict(opts)
+        if run == 'imagenet':
+            options['model.backbone.init_cfg'] = init
+        trained = run != 'untrained'
         results[run] = run_stage(
             bar,
             f'{task["name"]}: {label}',
             osp.join(logs, f'{key}_{run}.log'),
             task['config'],
-            osp.join(work, run),
-            dict(opts, **(init if run == 'imagenet' else {})),
-            train=run != 'untrained',
-            pictures=None if run == 'untrained' else
-            (pictures, run, task['score_thr']))
+            osp.join(args.work_dir, key, run),
+            options,
+            train=trained,
+            pictures=(pictures, run, task['score_thr']) if trained else None)
     return results
 
 
-def percent(key, value):
-    # COCO mAPs are fractions; mmseg and mmpretrain report percent already.
-    return 100 * value if key.startswith('coco/') else value
+def rows(results, headline_only=False):
+    """``(task name, metric label, [value per run])``, in percent."""
+    found = []
+    for key, task in TASKS.items():
+        for metric, label in task['metrics']:
+            # COCO mAPs are fractions; mmseg and mmpretrain report percent.
+            scale = 100 if metric.startswith('coco/') else 1
+            values = [
+                scale * results[key][run]['metrics'][metric] for run, _ in RUNS
+            ]
+            if not headline_only or metric in task['headline']:
+                found.append((task['name'], label, values))
+    return found
 
 
 def markdown_table(results):
@@ -294,12 +283,9 @@ def markdown_table(results):
         f'| embedded validation set (%) | {head} |',
         '|---' * (len(RUNS) + 1) + '|'
     ]
-    for key, task in TASKS.items():
-        for metric, label in task['metrics']:
-            cells = ' | '.join(
-                f"{percent(metric, results[key][run]['metrics'][metric]):.1f}"
-                for run, _ in RUNS)
-            lines.append(f'| {task["name"]} {label} | {cells} |')
+    for name, label, values in rows(results):
+        cells = ' | '.join(f'{v:.1f}' for v in values)
+        lines.append(f'| {name} {label} | {cells} |')
     return '\n'.join(lines)
 
 
@@ -309,24 +295,18 @@ def write_chart(results, path):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    headline = [(key, metric, label) for key, task in TASKS.items()
-                for metric, label in task['metrics']
-                if metric in task['headline']]
+    headline = rows(results, headline_only=True)
     fig, ax = plt.subplots(figsize=(8, 4))
     x = np.arange(len(headline))
     width = 0.8 / len(RUNS)
-    for i, (run, run_label) in enumerate(RUNS):
-        values = [
-            percent(m, results[k][run]['metrics'][m]) for k, m, _ in headline
-        ]
+    for i, (_, run_label) in enumerate(RUNS):
         bars = ax.bar(
             x + (i - (len(RUNS) - 1) / 2) * width,
-            values,
+            [values[i] for _, _, values in headline],
             width,
             label=run_label)
         ax.bar_label(bars, fmt='%.1f', fontsize=8)
-    ax.set_xticks(x,
-                  [f'{TASKS[k]["name"]}\n{label}' for k, _, label in headline])
+    ax.set_xticks(x, [f'{name}\n{label}' for name, label, _ in headline])
     ax.set_ylabel('% on the embedded validation set')
     ax.set_title('EfficientMod-xxs: untrained, from scratch and '
                  'ImageNet-initialised (same schedule)')
@@ -337,40 +317,38 @@ def write_chart(results, path):
 
 
 def report(console, args, pre, results, wall, load):
+    """Write the table, the chart and every figure; print the summary."""
     table = markdown_table(results)
     top1 = pre['metrics'].get('accuracy/top1')
     work = osp.relpath(args.work_dir)
-    with open(
-            osp.join(args.work_dir, 'summary.md'), 'w', encoding='utf-8') as f:
+    with open(osp.join(work, 'summary.md'), 'w', encoding='utf-8') as f:
         f.write(table + '\n')
-    write_chart(results, osp.join(args.work_dir, 'summary.png'))
+    write_chart(results, osp.join(work, 'summary.png'))
     summary = dict(
         pretrain=dict(
             top1=top1, weights=pre['published'], seconds=pre['seconds']),
         tasks=results,  # per task and run: metrics, seconds, checkpoint
         wall_seconds=wall,
         load_average=load)
-    with open(
-            osp.join(args.work_dir, 'summary.json'), 'w',
-            encoding='utf-8') as f:
+    with open(osp.join(work, 'summary.json'), 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=2)
-
-    console.print()
-    console.print(table)
-    console.print()
-    console.print(f'Pretraining: top-1 {top1:.1f}% on the embedded ImageNet '
-                  f'validation set; EMA weights: '
-                  f'{osp.relpath(pre["published"])}')
-    for key in TASKS:
+    lines = [
+        '', table, '', f'Pretraining: top-1 {top1:.1f}% on the embedded '
+        'ImageNet validation set; EMA weights: '
+        f'{osp.relpath(pre["published"])}'
+    ]
+    for key, task in TASKS.items():
         folder = osp.join(work, 'pictures', key)
-        console.print(f'{TASKS[key]["name"]} pictures (ground truth | '
-                      f'prediction): {folder}/ ({len(os.listdir(folder))})')
-    console.print(f'Table: {work}/summary.md; chart: {work}/summary.png; '
-                  f'figures: {work}/summary.json')
-    console.print(f'Full logs of the libraries: {work}/logs/')
-    console.print(f'Wall time {wall / 60:.1f} min (load average '
-                  f'{load[0]:.1f} at the start, {load[1]:.1f} at the end, '
-                  f'{os.cpu_count()} cores)')
+        lines.append(f'{task["name"]} pictures (ground truth | prediction): '
+                     f'{folder}/ ({len(os.listdir(folder))})')
+    lines += [
+        f'Table: {work}/summary.md; chart: {work}/summary.png; '
+        f'figures: {work}/summary.json',
+        f'Full logs of the libraries: {work}/logs/',
+        f'Wall time {wall / 60:.1f} min (load average {load[0]:.1f} at the '
+        f'start, {load[1]:.1f} at the end, {os.cpu_count()} cores)'
+    ]
+    console.print('\n'.join(lines))
 
 
 def main():

@@ -1,14 +1,10 @@
-"""Generate the small synthetic datasets used by the tests and the CPU demo.
-
-Usage::
+"""Write the small synthetic datasets used by the tests and the CPU demo.
 
     python tools/dataset_converters/make_embedded_data.py \
         [--root data/embedded] [--only coco|ade20k|ade20k_shapes|imagenet]
-        [--seed 0]
 
-``ade20k_shapes`` is the COCO images' shapes in the ADE20K layout, written
-from ``<root>/coco`` (made first when missing). Re-running with the same
-parameters leaves existing data untouched.
+``ade20k_shapes`` (the COCO images' shapes) also writes ``<root>/coco``.
+See synthetic_data.py beside this file.
 """
 import argparse
 import os.path as osp
@@ -31,44 +27,25 @@ _MAKERS = dict(
     imagenet=make_imagenet)
 
 
-def parse_args():
+def main():
     parser = argparse.ArgumentParser(
         description='Write the embedded COCO / ADE20K / ImageNet datasets.')
-    parser.add_argument(
-        '--root',
+    add = parser.add_argument
+    add('--root',
         default='data/embedded',
         help='output directory; datasets go to <root>/<name>')
-    parser.add_argument(
-        '--only', choices=sorted(_MAKERS), help='generate only this dataset')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
-    return parser.parse_args()
-
-
-def describe(name, summary):
-    """One line per split: where the data is and how much of it there is."""
-    state = 'generated' if summary['generated'] else 'up to date, skipped'
-    lines = [
-        f"{name}: {summary['root']} ({state}); "
-        f"classes: {', '.join(summary['classes'])}"
-    ]
-    for split, info in summary['splits'].items():
-        counts = ', '.join(f'{key}={value}' for key, value in info.items()
-                           if key.startswith('num_'))
-        paths = ', '.join(
-            osp.join(summary['root'], value) for key, value in info.items()
-            if not key.startswith('num_'))
-        lines.append(f'  {split}: {counts}; {paths}')
-    return '\n'.join(lines)
-
-
-def main():
-    args = parse_args()
-    names = [args.only] if args.only else list(_MAKERS)
-    for name in names:
+    add('--only', choices=sorted(_MAKERS), help='generate only this dataset')
+    add('--seed', type=int, default=0, help='random seed')
+    args = parser.parse_args()
+    for name in [args.only] if args.only else _MAKERS:
         start = time.perf_counter()
         summary = _MAKERS[name](osp.join(args.root, name), seed=args.seed)
-        print(describe(name, summary))
-        print(f'  took {time.perf_counter() - start:.2f}s')
+        state = 'generated' if summary['generated'] else 'up to date, skipped'
+        print(f"{name}: {summary['root']} ({state}, "
+              f'{time.perf_counter() - start:.2f}s)')
+        for split, info in summary['splits'].items():
+            print(f'  {split}: ' + ', '.join(f'{k}={v}'
+                                             for k, v in info.items()))
 
 
 if __name__ == '__main__':

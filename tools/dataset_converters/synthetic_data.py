@@ -1,21 +1,8 @@
 """Deterministic generators of the small embedded datasets (no downloads).
 
-The CPU tests and the main job need data in the on-disk formats that the
-stock MMDetection, MMSegmentation and MMPretrain datasets read, with classes
-that are easy to learn:
-
-* ``coco``: COCO 2017 instances layout of shapes (polygon, compressed-RLE and
-  uncompressed-RLE ``iscrowd=1`` segmentations, and images without objects);
-* ``ade20k``: ADE20K layout of street-like scenes (0 means "other", so that
-  ``reduce_zero_label=True`` matters), and the COCO images' shapes in the
-  same layout (``make_ade20k_shapes``);
-* ``imagenet``: ImageNet class-folder layout plus ``meta/{train,val}.txt``.
-
-Every image has its own random generator seeded from ``(seed, dataset,
-split, index)``, so the output is byte-identical across runs. A marker file
-records the parameters: calling a generator again with the same ones is a
-no-op. Only numpy, OpenCV and pycocotools are imported.
-``make_embedded_data.py`` beside this file is its command line.
+What they write: docs/development.md#embedded-datasets; their command line:
+``make_embedded_data.py`` beside this file. Imports only numpy, OpenCV and
+pycocotools.
 """
 import json
 import os
@@ -37,13 +24,6 @@ _MARKER = '.embedded.json'
 _DATASET_TAGS = {'coco': 1, 'ade20k': 2, 'imagenet': 3}
 _SPLIT_TAGS = {'train': 0, 'val': 1}
 
-# COCO layout knobs: which images are empty / get a crowd, which instances are
-# stored as compressed RLE, and how much of an instance may be occluded.
-_COCO_EMPTY_EVERY, _COCO_EMPTY_AT = 16, 3
-_COCO_CROWD_EVERY, _COCO_CROWD_AT = 8, 5
-_COCO_RLE_EVERY = 5
-_MIN_VISIBLE = 0.7
-
 
 def _image_rng(seed, dataset, split, index):
     """One generator per image, so no image depends on those before it."""
@@ -57,6 +37,11 @@ def _write_json(path, obj):
         json.dump(obj, f, separators=(',', ':'))
 
 
+def _write_lines(path, lines):
+    with open(path, 'w', encoding='utf-8') as f:
+        f.writelines(f'{line}\n' for line in lines)
+
+
 def _write_image(path, img):
     """An RGB image as JPEG (quality 95), or a label map as PNG."""
     img, params = np.clip(np.rint(img), 0, 255).astype(np.uint8), []
@@ -66,79 +51,60 @@ def _write_image(path, img):
         raise OSError(f'failed to write {path}')
 
 
-def _read_marker(path):
+def _read_marker(root):
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(osp.join(root, _MARKER), encoding='utf-8') as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
 
 
-def _segmentation_dirs(out_dir, folder):
-    """Create ``images/<folder>`` and ``annotations/<folder>``."""
-    dirs = f'images/{folder}', f'annotations/{folder}'
-    for d in dirs:
-        os.makedirs(osp.join(out_dir, d))
-    return dirs
-
-
-def _build_once(out_dir, params, writer):
-    """Run ``writer(tmp_dir) -> summary`` unless ``out_dir`` already holds a
-    dataset generated with ``params``. The dataset is written into a sibling
-    temporary directory, marker last, and renamed onto ``out_dir`` when
-    complete, so a crash never leaves a directory that looks finished; an
-    ``out_dir`` without a marker is replaced only when empty, so a mistyped
+def _build(root, dataset, params, classes, write_split, extra=None):
+    """Write the train and val splits with ``write_split(out_dir, split) ->
+    the split's paths and counts`` unless ``root`` already holds the dataset
+    made with ``params``. Written into a sibling temporary directory, marker
+    last, then renamed: a crash never leaves a directory that looks finished.
+    A ``root`` without a marker is replaced only when empty, so a mistyped
     root never deletes unrelated files."""
+    params = dict(dataset=dataset, version=_FORMAT_VERSION, **params)
     params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
-    marker = _read_marker(osp.join(out_dir, _MARKER))
+    marker = _read_marker(root)
     if marker is not None and marker.get('params') == params:
-        return dict(marker['summary'], root=out_dir, generated=False)
-    if marker is None and osp.lexists(out_dir) and (not osp.isdir(out_dir)
-                                                    or os.listdir(out_dir)):
+        return dict(marker['summary'], root=root, generated=False)
+    if marker is None and osp.lexists(root) and (not osp.isdir(root)
+                                                 or os.listdir(root)):
         raise FileExistsError(
-            f'{out_dir} exists and was not written by this generator; '
+            f'{root} exists and was not written by this generator; '
             'remove it or choose another root')
 
-    parent = osp.dirname(osp.abspath(out_dir))
+    parent = osp.dirname(osp.abspath(root))
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(
-        prefix=f'.{osp.basename(osp.abspath(out_dir))}.tmp-', dir=parent)
+        prefix=f'.{osp.basename(osp.abspath(root))}.tmp-', dir=parent)
     try:
-        summary = writer(tmp_dir)
+        splits = {s: write_split(tmp_dir, s) for s in ('train', 'val')}
+        summary = dict(classes=list(classes), **(extra or {}), splits=splits)
         _write_json(
             osp.join(tmp_dir, _MARKER), dict(params=params, summary=summary))
-        if osp.lexists(out_dir):
-            shutil.rmtree(out_dir)
+        if osp.lexists(root):
+            shutil.rmtree(root)
         try:
-            os.rename(tmp_dir, out_dir)
+            os.rename(tmp_dir, root)
         except OSError:  # kept if another process made the same first
-            marker = _read_marker(osp.join(out_dir, _MARKER))
+            marker = _read_marker(root)
             if marker is None or marker.get('params') != params:
                 raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return dict(summary, root=out_dir, generated=True)
-
-
-def _two_splits(root, params, classes, write_split, **extra):
-    """Build ``root`` once with ``write_split(out_dir, split)`` for train
-    and val; the summary holds ``classes``, ``extra`` and the splits."""
-
-    def writer(out_dir):
-        splits = {s: write_split(out_dir, s) for s in ('train', 'val')}
-        return dict(classes=list(classes), **extra, splits=splits)
-
-    return _build_once(root, params, writer)
+    return dict(summary, root=root, generated=True)
 
 
 def _saturated_colour(rng):
     """A vivid RGB colour: objects are vivid, backgrounds muted."""
-    hsv = np.uint8([[[
-        rng.integers(0, 180),
-        rng.integers(150, 256),
-        rng.integers(150, 256)
-    ]]])
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    hue, sat, val = (rng.integers(0, 180), rng.integers(150, 256),
+                     rng.integers(150, 256))
+    rgb = cv2.cvtColor(np.uint8([[[hue, sat, val]]]), cv2.COLOR_HSV2RGB)
+    return rgb[0, 0].astype(np.float32)
 
 
 def _noisy_background(rng, h, w):
@@ -207,21 +173,22 @@ def _coco_crowd(rng, h, w):
 def _coco_instances(rng, h, w, index):
     """The instances of one image, painted in list order: dicts with
     ``label``, ``crowd``, ``parts`` and ``visible`` (the mask minus what
-    later instances cover). A placement that would hide more than
-    ``1 - _MIN_VISIBLE`` of an instance is redrawn (up to 20 times, then the
-    instance is dropped), so objects overlap only slightly."""
-    if index % _COCO_EMPTY_EVERY == _COCO_EMPTY_AT:
+    later instances cover). A placement that would hide more than 30% of an
+    instance is redrawn (up to 20 times, then the instance is dropped), so
+    objects overlap only slightly."""
+    if index % 16 == 3:  # one image in 16 is empty
         return []
     drawers = [(_coco_object, False)] * int(rng.integers(1, 5))
-    if index % _COCO_CROWD_EVERY == _COCO_CROWD_AT:
+    if index % 8 == 5:  # one in 8 has a crowd
         drawers.insert(0, (_coco_crowd, True))
     instances = []
     for drawer, crowd in drawers:
         for _ in range(20):
             label, parts = drawer(rng, h, w)
             mask = np.bitwise_or.reduce([m for m, _ in parts])
-            if all((inst['visible'] & (1 - mask)).sum() >= _MIN_VISIBLE *
-                   inst['full_area'] for inst in instances):
+            if all(
+                (inst['visible'] & (1 - mask)).sum() >= 0.7 * inst['full_area']
+                    for inst in instances):
                 for inst in instances:
                     inst['visible'] &= 1 - mask
                 instances.append(
@@ -235,21 +202,10 @@ def _coco_instances(rng, h, w, index):
     return instances
 
 
-def _coco_image(rng, h, w, index):
-    """Render one image; returns (rgb, instances)."""
-    img = _noisy_background(rng, h, w)
-    instances = _coco_instances(rng, h, w, index)
-    for inst in instances:
-        for mask, colour in inst['parts']:
-            shade = rng.normal(0, 6, size=(h, w, 3)).astype(np.float32)
-            img = np.where(mask[..., None].astype(bool), colour + shade, img)
-    return img, instances
-
-
 def _segmentation(mask, crowd, ann_id):
     """Encode a mask as COCO does, so loaders meet all three encodings:
     crowds as uncompressed RLE (column-major run lengths starting with 0s),
-    every ``_COCO_RLE_EVERY``-th instance as compressed RLE, the rest as
+    every fifth instance as compressed RLE, the rest as
     polygons of the outer contours."""
     if crowd:
         flat = mask.flatten(order='F')
@@ -258,7 +214,7 @@ def _segmentation(mask, crowd, ann_id):
                                  [flat.size]])
         counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()
         return dict(counts=counts, size=list(mask.shape))
-    if ann_id % _COCO_RLE_EVERY == 0:
+    if ann_id % 5 == 0:
         rle = mask_utils.encode(np.asfortranarray(mask))
         return dict(
             counts=rle['counts'].decode('ascii'), size=list(rle['size']))
@@ -282,14 +238,21 @@ def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
     """Write ``<split>2017/*.jpg`` and its instances JSON, whose ``area``
     and ``bbox`` come from the stored segmentation; returns the counts."""
     w, h = img_size
-    img_dir = f'{split}2017'
+    img_dir, ann_file = f'{split}2017', f'annotations/instances_{split}2017.json'
     os.makedirs(osp.join(out_dir, img_dir))
+    os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     images, annotations = [], []
     for index in range(num):
         img_id = first_img_id + index
         file_name = f'{img_id:012d}.jpg'
-        img, instances = _coco_image(
-            _image_rng(seed, 'coco', split, index), h, w, index)
+        rng = _image_rng(seed, 'coco', split, index)
+        img = _noisy_background(rng, h, w)
+        instances = _coco_instances(rng, h, w, index)
+        for inst in instances:
+            for mask, colour in inst['parts']:
+                shade = rng.normal(0, 6, size=(h, w, 3)).astype(np.float32)
+                img = np.where(mask[..., None].astype(bool), colour + shade,
+                               img)
         _write_image(osp.join(out_dir, img_dir, file_name), img)
         images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
         for inst in instances:
@@ -305,21 +268,21 @@ def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
                     area=float(mask_utils.area(rle)),
                     bbox=[float(v) for v in mask_utils.toBbox(rle)],
                     iscrowd=int(inst['crowd'])))
-
-    ann_file = f'annotations/instances_{split}2017.json'
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(COCO_CLASSES)
+    ]
+    info = dict(
+        description='mmefficientmod embedded synthetic COCO',
+        version=str(_FORMAT_VERSION))
     _write_json(
         osp.join(out_dir, ann_file),
         dict(
-            info=dict(
-                description='mmefficientmod embedded synthetic COCO',
-                version=str(_FORMAT_VERSION)),
+            info=info,
             licenses=[],
             images=images,
             annotations=annotations,
-            categories=[
-                dict(id=i + 1, name=name, supercategory='shape')
-                for i, name in enumerate(COCO_CLASSES)
-            ]))
+            categories=categories))
     annotated = {a['image_id'] for a in annotations}
     return dict(
         img_dir=img_dir + '/',
@@ -338,20 +301,11 @@ def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
     there) and per-split paths (relative to ``root``) and counts.
     """
     params = dict(
-        dataset='coco',
-        version=_FORMAT_VERSION,
-        num_train=num_train,
-        num_val=num_val,
-        img_size=img_size,
-        seed=seed)
-
-    def write_split(out_dir, split):
-        os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-        num, first_id = ((num_train, 1) if split == 'train' else
-                         (num_val, num_train + 1))
-        return _coco_split(out_dir, split, num, first_id, img_size, seed)
-
-    return _two_splits(root, params, COCO_CLASSES, write_split)
+        num_train=num_train, num_val=num_val, img_size=img_size, seed=seed)
+    first = dict(train=(num_train, 1), val=(num_val, num_train + 1))
+    return _build(
+        root, 'coco', params, COCO_CLASSES, lambda out, split: _coco_split(
+            out, split, *first[split], img_size, seed))
 
 
 _SKY, _TREE, _BUILDING, _ROAD = range(1, len(ADE_CLASSES) + 1)
@@ -407,18 +361,33 @@ def _ade_textures(rng, h, w):
     return [tex + jitter[i] for i, tex in enumerate(textures)]
 
 
-def _ade_split(out_dir, split, num, img_size, seed):
-    """Write ``images/<folder>/*.jpg`` and ``annotations/<folder>/*.png``."""
+def _seg_split(out_dir, split, samples):
+    """Write ``images/<folder>/<name>.jpg`` and ``annotations/<folder>/
+    <name>.png`` for each ``(name, image, label map)`` of ``samples``; an
+    image given as a path is copied."""
+    img_dir, ann_dir = (f'{d}/{_ADE_FOLDERS[split]}'
+                        for d in ('images', 'annotations'))
+    for d in (img_dir, ann_dir):
+        os.makedirs(osp.join(out_dir, d))
+    num = 0
+    for num, (name, img, label) in enumerate(samples, 1):
+        path = osp.join(out_dir, img_dir, name + '.jpg')
+        if isinstance(img, str):
+            shutil.copyfile(img, path)
+        else:
+            _write_image(path, img)
+        _write_image(osp.join(out_dir, ann_dir, name + '.png'), label)
+    return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=num)
+
+
+def _ade_samples(split, num, img_size, seed):
+    """The street scenes of one split."""
     w, h = img_size
-    img_dir, ann_dir = _segmentation_dirs(out_dir, _ADE_FOLDERS[split])
     for index in range(num):
-        name = f'ADE_{split}_{index + 1:08d}'
         rng = _image_rng(seed, 'ade20k', split, index)
         label = _ade_label_map(rng, h, w)
         img = np.choose(label[..., None], _ade_textures(rng, h, w))
-        _write_image(osp.join(out_dir, img_dir, name + '.jpg'), img)
-        _write_image(osp.join(out_dir, ann_dir, name + '.png'), label)
-    return dict(img_dir=img_dir, ann_dir=ann_dir, num_images=num)
+        yield f'ADE_{split}_{index + 1:08d}', img, label
 
 
 def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
@@ -429,25 +398,19 @@ def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
     ``(width, height)``. Returns a dict like :func:`make_coco`'s.
     """
     params = dict(
-        dataset='ade20k',
-        version=_FORMAT_VERSION,
-        num_train=num_train,
-        num_val=num_val,
-        img_size=img_size,
-        seed=seed)
+        num_train=num_train, num_val=num_val, img_size=img_size, seed=seed)
     nums = dict(train=num_train, val=num_val)
-    return _two_splits(
-        root, params, ADE_CLASSES,
-        lambda out, split: _ade_split(out, split, nums[split], img_size, seed))
+    return _build(
+        root, 'ade20k', params, ADE_CLASSES, lambda out, split: _seg_split(
+            out, split, _ade_samples(split, nums[split], img_size, seed)))
 
 
-def _shapes_split(coco_root, out_dir, split):
-    """Write the images of one COCO split with their shape label maps."""
+def _shapes_samples(coco_root, split):
+    """The images of one COCO split (their paths) with their shapes."""
     with open(
             osp.join(coco_root, 'annotations', f'instances_{split}2017.json'),
             encoding='utf-8') as f:
         coco = json.load(f)
-    img_dir, ann_dir = _segmentation_dirs(out_dir, _ADE_FOLDERS[split])
     by_image = {}
     for ann in coco['annotations']:
         by_image.setdefault(ann['image_id'], []).append(ann)
@@ -458,13 +421,8 @@ def _shapes_split(coco_root, out_dir, split):
         for ann in by_image.get(image['id'], []):
             rle = _segmentation_rle(ann['segmentation'], h, w)
             label[mask_utils.decode(rle).astype(bool)] = ann['category_id']
-        name = osp.splitext(image['file_name'])[0]
-        shutil.copyfile(
-            osp.join(coco_root, f'{split}2017', image['file_name']),
-            osp.join(out_dir, img_dir, name + '.jpg'))
-        _write_image(osp.join(out_dir, ann_dir, name + '.png'), label)
-    return dict(
-        img_dir=img_dir, ann_dir=ann_dir, num_images=len(coco['images']))
+        yield (osp.splitext(image['file_name'])[0],
+               osp.join(coco_root, f'{split}2017', image['file_name']), label)
 
 
 def make_ade20k_shapes(root, coco_root):
@@ -474,18 +432,15 @@ def make_ade20k_shapes(root, coco_root):
     ``k`` (1..3) is ``COCO_CLASSES[k - 1]``. Returns a dict like
     :func:`make_coco`'s.
     """
-    source = _read_marker(osp.join(coco_root, _MARKER))
+    source = _read_marker(coco_root)
     if source is None:
         raise FileNotFoundError(
             f'{coco_root} holds no embedded COCO dataset; write it first '
             'with make_coco()')
-    return _two_splits(
-        root,
-        dict(
-            dataset='ade20k_shapes',
-            version=_FORMAT_VERSION,
-            coco=source['params']), COCO_CLASSES,
-        lambda out, split: _shapes_split(coco_root, out, split))
+    return _build(
+        root, 'ade20k_shapes', dict(coco=source['params']), COCO_CLASSES,
+        lambda out, split: _seg_split(out, split,
+                                      _shapes_samples(coco_root, split)))
 
 
 def _wnid(label):
@@ -514,7 +469,11 @@ def _imagenet_image(rng, label, size):
 
 
 def _imagenet_split(out_dir, split, per_class, size, seed):
-    """Write ``<split>/<wnid>/*.JPEG`` and ``meta/<split>.txt``."""
+    """Write ``<split>/<wnid>/*.JPEG`` and ``meta/<split>.txt`` (and, with
+    the train split, ``classes.txt``)."""
+    if split == 'train':
+        os.makedirs(osp.join(out_dir, 'meta'))
+        _write_lines(osp.join(out_dir, 'classes.txt'), IMAGENET_CLASSES)
     lines = []
     for label in range(len(IMAGENET_CLASSES)):
         os.makedirs(osp.join(out_dir, split, _wnid(label)))
@@ -524,10 +483,9 @@ def _imagenet_split(out_dir, split, per_class, size, seed):
             _write_image(
                 osp.join(out_dir, split, rel),
                 _imagenet_image(rng, label, size))
-            lines.append(f'{rel} {label}\n')
+            lines.append(f'{rel} {label}')
     ann_file = f'meta/{split}.txt'
-    with open(osp.join(out_dir, ann_file), 'w', encoding='utf-8') as f:
-        f.writelines(lines)
+    _write_lines(osp.join(out_dir, ann_file), lines)
     return dict(img_dir=split, ann_file=ann_file, num_images=len(lines))
 
 
@@ -545,28 +503,15 @@ def make_imagenet(root,
     :func:`make_coco`'s, plus ``wnids`` and ``class_file``.
     """
     params = dict(
-        dataset='imagenet',
-        version=_FORMAT_VERSION,
         num_per_class_train=num_per_class_train,
         num_per_class_val=num_per_class_val,
         img_size=img_size,
         seed=seed)
     per_class = dict(train=num_per_class_train, val=num_per_class_val)
+    wnids = [_wnid(i) for i in range(len(IMAGENET_CLASSES))]
 
-    def write_split(out_dir, split):
-        if split == 'train':
-            os.makedirs(osp.join(out_dir, 'meta'))
-            with open(
-                    osp.join(out_dir, 'classes.txt'), 'w',
-                    encoding='utf-8') as f:
-                f.writelines(f'{name}\n' for name in IMAGENET_CLASSES)
-        return _imagenet_split(out_dir, split, per_class[split], img_size,
-                               seed)
+    def write_split(out, split):
+        return _imagenet_split(out, split, per_class[split], img_size, seed)
 
-    return _two_splits(
-        root,
-        params,
-        IMAGENET_CLASSES,
-        write_split,
-        wnids=[_wnid(i) for i in range(len(IMAGENET_CLASSES))],
-        class_file='classes.txt')
+    return _build(root, 'imagenet', params, IMAGENET_CLASSES, write_split,
+                  dict(wnids=wnids, class_file='classes.txt'))

@@ -1,14 +1,9 @@
-"""Check the datasets a config uses before a run (docs/bad_inputs.md).
+"""Check the datasets a config uses before a run (docs/bad_inputs.md#datasets).
 
-Reads every split's datasets (inside dataset wrappers too; a dataset shared
-by two splits once) and lists, per file and entry: COCO annotation entries
-without their fields, of unknown images or categories, or with boxes of zero
-area or outside the image (read as JSON, so that a broken entry is named
-rather than failing the library's loader with a bare ``KeyError``);
-segmentation label ids ``>= num_classes`` other than 255 after
-``reduce_zero_label`` and ``label_map``; classification labels outside the
-classes; images and maps that are missing, do not decode or have another
-size. Exit status 1 with the list, else 0 with a one-line summary.
+COCO annotation files are read as JSON, so that a broken entry is named
+rather than failing the library's loader with a bare ``KeyError``; the other
+datasets are read by their library. Exit status 1 with the problems per file
+and entry, else 0 with one line.
 """
 import argparse
 import json
@@ -31,20 +26,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='List missing fields, bad boxes, out-of-range labels and '
         'unreadable images of the datasets a config uses.')
-    parser.add_argument('config', help='config file')
-    parser.add_argument(
-        '--splits',
+    add = parser.add_argument
+    add('config', help='config file')
+    add('--splits',
         nargs='+',
         default=['train', 'val', 'test'],
         choices=['train', 'val', 'test'],
         help='the dataloaders to check (default: all the config has)')
-    parser.add_argument(
-        '--max-listed',
+    add('--max-listed',
         type=int,
         default=100,
         help='problems listed per file (all are counted); default 100')
-    parser.add_argument(
-        '--cfg-options',
+    add('--cfg-options',
         nargs='+',
         action=DictAction,
         help='override config entries, e.g. '
@@ -52,25 +45,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class Problems:
+class Problems(defaultdict):
     """Problems per file, in the order found."""
 
     def __init__(self):
-        self.by_file = defaultdict(list)
+        super().__init__(list)
 
     def add(self, path, entry, what):
-        self.by_file[path].append(f'{entry}: {what}')
-
-    def __len__(self):
-        return sum(map(len, self.by_file.values()))
-
-    def report(self, max_listed):
-        for path, found in self.by_file.items():
-            print(f'{path}: {len(found)} problem(s)')
-            for line in found[:max_listed]:
-                print(f'  {line}')
-            if len(found) > max_listed:
-                print(f'  ... and {len(found) - max_listed} more')
+        self[path].append(f'{entry}: {what}')
 
 
 def _join(*parts):
@@ -92,17 +74,7 @@ def image_size(path, problems, entry):
         return None
 
 
-def dataset_classes(ds, library):
-    """The class names the dataset config uses."""
-    classes = (ds.get('metainfo') or {}).get('classes')
-    if classes is None:
-        from mmengine.registry import DATASETS
-        cls = DATASETS.get(ds['type'])
-        classes = getattr(cls, 'METAINFO', {}).get('classes', ())
-    return tuple(classes)
-
-
-def check_coco(ds, library, problems):
+def check_coco(ds, problems):
     ann_file = _join(ds.get('data_root'), ds['ann_file'])
     try:
         with open(ann_file, encoding='utf-8') as f:
@@ -113,11 +85,13 @@ def check_coco(ds, library, problems):
     except ValueError as error:
         problems.add(ann_file, 'the file', f'does not read as JSON ({error})')
         return
-    classes = dataset_classes(ds, library)
-    category_names = {
-        c.get('id'): c.get('name')
-        for c in coco.get('categories', [])
-    }
+    classes = (ds.get('metainfo') or {}).get('classes')
+    if classes is None:  # the dataset class's own
+        from mmengine.registry import DATASETS
+        classes = getattr(DATASETS.get(ds['type']), 'METAINFO', {})
+        classes = classes.get('classes', ())
+    classes = tuple(classes)
+    names = {c.get('id'): c.get('name') for c in coco.get('categories', [])}
     img_prefix = _join(
         ds.get('data_root'), (ds.get('data_prefix') or {}).get('img', ''))
     images = {}
@@ -129,8 +103,8 @@ def check_coco(ds, library, problems):
         if 'id' in img:
             images[img['id']] = img
         if 'file_name' in img:
-            path = osp.join(img_prefix, img['file_name'])
-            size = image_size(path, problems, entry)
+            size = image_size(
+                osp.join(img_prefix, img['file_name']), problems, entry)
             listed = (img.get('height'), img.get('width'))
             if size and None not in listed and size != listed:
                 problems.add(
@@ -144,9 +118,8 @@ def check_coco(ds, library, problems):
         if missing:
             problems.add(ann_file, entry, f'missing {", ".join(missing)}')
         category = ann.get('category_id')
-        if 'category_id' in ann and category_names.get(category) not in \
-                classes:
-            name = category_names.get(category)
+        name = names.get(category)
+        if 'category_id' in ann and name not in classes:
             problems.add(
                 ann_file, entry, f'category id {category} ' +
                 (f'({name!r}) is not one of the config\'s classes {classes}'
@@ -154,62 +127,60 @@ def check_coco(ds, library, problems):
         if 'image_id' in ann and ann['image_id'] not in images:
             problems.add(ann_file, entry, 'no image has this image_id')
         if 'bbox' in ann:
-            _check_box(ann['bbox'], images.get(ann.get('image_id')), ann_file,
-                       entry, problems)
+            box_problem = _box_problem(ann['bbox'],
+                                       images.get(ann.get('image_id')))
+            if box_problem:
+                problems.add(ann_file, entry, box_problem)
 
 
-def _check_box(box, img, ann_file, entry, problems):
+def _box_problem(box, img):
+    """What is wrong with COCO ``box`` of image ``img`` (a dict), or None."""
     if not (isinstance(box, (list, tuple)) and len(box) == 4
             and all(isinstance(v, (int, float)) for v in box)):
-        problems.add(ann_file, entry, f'bbox {box!r} is not [x, y, w, h]')
-        return
+        return f'bbox {box!r} is not [x, y, w, h]'
     x, y, w, h = box
     if w <= 0 or h <= 0:
-        problems.add(ann_file, entry, f'bbox {box} has zero area')
-        return
+        return f'bbox {box} has zero area'
     if not img or 'height' not in img or 'width' not in img:
-        return
+        return None
     H, W, tol = img['height'], img['width'], BORDER_TOLERANCE
     if x >= W or y >= H or x + w <= 0 or y + h <= 0:
-        problems.add(
-            ann_file, entry, f'bbox {box} lies entirely outside its '
-            f'{H}x{W} image (height x width)')
-    elif x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
-        problems.add(
-            ann_file, entry, f'bbox {box} reaches outside its {H}x{W} '
-            'image (height x width)')
+        return (f'bbox {box} lies entirely outside its {H}x{W} image '
+                '(height x width)')
+    if x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
+        return (f'bbox {box} reaches outside its {H}x{W} image '
+                '(height x width)')
+    return None
 
 
-def build_dataset(ds):
+def check_built(ds, problems):
+    """Check the images, maps and labels of a dataset the library builds
+    (MMSegmentation, MMPretrain)."""
     from mmengine.registry import DATASETS
     cfg = dict(ds, pipeline=[], serialize_data=False, lazy_init=False)
     cfg.pop('filter_cfg', None)
-    return DATASETS.build(cfg)
-
-
-def check_segmentation(ds, problems):
-    dataset = build_dataset(ds)
-    num_classes = len(dataset.metainfo['classes'])
+    dataset = DATASETS.build(cfg)
+    num_classes = len(dataset.metainfo.get('classes') or ())
     for i, info in enumerate(dataset.data_list):
-        entry = f'sample {i}'
+        entry = f'sample {i} ({osp.basename(info["img_path"])})'
+        label = info.get('gt_label')
+        if label is not None and num_classes and not all(
+                0 <= int(v) < num_classes for v in np.atleast_1d(label)):
+            problems.add(
+                dataset.ann_file or dataset.data_prefix.get('img_path', ''),
+                entry, f'label {label} is outside 0..{num_classes - 1} '
+                f'({num_classes} classes)')
         img_size = image_size(info['img_path'], problems, entry)
         path = info.get('seg_map_path')
         if path is None or not image_size(path, problems, entry):
             continue
-        with Image.open(path) as seg_map:
-            labels = np.array(seg_map)
+        # as training reads it: after reduce_zero_label and label_map
+        from mmseg.datasets.transforms import LoadAnnotations
+        labels = LoadAnnotations()(dict(info, seg_fields=[]))['gt_seg_map']
         if img_size and labels.shape[:2] != img_size:
             problems.add(
                 path, entry, f'map is {labels.shape[0]}x{labels.shape[1]}, '
                 f'its image {img_size[0]}x{img_size[1]}')
-        labels = labels.astype(np.int64)
-        if info.get('reduce_zero_label'):  # as mmseg's LoadAnnotations
-            labels[labels == 0] = 255
-            labels -= 1
-            labels[labels == 254] = 255
-        original = labels.copy()
-        for old, new in (info.get('label_map') or {}).items():
-            labels[original == old] = new
         ids = np.unique(labels)
         bad = ids[(ids >= num_classes) & (ids != IGNORE_INDEX)].tolist()
         if bad:
@@ -220,21 +191,6 @@ def check_segmentation(ds, problems):
                 f'{IGNORE_INDEX}')
 
 
-def check_classification(ds, problems):
-    dataset = build_dataset(ds)
-    num_classes = len(dataset.metainfo.get('classes') or ())
-    source = dataset.ann_file or dataset.data_prefix.get('img_path', '')
-    for i, info in enumerate(dataset.data_list):
-        entry = f'sample {i} ({osp.basename(info.get("img_path", ""))})'
-        label = info.get('gt_label')
-        if label is not None and num_classes and not all(
-                0 <= int(v) < num_classes for v in np.atleast_1d(label)):
-            problems.add(
-                source, entry, f'label {label} is outside 0..'
-                f'{num_classes - 1} ({num_classes} classes)')
-        image_size(info['img_path'], problems, entry)
-
-
 def leaf_datasets(node):
     """The dataset configs inside ``node`` (a dataloader's ``dataset``),
     wrappers unwrapped."""
@@ -243,21 +199,14 @@ def leaf_datasets(node):
             yield from leaf_datasets(item)
     elif isinstance(node, dict):
         inner = node.get('datasets', node.get('dataset'))
-        if inner is not None:
-            yield from leaf_datasets(inner)
-        else:
-            yield node
+        yield from ([node] if inner is None else leaf_datasets(inner))
 
 
 def check_dataset(ds, library, problems):
-    is_coco = str(ds.get('ann_file', '')).endswith('.json') and \
-        library == 'mmdet'
-    if is_coco:
-        check_coco(ds, library, problems)
-    elif library == 'mmseg':
-        check_segmentation(ds, problems)
-    elif library == 'mmpretrain':
-        check_classification(ds, problems)
+    if library == 'mmdet' and str(ds.get('ann_file', '')).endswith('.json'):
+        check_coco(ds, problems)
+    elif library in ('mmseg', 'mmpretrain'):
+        check_built(ds, problems)
     else:
         raise SystemExit(
             f'check_dataset.py reads COCO (mmdet), MMSegmentation '
@@ -283,23 +232,29 @@ def main(argv=None):
             continue
         checked.append(split)
         for ds in leaf_datasets(loader.get('dataset')):
-            if ds not in seen:
-                seen.append(ds)
-                try:
-                    check_dataset(ds, library, problems)
-                except (OSError, ValueError, KeyError) as error:
-                    where = _join(ds.get('data_root'), ds.get('ann_file'))
-                    problems.add(where or f'{split} dataset', 'the dataset',
-                                 f'cannot be read ({error})')
-    if problems:
-        problems.report(args.max_listed)
-        print(f'check_dataset: {len(problems)} problem(s) in '
-              f'{len(problems.by_file)} file(s); fix them (or the config) '
-              'before training or testing.')
-        return 1
-    print(f'check_dataset: OK: {len(seen)} dataset(s) of '
-          f'{", ".join(checked)} checked, no problem found.')
-    return 0
+            if ds in seen:
+                continue
+            seen.append(ds)
+            try:
+                check_dataset(ds, library, problems)
+            except (OSError, ValueError, KeyError) as error:
+                where = _join(ds.get('data_root'), ds.get('ann_file'))
+                problems.add(where or f'{split} dataset', 'the dataset',
+                             f'cannot be read ({error})')
+    if not problems:
+        print(f'check_dataset: OK: {len(seen)} dataset(s) of '
+              f'{", ".join(checked)} checked, no problem found.')
+        return 0
+    for path, found in problems.items():
+        print(f'{path}: {len(found)} problem(s)')
+        for line in found[:args.max_listed]:
+            print(f'  {line}')
+        if len(found) > args.max_listed:
+            print(f'  ... and {len(found) - args.max_listed} more')
+    print(f'check_dataset: {sum(map(len, problems.values()))} problem(s) in '
+          f'{len(problems)} file(s); fix them (or the config) before '
+          'training or testing.')
+    return 1
 
 
 if __name__ == '__main__':
