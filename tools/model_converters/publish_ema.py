@@ -1,15 +1,10 @@
 """Publish a training checkpoint as a small weights-only checkpoint.
 
-With mmengine's ``EMAHook`` (used by the EfficientMod ImageNet configs), a
-training checkpoint holds the **EMA** weights under ``state_dict`` (the hook
-swaps them in before saving, and also evaluates with them) and the online
-weights, prefixed ``module.``, under ``ema_state_dict``. This tool writes
-``{'state_dict': <EMA weights>, 'meta': {...}}``, so that the released file
-is what was evaluated (``--online``: the raw weights); a ``teacher.`` weight
-is dropped with a warning. The output name gets the first 8 hex digits of
-the file's SHA-256 (``OUT-1234abcd.pth``, as OpenMMLab model zoos do) unless
-``--no-hash``. The file is written whole (a temporary file, then renamed);
-an existing output is replaced only with ``--force``, the input never.
+    python tools/model_converters/publish_ema.py SRC DST [--online] [--no-hash]
+
+Writes ``{'state_dict': <EMA weights>, 'meta': {...}}``: the weights that
+were evaluated (``--online``: the raw ones), as ``DST-<sha256[:8]>.pth``.
+See docs/training.md, "EMA weights".
 """
 import argparse
 import hashlib
@@ -30,19 +25,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Write the EMA (or online) weights of a training '
         'checkpoint as a weights-only checkpoint.')
-    parser.add_argument(
-        'src', help='training checkpoint (from tools/train.py)')
-    parser.add_argument('dst', help='output checkpoint')
-    parser.add_argument(
-        '--online',
+    add = parser.add_argument
+    add('src', help='training checkpoint (from tools/train.py)')
+    add('dst', help='output checkpoint')
+    add('--online',
         action='store_true',
         help='publish the online (non-EMA) weights instead of the EMA ones')
-    parser.add_argument(
-        '--no-hash',
+    add('--no-hash',
         action='store_true',
         help='do not append the SHA-256 prefix to the output file name')
-    parser.add_argument(
-        '--force',
+    add('--force',
         action='store_true',
         help='replace an existing output file (never the input)')
     return parser.parse_args(argv)
@@ -115,13 +107,9 @@ def publish(src: str,
         for k in teacher_keys:
             del state[k]
     src_meta = checkpoint.get('meta') or {}
-    meta = dict(
-        weights=kind,
-        source=osp.basename(src),
-        epoch=src_meta.get('epoch'),
-        iter=src_meta.get('iter'),
-        mmengine_version=src_meta.get('mmengine_version'),
-        dataset_meta=src_meta.get('dataset_meta'))
+    meta = dict(weights=kind, source=osp.basename(src))
+    for key in ('epoch', 'iter', 'mmengine_version', 'dataset_meta'):
+        meta[key] = src_meta.get(key)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = f'{dst}.{os.getpid()}.tmp'
     try:
