@@ -57,8 +57,11 @@ class ConfigOptionsAction(DictAction):
 
 
 def add_runner_arguments(parser, cfg_options_example: str) -> None:
-    """``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
+    """``config``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and the
+    launcher's ``--local-rank``."""
     add = parser.add_argument
+    add('config', help='config file')
+    add('--work-dir', help='folder for the run (default: work_dirs/CONFIG)')
     add('--cfg-options',
         nargs='+',
         action=ConfigOptionsAction,

@@ -82,8 +82,8 @@ def candidate_homes(
     """``(where it was found, CUDA home)`` pairs, in the order they are tried
     and without duplicates: the registry's ``nvidia/cu<N>`` in ``site_dirs``,
     the toolkit of the nvcc on PATH, ``system_homes``."""
-    found = [('this environment', home) for site in site_dirs
-             for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))]
+    found = [('this environment', home) for site in site_dirs for home in
+             sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))]
     on_path = shutil.which('nvcc', path=env.get('PATH', ''))
     if on_path:
         found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))

@@ -21,11 +21,9 @@ from mmefficientmod.checkpoint.bad_files import check_readable
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) a detector, segmentor or classifier.')
+    add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     add = parser.add_argument
-    add('config', help='config file')
     add('checkpoint', help='checkpoint file')
-    add('--work-dir',
-        help='directory for the test logs (default: work_dirs/<config name>)')
     add('--out',
         help='where to dump the predictions: a .pkl file, or for '
         'segmentation a directory of PNG masks')
@@ -40,7 +38,6 @@ def parse_args(argv=None):
         help='load the part of the checkpoint that fits the model and test '
         'it, instead of refusing a checkpoint that leaves weights unloaded '
         '(EfficientModConfigCheckHook(strict_test_loading=False))')
-    add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     return parser.parse_args(argv)
 
 

@@ -18,11 +18,9 @@ from mmefficientmod.config_tree import walk_config
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a detector, segmentor or classifier.')
+    add_runner_arguments(parser,
+                         'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
     add = parser.add_argument
-    add('config', help='config file')
-    add('--work-dir',
-        help='directory for logs and checkpoints (default: '
-        'work_dirs/<config name>)')
     add('--resume',
         nargs='?',
         const='auto',
@@ -38,8 +36,6 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the learning rate by the actual total batch size over '
         'the config\'s auto_scale_lr.base_batch_size')
-    add_runner_arguments(parser,
-                         'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
     return parser.parse_args(argv)
 
 

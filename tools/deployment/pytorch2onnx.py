@@ -28,51 +28,23 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Export a model to ONNX.')
     add = parser.add_argument
     add('config', help='model config file')
-    add('checkpoint', nargs='?', help='weights (optional: random without)')
+    add('checkpoint', nargs='?', help='weights (default: random ones)')
     add('--out', required=True, help='output .onnx file')
-    add('--shape',
-        nargs=2,
-        type=int,
-        default=[224, 224],
-        metavar=('H', 'W'),
-        help='example input size')
-    add('--backbone-only',
-        action='store_true',
-        help='export model.backbone (dense maps or pooled feature, as '
-        'configured) instead of the whole model')
-    add('--deploy',
-        action='store_true',
-        help='export the folded inference form (backbone.switch_to_deploy()); '
-        'same outputs, fewer ops')
+    add('--shape', nargs=2, type=int, default=[224, 224], metavar=('H', 'W'))
+    add('--backbone-only', action='store_true', help='export model.backbone')
+    add('--deploy', action='store_true', help='export the folded form')
     add('--opset', type=int, default=17)
-    add('--static',
-        action='store_true',
-        help='fixed input shape instead of dynamic axes')
-    add('--verify', action='store_true', help='compare ONNX Runtime with '
-        'PyTorch (the model as loaded, not folded)')
+    add('--static', action='store_true', help='no dynamic axes')
+    add('--verify', action='store_true', help='check with ONNX Runtime')
     add('--verify-shape',
         nargs=3,
         type=int,
         metavar=('N', 'H', 'W'),
-        help='second input checked by --verify (default: 2 x (H - 31) x '
-        '(W + 35))')
-    add('--tolerance',
-        type=float,
-        default=1e-4,
-        help='largest absolute difference allowed')
-    add('--int8',
-        action='store_true',
-        help='write the int8 (statically quantised) model, calibrated on the '
-        "config's val set")
-    add('--calib-batches',
-        type=int,
-        default=8,
-        help='val batches that calibrate --int8')
-    add('--min-cosine',
-        type=float,
-        default=0.99,
-        help='lowest cosine similarity with float32 that --verify accepts for '
-        '--int8')
+        help='second input of --verify (default: 2 x (H - 31) x (W + 35))')
+    add('--tolerance', type=float, default=1e-4, help='largest abs difference')
+    add('--int8', action='store_true', help='export the int8 model')
+    add('--calib-batches', type=int, default=8, help='for --int8 (val set)')
+    add('--min-cosine', type=float, default=0.99, help='lowest int8 cosine')
     args = parser.parse_args(argv)
     if args.int8 and args.static:
         parser.error('--int8 exports dynamic shapes only; drop --static')
@@ -158,7 +130,8 @@ def main(argv=None):
         passed = diff <= args.tolerance
         ok &= passed
         print(f'input {shape}: max |onnxruntime - pytorch| = {diff:.3e} '
-              f'({"ok" if passed else "FAILED"}, tolerance {args.tolerance:g})')
+              f'({"ok" if passed else "FAILED"}, tolerance '
+              f'{args.tolerance:g})')
     return 0 if ok else 1
 
 

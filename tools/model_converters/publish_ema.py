@@ -50,25 +50,23 @@ def extract_weights(checkpoint: dict, online: bool = False):
             f'not a training checkpoint of mmengine (no `state_dict`; found '
             f'{found}): pass a checkpoint that tools/train.py saved '
             '(work_dirs/<config>/epoch_N.pth or iter_N.pth)')
-    state = checkpoint['state_dict']
+    state = OrderedDict(checkpoint['state_dict'])
     ema = checkpoint.get('ema_state_dict')
     if ema is None:
         if online:
             raise KeyError('--online needs a checkpoint saved with EMAHook '
                            '(no `ema_state_dict` here)')
-        return OrderedDict(state), 'plain'
-    if not online:
-        # EMAHook.before_save_checkpoint swapped the EMA weights into
-        # `state_dict`; every EMA-tracked key must be there.
-        missing = [
-            k for k in strip_prefix(ema, drop_others=True) if k not in state
-        ]
-        if missing:
-            raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
-        return OrderedDict(state), 'ema'
-    online_state = OrderedDict(state)
-    online_state.update(strip_prefix(ema, drop_others=True))
-    return online_state, 'online'
+        return state, 'plain'
+    # EMAHook.before_save_checkpoint swapped the EMA weights into
+    # `state_dict`; the online ones are in `ema_state_dict`.
+    online_state = strip_prefix(ema, drop_others=True)
+    if online:
+        state.update(online_state)
+        return state, 'online'
+    missing = [k for k in online_state if k not in state]
+    if missing:  # every EMA-tracked key must be there
+        raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
+    return state, 'ema'
 
 
 class DestinationError(ValueError):
