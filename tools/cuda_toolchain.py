@@ -160,20 +160,17 @@ def find_cuda_home(
     ``$CUDA_PATH``) without one is an error, not silently replaced."""
     explicit = env.get('CUDA_HOME') or env.get('CUDA_PATH')
     if explicit:
-        release = nvcc_release(osp.join(explicit, 'bin', 'nvcc'))
-        if release is None or not is_toolkit(explicit):
+        release = is_toolkit(explicit) and nvcc_release(
+            osp.join(explicit, 'bin', 'nvcc'))
+        if not release or _major(release) != _major(torch_cuda):
+            has = (f'nvcc {release} (torch refuses to build extensions '
+                   f'across CUDA major versions)' if release else
+                   'no working bin/nvcc or no include/cuda_runtime.h')
             raise ToolchainError(
-                f'CUDA_HOME={explicit} has no working bin/nvcc or no '
-                f'include/cuda_runtime.h. Point '
-                f'CUDA_HOME at a CUDA {torch_cuda} toolkit, or unset it so '
-                f'that the installer finds or installs a matching nvcc.')
-        if _major(release) != _major(torch_cuda):
-            raise ToolchainError(
-                f'CUDA_HOME={explicit} has nvcc {release}, but torch was '
-                f'built with CUDA {torch_cuda}; torch refuses to build '
-                f'extensions across CUDA major versions. Point CUDA_HOME at '
-                f'a CUDA {_major(torch_cuda)}.x toolkit, or unset it so that '
-                f'the installer installs the registry\'s nvcc '
+                f'CUDA_HOME={explicit} has {has}; torch was built with CUDA '
+                f'{torch_cuda}. Point CUDA_HOME at a CUDA '
+                f'{_major(torch_cuda)}.x toolkit, or unset it so that the '
+                f'installer finds or installs a matching nvcc '
                 f'(cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*).')
         log(f'using CUDA_HOME={explicit} (nvcc {release})')
         return explicit
@@ -232,10 +229,9 @@ def pip_install(requirement: str, target: Optional[str] = None) -> None:
     ] + (['--target', target] if target else [])
     log(shlex.join(cmd))
     if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
-        offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
         where = ('Add it to the wheelhouse (tools/install.sh '
-                 '--fill-wheelhouse)'
-                 if offline else 'Check access to the package index')
+                 '--fill-wheelhouse)' if os.environ.get('PIP_NO_INDEX', '')
+                 not in ('', '0') else 'Check access to the package index')
         raise ToolchainError(
             f'could not install {requirement}. {where}, or set CUDA_HOME to '
             'a CUDA toolkit of the same major version.')

@@ -24,12 +24,8 @@ def parse_args(argv=None):
     add_runner_arguments(parser, 'test_dataloader.batch_size=2')
     add = parser.add_argument
     add('checkpoint', help='checkpoint file')
-    add('--out',
-        help='where to dump the predictions: a .pkl file, or for '
-        'segmentation a directory of PNG masks')
-    add('--show-dir',
-        help='directory for pictures of the predictions; a relative path is '
-        'taken inside work_dir/<timestamp> for detection, as in mmdet')
+    add('--out', help='a .pkl file, or for segmentation a folder of PNG masks')
+    add('--show-dir', help='folder for pictures of the predictions')
     add('--show', action='store_true', help='show the predictions in a window')
     add('--wait-time', type=float, default=2, help='seconds per shown image')
     add('--metrics-file', help='also write the metrics to this JSON file')

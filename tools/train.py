@@ -21,21 +21,13 @@ def parse_args(argv=None):
     add_runner_arguments(parser,
                          'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
     add = parser.add_argument
-    add('--resume',
-        nargs='?',
-        const='auto',
-        help='resume from the given checkpoint, or from the latest one in '
-        'the work dir when no checkpoint is given')
+    add('--resume', nargs='?', const='auto', help='CHECKPOINT or the latest')
     add('--amp',
         nargs='?',
         const='float16',
         choices=['float16', 'bfloat16'],
-        help='automatic mixed precision training on a GPU, in float16 (the '
-        'default) or bfloat16')
-    add('--auto-scale-lr',
-        action='store_true',
-        help='scale the learning rate by the actual total batch size over '
-        'the config\'s auto_scale_lr.base_batch_size')
+        help='mixed precision on a GPU (default: float16)')
+    add('--auto-scale-lr', action='store_true', help='by the total batch size')
     return parser.parse_args(argv)
 
 

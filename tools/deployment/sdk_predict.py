@@ -21,12 +21,11 @@ SDK_SITE = osp.join(sys.prefix, 'mmdeploy-sdk')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        'task', choices=('Detector', 'Segmentor', 'Classifier'))
-    parser.add_argument('sdk_dir')
-    parser.add_argument('image')
-    parser.add_argument(
-        '--repeat', type=int, default=1, help='calls to time (default 1)')
+    add = parser.add_argument
+    add('task', choices=('Detector', 'Segmentor', 'Classifier'))
+    add('sdk_dir')
+    add('image')
+    add('--repeat', type=int, default=1, help='calls to time (default 1)')
     return parser.parse_args()
 
 
@@ -48,9 +47,8 @@ def main():
         if not osp.isdir(SDK_SITE) or SDK_SITE in sys.path:
             raise SystemExit(
                 f'The MMDeploy SDK is not installed with NumPy 1.26 in '
-                f'{SDK_SITE}: run '
-                'tools/install.sh (mmdeploy-runtime has a wheel for CPython '
-                '3.11 on x86-64 Linux only).')
+                f'{SDK_SITE}: run tools/install.sh (mmdeploy-runtime has a '
+                'wheel for CPython 3.11 on x86-64 Linux only).')
         os.environ['PYTHONPATH'] = os.pathsep.join(
             filter(None, [SDK_SITE, os.environ.get('PYTHONPATH')]))
         os.execv(sys.executable, [sys.executable, *sys.argv])

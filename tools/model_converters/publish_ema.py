@@ -28,15 +28,9 @@ def parse_args(argv=None):
     add = parser.add_argument
     add('src', help='training checkpoint (from tools/train.py)')
     add('dst', help='output checkpoint')
-    add('--online',
-        action='store_true',
-        help='publish the online (non-EMA) weights instead of the EMA ones')
-    add('--no-hash',
-        action='store_true',
-        help='do not append the SHA-256 prefix to the output file name')
-    add('--force',
-        action='store_true',
-        help='replace an existing output file (never the input)')
+    add('--online', action='store_true', help='the non-EMA weights instead')
+    add('--no-hash', action='store_true', help='no SHA-256 prefix in the name')
+    add('--force', action='store_true', help='replace an existing output')
     return parser.parse_args(argv)
 
 
