@@ -117,8 +117,8 @@ def build_runner(cfg: Config):
     import mmefficientmod.apply_stack_fixes  # noqa: F401
     from mmefficientmod.engine import EfficientModConfigCheckHook, check_config
     check_config(cfg)
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    runner = (
+        RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg))
     if not any(
             isinstance(hook, EfficientModConfigCheckHook)
             for hook in runner.hooks):

@@ -82,8 +82,10 @@ def candidate_homes(
     """``(where it was found, CUDA home)`` pairs, in the order they are tried
     and without duplicates: the registry's ``nvidia/cu<N>`` in ``site_dirs``,
     the toolkit of the nvcc on PATH, ``system_homes``."""
-    found = [('this environment', home) for site in site_dirs for home in
-             sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))]
+    found = [
+        ('this environment', home) for site in site_dirs
+        for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
+    ]
     on_path = shutil.which('nvcc', path=env.get('PATH', ''))
     if on_path:
         found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))
@@ -127,11 +129,11 @@ def compile_probe(home: str, arches: str, fix: str) -> None:
     """Compile :data:`PROBE_KERNEL` with ``home``'s nvcc for ``arches``, or
     raise :class:`ToolchainError` with the compiler's message and ``fix``."""
     with tempfile.TemporaryDirectory() as tmp:
-        source, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
-        with open(source, 'w') as f:
+        src, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
+        with open(src, 'w') as f:
             f.write(PROBE_KERNEL)
-        cmd = [osp.join(home, 'bin', 'nvcc'), '-std=c++17', '-c', source,
-               '-o', obj, *arch_flags(arches)]
+        nvcc = osp.join(home, 'bin', 'nvcc')
+        cmd = [nvcc, '-std=c++17', '-c', src, '-o', obj, *arch_flags(arches)]
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=600)
@@ -214,10 +216,9 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
             'ops for are unknown. Set TORCH_CUDA_ARCH_LIST, e.g. '
             'TORCH_CUDA_ARCH_LIST="8.0;9.0" for A100 and H100/H200, or run '
             'the installer on a machine with the GPUs.')
-    sms = [divmod(int(m.group(1)), 10)
-           for m in (re.match(r'sm_(\d+)', a) for a in torch_arches) if m]
-    arches = {min(tuple(c), max(sms)) if sms else tuple(c)
-              for c in capabilities}
+    sms = [int(re.sub(r'\D', '', a)) for a in torch_arches if 'sm_' in a]
+    newest = divmod(max(sms), 10) if sms else max(map(tuple, capabilities))
+    arches = {min(tuple(c), newest) for c in capabilities}
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
 
 

@@ -104,8 +104,7 @@ def main(argv=None):
     metrics = runner.test()
     if runner.rank == 0:
         metrics = {
-            k: float(v) if isinstance(v, (int, float)) or hasattr(v, 'item')
-            else v
+            k: float(v) if hasattr(v, 'item') or isinstance(v, int) else v
             for k, v in metrics.items()
         }
         print('METRICS ' + json.dumps(metrics, sort_keys=True), flush=True)

@@ -39,11 +39,12 @@ def roi_align_through_torchvision(node) -> int:
     autocast features stop Mask R-CNN; torchvision's roi_align computes the
     same aligned average and runs bfloat16 inputs in float32 under autocast.
     """
-    layers = [layer for _, layer in walk_config(node)
-              if layer.get('type') == 'RoIAlign']
-    for layer in layers:
-        layer['use_torchvision'] = True
-    return len(layers)
+    switched = 0
+    for _, layer in walk_config(node):
+        if layer.get('type') == 'RoIAlign':
+            layer['use_torchvision'] = True
+            switched += 1
+    return switched
 
 
 def enable_amp(cfg, dtype: str) -> None:

@@ -100,9 +100,9 @@ def main(argv=None):
               f'{args.calib_batches} val batches)')
         if not args.verify:
             return 0
-        for shape, pairs in output_pairs(
-                lambda x: flatten_outputs(predictor(x)), reference,
-            [(2, 3, h, w)]):
+        outputs = output_pairs(lambda x: flatten_outputs(predictor(x)),
+                               reference, [(2, 3, h, w)])
+        for shape, pairs in outputs:
             cos = min(cosine_similarity(a, b).item() for a, b in pairs)
             ok &= cos >= args.min_cosine
             print(f'input {shape}: cosine(int8, float32 pytorch) = {cos:.6f} '
