@@ -8,13 +8,11 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from mmefficientmod.config_tree import walk_config
 
-LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
-
 
 def library_of(cfg: Config) -> Optional[str]:
     """'mmdet', 'mmseg', 'mmpretrain' or None, from the default scope."""
     scope = cfg.get('default_scope', None)
-    return scope if scope in LIBRARIES else None
+    return scope if scope in ('mmdet', 'mmseg', 'mmpretrain') else None
 
 
 class ConfigOptionsAction(DictAction):

@@ -193,15 +193,6 @@ def find_cuda_home(
     return same_major
 
 
-def ensure_cudart_link(home: str) -> None:
-    """Give the registry's toolkit the unversioned ``libcudart.so``: the
-    wheels ship ``libcudart.so.<N>``, the build links with ``-lcudart``."""
-    lib = osp.join(home, 'lib')
-    versioned = sorted(glob.glob(osp.join(lib, 'libcudart.so.[0-9]*')))
-    if versioned and not osp.exists(osp.join(lib, 'libcudart.so')):
-        os.symlink(osp.basename(versioned[0]), osp.join(lib, 'libcudart.so'))
-
-
 def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
               torch_arches: Sequence[str]) -> str:
     """``TORCH_CUDA_ARCH_LIST`` for the build: the user's (in ``env``), else
@@ -271,7 +262,11 @@ def setup(torch_cuda: Optional[str],
     if any(
             osp.realpath(home).startswith(osp.realpath(site) + os.sep)
             for site in site_dirs):
-        ensure_cudart_link(home)
+        # The wheels ship libcudart.so.<N>; the build links with -lcudart.
+        link = osp.join(home, 'lib', 'libcudart.so')
+        versioned = sorted(glob.glob(link + '.[0-9]*'))
+        if versioned and not osp.exists(link):
+            os.symlink(osp.basename(versioned[0]), link)
         pinned = registry_requirement(torch_cuda, toolkit_version)
         fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
                f'one release: pip install --force-reinstall "{pinned}"')
