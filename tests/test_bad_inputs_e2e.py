@@ -297,8 +297,6 @@ def test_embedded_configs_switch_to_a_checkpoint_from_the_command_line(
     finally:
         sys.path.pop(0)
     parser = argparse.ArgumentParser()
-    parser.add_argument('config')
-    parser.add_argument('--work-dir')
     add_runner_arguments(parser, '')
     args = parser.parse_args([
         config, '--cfg-options',

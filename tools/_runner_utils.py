@@ -1,8 +1,4 @@
-"""Shared pieces of ``tools/train.py`` and ``tools/test.py``.
-
-Both tools run configs of MMDetection, MMSegmentation and MMPretrain; which
-library a config belongs to is read from its ``default_scope``.
-"""
+"""Shared pieces of ``tools/train.py`` and ``tools/test.py``."""
 import os
 import os.path as osp
 import re
@@ -12,13 +8,11 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from mmefficientmod.config_tree import walk_config
 
-LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
-
 
 def library_of(cfg: Config) -> Optional[str]:
     """'mmdet', 'mmseg', 'mmpretrain' or None, from the default scope."""
     scope = cfg.get('default_scope', None)
-    return scope if scope in LIBRARIES else None
+    return scope if scope in ('mmdet', 'mmseg', 'mmpretrain') else None
 
 
 class ConfigOptionsAction(DictAction):
@@ -61,29 +55,27 @@ class ConfigOptionsAction(DictAction):
 
 
 def add_runner_arguments(parser, cfg_options_example: str) -> None:
-    """``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
-    parser.add_argument(
-        '--cfg-options',
+    """``config``, ``--work-dir``, ``--cfg-options``, ``--launcher`` and the
+    launcher's ``--local-rank``."""
+    add = parser.add_argument
+    add('config', help='config file')
+    add('--work-dir', help='folder for the run (default: work_dirs/CONFIG)')
+    add('--cfg-options',
         nargs='+',
         action=ConfigOptionsAction,
         help=f'override config entries, e.g. {cfg_options_example}')
-    parser.add_argument(
-        '--launcher',
+    add('--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
     # torch.distributed.launch passes --local-rank (or --local_rank).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def set_local_rank(args) -> None:
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    add('--local_rank', '--local-rank', type=int, default=0)
 
 
 def load_config(args) -> Config:
     """The config with ``--cfg-options``, the launcher and the work dir
     (``--work-dir``, else the config's, else work_dirs/<config name>)."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -113,26 +105,18 @@ def _has_entry(cfg: Config, dotted_key: str) -> bool:
 
 
 def build_runner(cfg: Config):
-    """The config's runner, with the config checks run first and registered.
-
-    The plugin is imported and the stack fixes are applied
-    (``mmefficientmod.apply_stack_fixes``: safe checkpoint loading for
-    ``--resume``, CPU-only distributed training) before the runner is built,
-    even for configs that do not list them in ``custom_imports``. Mismatched widths or class
-    counts are reported before anything is built; the check hook, which our
-    configs list in ``custom_hooks``, is added for configs that do not, so
-    the dataset's classes are checked too.
-    """
+    """The config's runner, built once the stack fixes are applied (also for
+    configs that do not import them) and the config is checked (widths,
+    class counts); the check hook is added where the config does not list
+    it, so that the dataset's classes are checked too."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     import mmefficientmod.apply_stack_fixes  # noqa: F401
     from mmefficientmod.engine import EfficientModConfigCheckHook, check_config
     check_config(cfg)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = (
+        RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg))
     if not any(
             isinstance(hook, EfficientModConfigCheckHook)
             for hook in runner.hooks):
@@ -151,13 +135,11 @@ def check_annotation_files(cfg: Config, splits=('train', 'val', 'test')):
         # ann_file.
         for _, ds in walk_config(loader.get('dataset')):
             ann_file = ds.get('ann_file')
-            if not isinstance(ann_file, str) or not ann_file or \
-                    '://' in ann_file:
+            if not isinstance(ann_file, str) or not ann_file:
                 continue
             data_root = ds.get('data_root') or ''
-            path = ann_file if osp.isabs(ann_file) or '://' in data_root \
-                else osp.join(data_root, ann_file)
-            if '://' in path:
+            path = osp.join(data_root, ann_file)  # ann_file if absolute
+            if '://' in path:  # remote: read by the file backend
                 continue
             if not osp.isfile(path):
                 raise FileNotFoundError(

@@ -1,4 +1,4 @@
-"""The CUDA toolchain that builds mmcv's CUDA ops; called by tools/install.sh.
+"""Find or install the CUDA toolkit that builds mmcv's CUDA ops.
 
 Usage::
 
@@ -6,13 +6,9 @@ Usage::
     python tools/cuda_toolchain.py check-ops   # RoIAlign and nms on the GPU
     python tools/cuda_toolchain.py requirement 13.0.3  # pinned pip spec
 
-``setup`` finds an nvcc of torch's CUDA major version, else installs the
-registry's (pip reads ``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``, so a
-wheelhouse works too), compiles a one-kernel ``.cu`` file for the target
-architectures before the long mmcv build, and prints ``CUDA_HOME`` and
-``TORCH_CUDA_ARCH_LIST`` for the shell to ``eval`` (messages go to stderr).
-Only the standard library is imported at module level, so the tests drive
-every decision with fake ``nvcc`` scripts (docs/gpu.md).
+Called by tools/install.sh; what it decides and why: docs/gpu.md. Only the
+standard library is imported at module level, so that the tests can drive
+every decision with fake ``nvcc`` scripts.
 """
 import argparse
 import glob
@@ -26,19 +22,14 @@ import sys
 import sysconfig
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from unittest import mock
 
-# The registry's toolkit wheels put CUDA >= 13 in one folder, nvidia/cu<N>,
-# laid out like a system toolkit (bin/nvcc, include, lib): CUDA_HOME can
-# point there. The cccl extra brings the CUB/Thrust headers mmcv includes.
-# nvidia-cuda-nvcc depends on nvidia-nvvm (cicc), nvidia-cuda-crt and
-# nvidia-cuda-runtime without an upper bound, so pip takes their newest
-# release: with nvcc 13.0.88 that was nvvm 13.5.37, whose cicc writes PTX
-# that ptxas 13.0 rejects ("Unsupported .version 9.5"). cuda-toolkit pins
-# each to the toolkit's own release under its extra, so all three are asked
-# for (where a release pins them already, the pins agree).
+# nvcc's components pinned to the toolkit's release through their extras
+# (unpinned, pip took nvvm 13.5 beside nvcc 13.0): docs/gpu.md, "The toolkit
+# pin". cccl brings the CUB/Thrust headers mmcv includes.
 REGISTRY_EXTRAS = 'nvcc,cccl,crt,cudart,nvvm'
+# Below 13 the registry splits a toolkit over folders: no single CUDA_HOME.
 REGISTRY_MIN_MAJOR = 13
-# Where system-wide toolkits live when nvcc is not on PATH.
 SYSTEM_HOMES = ('/usr/local/cuda', )
 # One kernel that goes through every stage of nvcc (front end, cicc, ptxas,
 # fatbinary, host compiler) with the flags mmcv's build uses.
@@ -69,8 +60,8 @@ def nvcc_release(nvcc: str) -> Optional[str]:
                              timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    match = re.search(r'release (\d+)\.(\d+)', out)
-    return f'{match.group(1)}.{match.group(2)}' if match else None
+    match = re.search(r'release (\d+\.\d+)', out)
+    return match and match.group(1)
 
 
 def _major(version: str) -> str:
@@ -88,9 +79,9 @@ def candidate_homes(
         env: Dict[str, str],
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> List[Tuple[str, str]]:
-    """``(where it was found, CUDA home)`` pairs in the order they are
-    tried, without duplicates: the registry's ``nvidia/cu<N>`` in
-    ``site_dirs``, the toolkit of the nvcc on PATH, ``system_homes``."""
+    """``(where it was found, CUDA home)`` pairs, in the order they are tried
+    and without duplicates: the registry's ``nvidia/cu<N>`` in ``site_dirs``,
+    the toolkit of the nvcc on PATH, ``system_homes``."""
     found = [
         ('this environment', home) for site in site_dirs
         for home in sorted(glob.glob(osp.join(site, 'nvidia', 'cu[0-9]*')))
@@ -99,20 +90,17 @@ def candidate_homes(
     if on_path:
         found.append(('PATH', osp.dirname(osp.dirname(osp.realpath(on_path)))))
     found += [(home, home) for home in system_homes]
-    unique, seen = [], set()
+    unique = {}
     for origin, home in found:
-        key = osp.realpath(home)
-        if key not in seen and is_toolkit(home):
-            seen.add(key)
-            unique.append((origin, home))
-    return unique
+        if is_toolkit(home):
+            unique.setdefault(osp.realpath(home), (origin, home))
+    return list(unique.values())
 
 
 def registry_requirement(torch_cuda: str,
                          toolkit_version: Optional[str]) -> str:
-    """The pip requirement for the registry's nvcc of ``torch_cuda``, its
-    components pinned to one release: the installed ``toolkit_version``
-    (whose headers match torch's CUDA libraries) when of that release."""
+    """The pip requirement for the registry's nvcc of ``torch_cuda``, pinned
+    to the installed ``toolkit_version`` when it is of that release."""
     if int(_major(torch_cuda)) < REGISTRY_MIN_MAJOR:
         raise ToolchainError(
             f'torch was built with CUDA {torch_cuda}; the registry packages '
@@ -124,48 +112,39 @@ def registry_requirement(torch_cuda: str,
     return f'cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*'
 
 
-def parse_arches(arch_list_value: str) -> List[str]:
-    """nvcc ``-gencode`` flags for a ``TORCH_CUDA_ARCH_LIST`` value
-    (``"8.0;9.0+PTX"``, ``"9.0a"``, separated by ``;`` or spaces)."""
-    flags = []
-    for item in re.split(r'[;\s]+', arch_list_value.strip()):
-        match = re.fullmatch(r'(\d+)\.(\d+)([a-z]?)(\+PTX)?', item)
-        if not match:
+def arch_flags(arches: str) -> List[str]:
+    """nvcc's ``-gencode`` flags for a ``TORCH_CUDA_ARCH_LIST`` value, as
+    torch's extension builder (which builds mmcv) makes them."""
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+    with mock.patch.dict(os.environ, {'TORCH_CUDA_ARCH_LIST': arches}):
+        try:
+            return _get_cuda_arch_flags()
+        except ValueError as err:
             raise ToolchainError(
-                f'TORCH_CUDA_ARCH_LIST entry {item!r} is not a compute '
-                f'capability; write them as "8.0;9.0" (optionally "9.0+PTX" '
-                f'or "9.0a").')
-        arch = match.group(1) + match.group(2) + match.group(3)
-        codes = [f'sm_{arch}'
-                 ] + ([f'compute_{arch}'] if match.group(4) else [])
-        flags.append(f'-gencode=arch=compute_{arch},code=[{",".join(codes)}]')
-    return flags
+                f'TORCH_CUDA_ARCH_LIST={arches}: {err}; write compute '
+                f'capabilities as "8.0;9.0" (optionally "9.0+PTX" or "9.0a").')
 
 
 def compile_probe(home: str, arches: str, fix: str) -> None:
     """Compile :data:`PROBE_KERNEL` with ``home``'s nvcc for ``arches``, or
     raise :class:`ToolchainError` with the compiler's message and ``fix``."""
-    nvcc = osp.join(home, 'bin', 'nvcc')
     with tempfile.TemporaryDirectory() as tmp:
-        source, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
-        with open(source, 'w') as f:
+        src, obj = osp.join(tmp, 'probe.cu'), osp.join(tmp, 'probe.o')
+        with open(src, 'w') as f:
             f.write(PROBE_KERNEL)
-        cmd = [
-            nvcc, '-std=c++17', '-c', source, '-o', obj, *parse_arches(arches)
-        ]
+        nvcc = osp.join(home, 'bin', 'nvcc')
+        cmd = [nvcc, '-std=c++17', '-c', src, '-o', obj, *arch_flags(arches)]
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=600)
-            output, ok = (proc.stdout + proc.stderr).strip(), \
-                proc.returncode == 0 and osp.isfile(obj)
+            output = (proc.stdout + proc.stderr).strip()
+            ok = proc.returncode == 0 and osp.isfile(obj)
         except (OSError, subprocess.SubprocessError) as err:
             output, ok = str(err), False
     if not ok:
-        hint = ''
-        if 'Unsupported .version' in output:
-            hint = ('cicc (nvidia-nvvm) writes a newer PTX than this ptxas '
-                    'reads: the toolkit\'s parts are of different CUDA '
-                    'releases. ')
+        hint = ('cicc (nvidia-nvvm) writes a newer PTX than this ptxas reads: '
+                'the toolkit\'s parts are of different CUDA releases. '
+                if 'Unsupported .version' in output else '')
         raise ToolchainError(
             f'nvcc in {home} cannot compile a one-kernel test file for '
             f'TORCH_CUDA_ARCH_LIST={arches}:\n  $ {" ".join(cmd)}'
@@ -178,26 +157,22 @@ def find_cuda_home(
         env: Dict[str, str],
         site_dirs: Sequence[str],
         system_homes: Sequence[str] = SYSTEM_HOMES) -> Optional[str]:
-    """A CUDA home whose nvcc has torch's CUDA major version, or None; an
-    exact ``major.minor`` match wins. A ``$CUDA_HOME`` (or ``$CUDA_PATH``)
-    without such an nvcc raises :class:`ToolchainError`: the user chose it,
-    so it is not silently replaced."""
+    """A CUDA home whose nvcc has torch's CUDA major version (an exact
+    ``major.minor`` match first), or None. A ``$CUDA_HOME`` (or
+    ``$CUDA_PATH``) without one is an error, not silently replaced."""
     explicit = env.get('CUDA_HOME') or env.get('CUDA_PATH')
     if explicit:
-        release = nvcc_release(osp.join(explicit, 'bin', 'nvcc'))
-        if release is None or not is_toolkit(explicit):
+        release = is_toolkit(explicit) and nvcc_release(
+            osp.join(explicit, 'bin', 'nvcc'))
+        if not release or _major(release) != _major(torch_cuda):
+            has = (f'nvcc {release} (torch refuses to build extensions '
+                   f'across CUDA major versions)' if release else
+                   'no working bin/nvcc or no include/cuda_runtime.h')
             raise ToolchainError(
-                f'CUDA_HOME={explicit} has no working bin/nvcc or no '
-                f'include/cuda_runtime.h. Point '
-                f'CUDA_HOME at a CUDA {torch_cuda} toolkit, or unset it so '
-                f'that the installer finds or installs a matching nvcc.')
-        if _major(release) != _major(torch_cuda):
-            raise ToolchainError(
-                f'CUDA_HOME={explicit} has nvcc {release}, but torch was '
-                f'built with CUDA {torch_cuda}; torch refuses to build '
-                f'extensions across CUDA major versions. Point CUDA_HOME at '
-                f'a CUDA {_major(torch_cuda)}.x toolkit, or unset it so that '
-                f'the installer installs the registry\'s nvcc '
+                f'CUDA_HOME={explicit} has {has}; torch was built with CUDA '
+                f'{torch_cuda}. Point CUDA_HOME at a CUDA '
+                f'{_major(torch_cuda)}.x toolkit, or unset it so that the '
+                f'installer finds or installs a matching nvcc '
                 f'(cuda-toolkit[{REGISTRY_EXTRAS}]=={torch_cuda}.*).')
         log(f'using CUDA_HOME={explicit} (nvcc {release})')
         return explicit
@@ -218,23 +193,11 @@ def find_cuda_home(
     return same_major
 
 
-def ensure_cudart_link(home: str) -> None:
-    """Give the registry's toolkit the unversioned ``libcudart.so``: the
-    wheels ship ``libcudart.so.<N>``, the build links with ``-lcudart``."""
-    lib = osp.join(home, 'lib')
-    if osp.exists(osp.join(lib, 'libcudart.so')):
-        return
-    versioned = sorted(glob.glob(osp.join(lib, 'libcudart.so.[0-9]*')))
-    if versioned:
-        os.symlink(osp.basename(versioned[0]), osp.join(lib, 'libcudart.so'))
-
-
 def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
               torch_arches: Sequence[str]) -> str:
     """``TORCH_CUDA_ARCH_LIST`` for the build: the user's (in ``env``), else
-    the visible GPUs' ``capabilities``; a GPU newer than the newest of
-    ``torch_arches`` (``torch.cuda.get_arch_list()``) is built for that one,
-    as torch's own extension builder does."""
+    the visible GPUs' ``capabilities``, each capped at the newest of
+    ``torch_arches`` (``torch.cuda.get_arch_list()``) as torch does."""
     chosen = env.get('TORCH_CUDA_ARCH_LIST', '').strip()
     if chosen:
         return chosen
@@ -244,29 +207,23 @@ def arch_list(env: Dict[str, str], capabilities: Sequence[Tuple[int, int]],
             'ops for are unknown. Set TORCH_CUDA_ARCH_LIST, e.g. '
             'TORCH_CUDA_ARCH_LIST="8.0;9.0" for A100 and H100/H200, or run '
             'the installer on a machine with the GPUs.')
-    sms = [(int(m.group(1)[:-1]), int(m.group(1)[-1]))
-           for m in (re.match(r'sm_(\d+)', a) for a in torch_arches) if m]
-    newest = max(sms) if sms else None
-    arches = {
-        min(tuple(c), newest) if newest else tuple(c)
-        for c in capabilities
-    }
+    sms = [int(re.sub(r'\D', '', a)) for a in torch_arches if 'sm_' in a]
+    newest = divmod(max(sms), 10) if sms else max(map(tuple, capabilities))
+    arches = {min(tuple(c), newest) for c in capabilities}
     return ';'.join(f'{major}.{minor}' for major, minor in sorted(arches))
 
 
 def pip_install(requirement: str, target: Optional[str] = None) -> None:
-    """Install ``requirement`` into this interpreter's environment (or into
-    the folder ``target``)."""
+    """Install ``requirement`` into this environment (or ``target``)."""
     cmd = [
         sys.executable, '-m', 'pip', 'install', '--disable-pip-version-check',
         requirement
     ] + (['--target', target] if target else [])
-    log(' '.join(shlex.quote(c) for c in cmd))
+    log(shlex.join(cmd))
     if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
-        offline = os.environ.get('PIP_NO_INDEX', '') not in ('', '0')
         where = ('Add it to the wheelhouse (tools/install.sh '
-                 '--fill-wheelhouse)'
-                 if offline else 'Check access to the package index')
+                 '--fill-wheelhouse)' if os.environ.get('PIP_NO_INDEX', '')
+                 not in ('', '0') else 'Check access to the package index')
         raise ToolchainError(
             f'could not install {requirement}. {where}, or set CUDA_HOME to '
             'a CUDA toolkit of the same major version.')
@@ -280,12 +237,10 @@ def setup(torch_cuda: Optional[str],
           toolkit_version: Optional[str],
           install: Callable[[str], None] = pip_install,
           system_homes: Sequence[str] = SYSTEM_HOMES) -> Dict[str, str]:
-    """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build:
-    installs the registry's nvcc (``install(requirement)``) when no matching
-    one is found, and checks that it compiles a kernel for the target
-    architectures (:class:`ToolchainError` with the compiler's message and
-    the fix otherwise). ``site_dirs``: where the registry's toolkit is (or
-    goes); ``toolkit_version``: the installed ``cuda-toolkit``'s."""
+    """``CUDA_HOME`` and ``TORCH_CUDA_ARCH_LIST`` for the mmcv build, with
+    the registry's nvcc installed (``install(requirement)``) into
+    ``site_dirs`` when none matches, and checked to compile a kernel.
+    ``toolkit_version``: the installed ``cuda-toolkit``'s, or None."""
     if not torch_cuda:
         raise ToolchainError(
             'the installed torch has no CUDA support (torch.version.cuda is '
@@ -307,7 +262,11 @@ def setup(torch_cuda: Optional[str],
     if any(
             osp.realpath(home).startswith(osp.realpath(site) + os.sep)
             for site in site_dirs):
-        ensure_cudart_link(home)
+        # The wheels ship libcudart.so.<N>; the build links with -lcudart.
+        link = osp.join(home, 'lib', 'libcudart.so')
+        versioned = sorted(glob.glob(link + '.[0-9]*'))
+        if versioned and not osp.exists(link):
+            os.symlink(osp.basename(versioned[0]), link)
         pinned = registry_requirement(torch_cuda, toolkit_version)
         fix = (f'reinstall the registry\'s toolkit with its parts pinned to '
                f'one release: pip install --force-reinstall "{pinned}"')

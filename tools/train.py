@@ -1,20 +1,16 @@
 """Train a model from an MMDetection, MMSegmentation or MMPretrain config.
 
-``--resume`` alone resumes from the latest checkpoint in the work dir (when
-that one is unreadable, e.g. cut short as the job was killed, from the newest
-complete one, saying so in one line); ``--resume CKPT`` resumes from that
-checkpoint (an unreadable one stops the run, naming the complete checkpoint
-to pass). ``load_from`` weights that do not fit the model are loaded as
-mmengine does (what fits), with one warning line saying what they are. Multi-process training:
-``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
+
+Options, resuming and the checks made before training: docs/training.md.
+Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
 """
 import argparse
 import os
 import os.path as osp
 
 from _runner_utils import (add_runner_arguments, build_runner,
-                           check_annotation_files, library_of, load_config,
-                           set_local_rank)
+                           check_annotation_files, library_of, load_config)
 
 from mmefficientmod.config_tree import walk_config
 
@@ -22,35 +18,17 @@ from mmefficientmod.config_tree import walk_config
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a detector, segmentor or classifier.')
-    parser.add_argument('config', help='config file')
-    parser.add_argument(
-        '--work-dir',
-        help='directory for logs and checkpoints (default: '
-        'work_dirs/<config name>)')
-    parser.add_argument(
-        '--resume',
-        nargs='?',
-        type=str,
-        const='auto',
-        help='resume from the given checkpoint, or from the latest one in '
-        'the work dir when no checkpoint is given')
-    parser.add_argument(
-        '--amp',
+    add_runner_arguments(parser,
+                         'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
+    add = parser.add_argument
+    add('--resume', nargs='?', const='auto', help='CHECKPOINT or the latest')
+    add('--amp',
         nargs='?',
         const='float16',
         choices=['float16', 'bfloat16'],
-        help='automatic mixed precision training on a GPU, in float16 (the '
-        'default) or bfloat16')
-    parser.add_argument(
-        '--auto-scale-lr',
-        action='store_true',
-        help='scale the learning rate by the actual total batch size over '
-        'the config\'s auto_scale_lr.base_batch_size')
-    add_runner_arguments(parser,
-                         'train_cfg.max_epochs=2 "model.backbone.arch=xs"')
-    args = parser.parse_args(argv)
-    set_local_rank(args)
-    return args
+        help='mixed precision on a GPU (default: float16)')
+    add('--auto-scale-lr', action='store_true', help='by the total batch size')
+    return parser.parse_args(argv)
 
 
 def roi_align_through_torchvision(node) -> int:
@@ -70,13 +48,8 @@ def roi_align_through_torchvision(node) -> int:
 
 
 def enable_amp(cfg, dtype: str) -> None:
-    """Switch the config's optimizer wrapper to mmengine's AmpOptimWrapper
-    autocasting to ``dtype`` ('float16' or 'bfloat16').
-
-    Raises:
-        SystemExit: no GPU, a GPU without bfloat16, or a wrapper that is
-            not a plain OptimWrapper.
-    """
+    """Switch the config's OptimWrapper to mmengine's AmpOptimWrapper in
+    ``dtype``; SystemExit naming the fix where that cannot run."""
     import torch
     if not torch.cuda.is_available():
         raise SystemExit(
@@ -91,8 +64,7 @@ def enable_amp(cfg, dtype: str) -> None:
     if optim_type not in ('OptimWrapper', 'AmpOptimWrapper'):
         raise SystemExit(f'--amp only converts an OptimWrapper; the config '
                          f'uses {optim_type}.')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.dtype = dtype
+    cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype=dtype)
     if dtype == 'bfloat16':
         roi_align_through_torchvision(cfg.model)
     # bfloat16 has float32's exponent range: its gradients need no scaling.
@@ -102,24 +74,17 @@ def enable_amp(cfg, dtype: str) -> None:
 
 def build_config(args):
     cfg = load_config(args)
-
     if args.amp:
         enable_amp(cfg, args.amp)
-
     if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
-                cfg.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
             raise SystemExit(
                 '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                 'config.')
         cfg.auto_scale_lr.enable = True
-
-    if args.resume == 'auto':
+    if args.resume is not None:
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = None if args.resume == 'auto' else args.resume
     return cfg
 
 

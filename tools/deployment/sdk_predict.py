@@ -3,19 +3,10 @@
     python tools/deployment/sdk_predict.py Detector|Segmentor|Classifier \\
         SDK_DIR IMAGE [--repeat N]
 
-``SDK_DIR`` is the folder that MMDeploy's ``tools/deploy.py --dump-info``
-writes for ONNX Runtime. The last line of output is JSON: the predictions
-(``labels`` and ``scores`` for the Classifier, the ``map`` for the
-Segmentor, ``bboxes`` (x1, y1, x2, y2, score) and ``labels`` for the
-Detector) and ``latency_ms``, the median of ``--repeat`` calls from the
-decoded image, the SDK's pre- and post-processing included.
-
-mmdeploy-runtime 1.3.1 is built with a pybind11 older than NumPy 2. Under
-NumPy 2 it misreads the dtype's item size and writes its result arrays with
-a zero stride: a segmentation map of a single class, one label repeated
-over every box. tools/install.sh therefore installs it with NumPy 1.26 into
-a folder of its own, ``mmdeploy-sdk`` in the virtual environment, and this
-tool runs itself in a fresh interpreter with that folder first on the path.
+``SDK_DIR``: what MMDeploy's ``tools/deploy.py --dump-info`` writes for ONNX
+Runtime. The SDK needs NumPy 1.x, so the tool runs itself in a fresh
+interpreter with the NumPy 1.26 folder that tools/install.sh fills first on
+the path (docs/deployment.md, "The MMDeploy SDK").
 """
 import argparse
 import json
@@ -30,12 +21,11 @@ SDK_SITE = osp.join(sys.prefix, 'mmdeploy-sdk')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        'task', choices=('Detector', 'Segmentor', 'Classifier'))
-    parser.add_argument('sdk_dir')
-    parser.add_argument('image')
-    parser.add_argument(
-        '--repeat', type=int, default=1, help='calls to time (default 1)')
+    add = parser.add_argument
+    add('task', choices=('Detector', 'Segmentor', 'Classifier'))
+    add('sdk_dir')
+    add('image')
+    add('--repeat', type=int, default=1, help='calls to time (default 1)')
     return parser.parse_args()
 
 
@@ -57,13 +47,11 @@ def main():
         if not osp.isdir(SDK_SITE) or SDK_SITE in sys.path:
             raise SystemExit(
                 f'The MMDeploy SDK is not installed with NumPy 1.26 in '
-                f'{SDK_SITE}: run '
-                'tools/install.sh (mmdeploy-runtime has a wheel for CPython '
-                '3.11 on x86-64 Linux only).')
-        env = dict(os.environ)
-        env['PYTHONPATH'] = os.pathsep.join(
-            filter(None, [SDK_SITE, env.get('PYTHONPATH')]))
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+                f'{SDK_SITE}: run tools/install.sh (mmdeploy-runtime has a '
+                'wheel for CPython 3.11 on x86-64 Linux only).')
+        os.environ['PYTHONPATH'] = os.pathsep.join(
+            filter(None, [SDK_SITE, os.environ.get('PYTHONPATH')]))
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
     if args.task == 'Detector':
         print(

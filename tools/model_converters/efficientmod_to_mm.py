@@ -2,13 +2,8 @@
 
     python tools/model_converters/efficientmod_to_mm.py SRC DST [--ema] [--force]
 
-SRC may be an ImageNet classifier (``{'model': ..., 'state_dict_ema': ...}``),
-or a COCO Mask R-CNN / ADE20K Semantic FPN model (``{'state_dict': ...}`` with
-``backbone.`` keys). The arch is read off the weights' shapes. DST loads into
-the matching config of this project (``ImageClassifier``, ``MaskRCNN`` or
-``EncoderDecoder``) with no missing or unexpected keys. DST is written
-whole or not at all; an existing file is only replaced with ``--force``, and
-never SRC itself.
+SRC: a released ImageNet classifier or COCO / ADE20K model; DST loads into
+the matching config with no missing or unexpected keys (docs/checkpoints.md).
 """
 import argparse
 import os
@@ -23,16 +18,15 @@ from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='released EfficientMod checkpoint')
-    parser.add_argument('dst', help='where to write the converted checkpoint')
-    parser.add_argument(
-        '--ema',
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add = parser.add_argument
+    add('src', help='released EfficientMod checkpoint')
+    add('dst', help='where to write the converted checkpoint')
+    add('--ema',
         action='store_true',
-        help="take the EMA weights ('state_dict_ema') of an "
-        'ImageNet checkpoint')
-    parser.add_argument(
-        '--force', action='store_true', help='overwrite DST if it exists')
+        help="take the EMA weights ('state_dict_ema') of an ImageNet "
+        'checkpoint')
+    add('--force', action='store_true', help='overwrite DST if it exists')
     return parser.parse_args()
 
 

@@ -1,15 +1,10 @@
 """Publish a training checkpoint as a small weights-only checkpoint.
 
-With mmengine's ``EMAHook`` (used by the EfficientMod ImageNet configs), a
-training checkpoint holds the **EMA** weights under ``state_dict`` (the hook
-swaps them in before saving, and also evaluates with them) and the online
-weights, prefixed ``module.``, under ``ema_state_dict``. This tool writes
-``{'state_dict': <EMA weights>, 'meta': {...}}``, so that the released file
-is what was evaluated (``--online``: the raw weights); a ``teacher.`` weight
-is dropped with a warning. The output name gets the first 8 hex digits of
-the file's SHA-256 (``OUT-1234abcd.pth``, as OpenMMLab model zoos do) unless
-``--no-hash``. The file is written whole (a temporary file, then renamed);
-an existing output is replaced only with ``--force``, the input never.
+    python tools/model_converters/publish_ema.py SRC DST [--online] [--no-hash]
+
+Writes ``{'state_dict': <EMA weights>, 'meta': {...}}``: the weights that
+were evaluated (``--online``: the raw ones), as ``DST-<sha256[:8]>.pth``.
+See docs/training.md, "EMA weights".
 """
 import argparse
 import hashlib
@@ -30,21 +25,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Write the EMA (or online) weights of a training '
         'checkpoint as a weights-only checkpoint.')
-    parser.add_argument(
-        'src', help='training checkpoint (from tools/train.py)')
-    parser.add_argument('dst', help='output checkpoint')
-    parser.add_argument(
-        '--online',
-        action='store_true',
-        help='publish the online (non-EMA) weights instead of the EMA ones')
-    parser.add_argument(
-        '--no-hash',
-        action='store_true',
-        help='do not append the SHA-256 prefix to the output file name')
-    parser.add_argument(
-        '--force',
-        action='store_true',
-        help='replace an existing output file (never the input)')
+    add = parser.add_argument
+    add('src', help='training checkpoint (from tools/train.py)')
+    add('dst', help='output checkpoint')
+    add('--online', action='store_true', help='the non-EMA weights instead')
+    add('--no-hash', action='store_true', help='no SHA-256 prefix in the name')
+    add('--force', action='store_true', help='replace an existing output')
     return parser.parse_args(argv)
 
 
@@ -58,25 +44,23 @@ def extract_weights(checkpoint: dict, online: bool = False):
             f'not a training checkpoint of mmengine (no `state_dict`; found '
             f'{found}): pass a checkpoint that tools/train.py saved '
             '(work_dirs/<config>/epoch_N.pth or iter_N.pth)')
-    state = checkpoint['state_dict']
+    state = OrderedDict(checkpoint['state_dict'])
     ema = checkpoint.get('ema_state_dict')
     if ema is None:
         if online:
             raise KeyError('--online needs a checkpoint saved with EMAHook '
                            '(no `ema_state_dict` here)')
-        return OrderedDict(state), 'plain'
-    if not online:
-        # EMAHook.before_save_checkpoint swapped the EMA weights into
-        # `state_dict`; every EMA-tracked key must be there.
-        missing = [
-            k for k in strip_prefix(ema, drop_others=True) if k not in state
-        ]
-        if missing:
-            raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
-        return OrderedDict(state), 'ema'
-    online_state = OrderedDict(state)
-    online_state.update(strip_prefix(ema, drop_others=True))
-    return online_state, 'online'
+        return state, 'plain'
+    # EMAHook.before_save_checkpoint swapped the EMA weights into
+    # `state_dict`; the online ones are in `ema_state_dict`.
+    online_state = strip_prefix(ema, drop_others=True)
+    if online:
+        state.update(online_state)
+        return state, 'online'
+    missing = [k for k in online_state if k not in state]
+    if missing:  # every EMA-tracked key must be there
+        raise KeyError(f'state_dict lacks EMA keys, e.g. {missing[:5]}')
+    return state, 'ema'
 
 
 class DestinationError(ValueError):
@@ -115,13 +99,9 @@ def publish(src: str,
         for k in teacher_keys:
             del state[k]
     src_meta = checkpoint.get('meta') or {}
-    meta = dict(
-        weights=kind,
-        source=osp.basename(src),
-        epoch=src_meta.get('epoch'),
-        iter=src_meta.get('iter'),
-        mmengine_version=src_meta.get('mmengine_version'),
-        dataset_meta=src_meta.get('dataset_meta'))
+    meta = dict(weights=kind, source=osp.basename(src))
+    for key in ('epoch', 'iter', 'mmengine_version', 'dataset_meta'):
+        meta[key] = src_meta.get(key)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = f'{dst}.{os.getpid()}.tmp'
     try:
