@@ -4,12 +4,8 @@
 # Batch, height and width are dynamic (the backbone pools globally).
 _base_ = ['./onnx.py']
 
+image_axes = {0: 'batch', 2: 'height', 3: 'width'}
 onnx_config = dict(
     output_names=['output'],
-    dynamic_axes=dict(
-        input={
-            0: 'batch',
-            2: 'height',
-            3: 'width'
-        }, output={0: 'batch'}))
+    dynamic_axes=dict(input=image_axes, output={0: 'batch'}))
 codebase_config = dict(type='mmpretrain', task='Classification')

@@ -3,33 +3,19 @@
 #   labels (batch, num_dets)     class indices
 #   masks  (batch, num_dets, 28, 28) mask logits per box; mmdeploy pastes
 #          them into the image (export_postprocess_mask=False) outside it.
-# Batch, height, width and the number of detections are dynamic. The
-# model config's test_cfg (rpn/rcnn nms_pre, max_per_img, score_thr, nms)
+# The model config's test_cfg (rpn/rcnn nms_pre, max_per_img, score_thr, nms)
 # decides the thresholds; post_processing fills what it leaves unset.
 _base_ = ['./onnx.py']
 
+# Axis 0 of every tensor is the batch; the image's height and width and the
+# number of detections vary too.
+image_axes = {0: 'batch', 2: 'height', 3: 'width'}
+det_axes = {0: 'batch', 1: 'num_dets'}
+mask_axes = {0: 'batch', 1: 'num_dets', 2: 'height', 3: 'width'}
 onnx_config = dict(
     output_names=['dets', 'labels', 'masks'],
     dynamic_axes=dict(
-        input={
-            0: 'batch',
-            2: 'height',
-            3: 'width'
-        },
-        dets={
-            0: 'batch',
-            1: 'num_dets'
-        },
-        labels={
-            0: 'batch',
-            1: 'num_dets'
-        },
-        masks={
-            0: 'batch',
-            1: 'num_dets',
-            2: 'height',
-            3: 'width'
-        }))
+        input=image_axes, dets=det_axes, labels=det_axes, masks=mask_axes))
 codebase_config = dict(
     type='mmdet',
     task='ObjectDetection',

@@ -4,17 +4,8 @@
 # Batch, height and width are dynamic.
 _base_ = ['./onnx.py']
 
+image_axes = {0: 'batch', 2: 'height', 3: 'width'}
 onnx_config = dict(
     output_names=['output'],
-    dynamic_axes=dict(
-        input={
-            0: 'batch',
-            2: 'height',
-            3: 'width'
-        },
-        output={
-            0: 'batch',
-            2: 'height',
-            3: 'width'
-        }))
+    dynamic_axes=dict(input=image_axes, output=image_axes))
 codebase_config = dict(type='mmseg', task='Segmentation', with_argmax=True)
