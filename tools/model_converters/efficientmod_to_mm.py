@@ -6,6 +6,7 @@ SRC: a released ImageNet classifier or COCO / ADE20K model; DST loads into
 the matching config with no missing or unexpected keys (docs/checkpoints.md).
 """
 import argparse
+import io
 import os
 import os.path as osp
 import sys
@@ -15,6 +16,7 @@ import torch
 from mmefficientmod.checkpoint import (NotEfficientModCheckpoint,
                                        UnreadableCheckpointError,
                                        UnsafeCheckpointError, read_checkpoint)
+from mmefficientmod.engine.safety_hooks import SafeLocalBackend
 
 
 def parse_args():
@@ -71,15 +73,9 @@ def main():
         if not torch.isfinite(value).all():
             sys.exit(f'error: {args.src} holds non-finite values in {key} '
                      '(a diverged training): it would give NaN outputs.')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    # Written beside DST, then renamed: a failure never leaves half a file.
-    tmp = f'{args.dst}.tmp{os.getpid()}'
-    try:
-        torch.save(converted, tmp)
-        os.replace(tmp, args.dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    buffer = io.BytesIO()
+    torch.save(converted, buffer)
+    SafeLocalBackend().put(buffer.getvalue(), args.dst)  # whole or nothing
     print(f'{args.src} -> {args.dst}: EfficientMod-{meta["arch"]} '
           f'{meta["task"]} checkpoint, {len(converted["state_dict"])} tensors'
           f'{", EMA weights" if meta["ema"] else ""}.')

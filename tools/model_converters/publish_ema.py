@@ -8,7 +8,7 @@ See docs/training.md, "EMA weights".
 """
 import argparse
 import hashlib
-import os
+import io
 import os.path as osp
 import pickle
 import sys
@@ -19,6 +19,7 @@ import torch
 from mmefficientmod.checkpoint import strip_prefix
 from mmefficientmod.checkpoint.bad_files import UnreadableCheckpointError
 from mmefficientmod.checkpoint.safe_load import load_checkpoint
+from mmefficientmod.engine.safety_hooks import SafeLocalBackend
 
 
 def parse_args(argv=None):
@@ -102,21 +103,15 @@ def publish(src: str,
     meta = dict(weights=kind, source=osp.basename(src))
     for key in ('epoch', 'iter', 'mmengine_version', 'dataset_meta'):
         meta[key] = src_meta.get(key)
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.{os.getpid()}.tmp'
-    try:
-        torch.save({'state_dict': state, 'meta': meta}, tmp)
-        final = dst
-        if add_hash:
-            with open(tmp, 'rb') as f:
-                sha = hashlib.sha256(f.read()).hexdigest()
-            root, ext = osp.splitext(dst)
-            final = f'{root}-{sha[:8]}{ext or ".pth"}'
-        _check_destination(src, final, force)
-        os.replace(tmp, final)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    buffer = io.BytesIO()
+    torch.save({'state_dict': state, 'meta': meta}, buffer)
+    data, final = buffer.getvalue(), dst
+    if add_hash:
+        root, ext = osp.splitext(dst)
+        sha = hashlib.sha256(data).hexdigest()
+        final = f'{root}-{sha[:8]}{ext or ".pth"}'
+    _check_destination(src, final, force)
+    SafeLocalBackend().put(data, final)  # written whole or not at all
     return final
 
 
