@@ -58,17 +58,13 @@ def build_upstream(module: ModuleType, arch: str) -> nn.Module:
 
 @torch.no_grad()
 def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
-    """Give the authors' classifier the weights of our classifier ``model``.
+    """Give the authors' classifier ``upstream`` the weights of our
+    ``ImageClassifier`` ``model`` of the same arch (not switched to deploy).
 
     The key map is the one of :func:`mmefficientmod.checkpoint.convert_released`
     (released -> ours), read backwards: each of the authors' tensors is
     stood in for by one filled with its index, so the converted value names
     its source key.
-
-    Args:
-        model (nn.Module): Our mmpretrain ``ImageClassifier`` (``backbone.*``,
-            ``head.fc.*``), not switched to deploy.
-        upstream (nn.Module): The authors' model of the same arch.
     """
     theirs = upstream.state_dict()
     names = list(theirs)

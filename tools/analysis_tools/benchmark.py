@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import copy
 import csv
-import functools
 import itertools
 import os
 import os.path as osp
@@ -100,9 +99,25 @@ def parse_args(argv=None):
     for key, value in DEFAULTS[args.device].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    reference = os.environ.get(REFERENCE_ENV)
-    if args.archs and not (args.upstream or args.backbone_only) and reference:
-        args.upstream = osp.join(reference, 'upstream', 'EfficientMod.py')
+
+    if not args.config and not args.archs:
+        parser.error('give a CONFIG or --archs')
+    if any(b < 1 for b in args.batch_sizes):
+        parser.error('--batch-sizes must be positive')
+    if args.upstream and args.backbone_only:
+        parser.error("--backbone-only cannot be compared with the authors' "
+                     'model, which is a classifier; drop one of the two')
+    if args.upstream and not args.archs:
+        parser.error('--upstream needs --archs (the authors have the four '
+                     'ImageNet classifiers)')
+    if (args.upstream is None and args.archs and not args.backbone_only
+            and os.environ.get(REFERENCE_ENV)):
+        args.upstream = osp.join(os.environ[REFERENCE_ENV], 'upstream',
+                                 'EfficientMod.py')
+    if args.upstream and not osp.isfile(args.upstream):
+        parser.error(f"no authors' model file at {args.upstream!r}: pass "
+                     f'--upstream FILE or set {REFERENCE_ENV} to the folder '
+                     'that holds upstream/EfficientMod.py')
     if args.forms is None:
         default = ('authors-eager', 'eager') if args.train else \
             DEFAULT_FORMS[args.device]
@@ -114,34 +129,20 @@ def parse_args(argv=None):
         ]
     if args.train:
         args.forms = [f for f in args.forms if f in DEVICE_FORMS]
+        if args.precision == 'cast':
+            parser.error('--train uses autocast (mixed precision); drop '
+                         '--precision cast')
+    if not args.upstream and any(f.startswith('authors-') for f in args.forms):
+        parser.error("the authors' forms need --upstream FILE or "
+                     f'{REFERENCE_ENV}')
     cpu_forms = [f for f in args.forms if f in CPU_FORMS]
-    for wrong, message in [
-        (not args.config and not args.archs, 'give a CONFIG or --archs'),
-        (min(args.batch_sizes) < 1, '--batch-sizes must be positive'),
-        (args.upstream and args.backbone_only,
-         "--backbone-only cannot be compared with the authors' model, which "
-         'is a classifier; drop one of the two'),
-        (args.upstream and not args.archs, '--upstream needs --archs (the '
-         'authors have the four ImageNet classifiers)'),
-        (args.upstream and not osp.isfile(args.upstream),
-         f"no authors' model file at {args.upstream!r}: pass --upstream FILE "
-         f'or set {REFERENCE_ENV} to the folder that holds '
-         'upstream/EfficientMod.py'),
-        (args.train and args.precision == 'cast',
-         '--train uses autocast (mixed precision); drop --precision cast'),
-        (not args.upstream
-         and any(f.startswith('authors-') for f in args.forms),
-         f"the authors' forms need --upstream FILE or {REFERENCE_ENV}"),
-        (cpu_forms and (args.device != 'cpu' or 'float32' not in args.dtypes),
-         f'{cpu_forms} run on the CPU from float32 input: pass --device cpu '
-         'and keep float32 in --dtypes'),
-        (args.device == 'cuda' and not torch.cuda.is_available(),
-         'no GPU: torch.cuda.is_available() is False (torch '
-         f'{torch.__version__}); run on a CUDA machine, or pass --device cpu '
-         'to run the same code on the CPU'),
-    ]:
-        if wrong:
-            parser.error(message)
+    if cpu_forms and (args.device != 'cpu' or 'float32' not in args.dtypes):
+        parser.error(f'{cpu_forms} run on the CPU from float32 input: pass '
+                     '--device cpu and keep float32 in --dtypes')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('no GPU: torch.cuda.is_available() is False (torch '
+                     f'{torch.__version__}); run on a CUDA machine, or pass '
+                     '--device cpu to run the same code on the CPU')
     return args
 
 
@@ -192,11 +193,14 @@ def autocast(device: str, dtype: str, precision: str = 'autocast'):
     return torch.autocast(device, dtype=getattr(torch, dtype))
 
 
-def inference(module: nn.Module, context=contextlib.nullcontext):
-    """``module(x)`` in inference mode, in a fresh ``context()``."""
+def inference(module: nn.Module,
+              device: str = 'cpu',
+              dtype: str = 'float32',
+              precision: str = 'autocast'):
+    """``module(x)`` in inference mode, autocast to a reduced ``dtype``."""
 
     def run(x):
-        with torch.inference_mode(), context():
+        with torch.inference_mode(), autocast(device, dtype, precision):
             return module(x)
 
     return run
@@ -215,7 +219,6 @@ def torch_module(name: str, ours: nn.Module, upstream: Optional[nn.Module],
 def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
                  dtype: str) -> List[Form]:
     """The PyTorch forms on ``args.device`` in ``dtype``."""
-    context = functools.partial(autocast, args.device, dtype, args.precision)
     forms = []
     for name in args.forms:
         if name in DEVICE_FORMS:
@@ -225,7 +228,8 @@ def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
                 engine += f' {args.precision}'
             if name == 'compiled':
                 engine += f' compile={args.compile_backend}'
-            forms.append(Form(name, inference(module, context), engine))
+            run = inference(module, args.device, dtype, args.precision)
+            forms.append(Form(name, run, engine))
     return forms
 
 
@@ -247,32 +251,31 @@ def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
     authors_onnx = osp.join(tempfile.mkdtemp(dir=tmpdir), 'authors.onnx')
     forms = []
     for name in args.forms:
-        # One export per model for its ONNX Runtime and OpenVINO forms.
-        if (name in CPU_FORMS and name.startswith('authors-')
-                and not osp.exists(authors_onnx)):
+        if name not in CPU_FORMS:
+            continue
+        if name.startswith('authors-') and not osp.exists(authors_onnx):
+            # One export per model for its ONNX Runtime and OpenVINO forms.
             export_onnx(upstream, authors_onnx, shape)
         if name == 'authors-onnx':
             session = onnxruntime_session(authors_onnx, args.threads)
-            forms.append(
-                Form(
-                    name,
-                    lambda x, s=session: [
-                        torch.from_numpy(o)
-                        for o in s.run(None, {'input': x.numpy()})
-                    ],
-                    'onnxruntime fp32'))
+
+            def run(x, session=session):
+                return [
+                    torch.from_numpy(o)
+                    for o in session.run(None, {'input': x.numpy()})
+                ]
+
+            engine = 'onnxruntime fp32'
         elif name in AUTHORS_OPENVINO:
             precision = name.rpartition('-')[2]
             compiled = compile_for_cpu(authors_onnx, precision, args.threads)
-            forms.append(
-                Form(
-                    name, openvino_runner(compiled),
-                    describe('openvino', precision,
-                             compiled_settings(compiled))))
+            run = openvino_runner(compiled)
+            engine = describe('openvino', precision,
+                              compiled_settings(compiled))
         elif name == 'deploy':
-            module = TensorMode(deploy_copy(model), args.backbone_only)
-            forms.append(Form(name, inference(module), 'torch fp32 deploy'))
-        elif name in CPU_FORMS:
+            run = inference(TensorMode(deploy_copy(model), args.backbone_only))
+            engine = 'torch fp32 deploy'
+        else:
             precision, _, engine = name.partition('-')
             try:
                 run = cpu_predictor(
@@ -285,9 +288,8 @@ def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
             except NotImplementedError as err:
                 print(f'  {name}: skipped ({err})')
                 continue
-            forms.append(
-                Form(name, run,
-                     describe(run.engine, precision, run.engine_settings)))
+            engine = describe(run.engine, precision, run.engine_settings)
+        forms.append(Form(name, run, engine))
     return forms
 
 
@@ -389,10 +391,8 @@ def train_step(net: nn.Module, args, dtype: str) -> Callable:
         opt.zero_grad(set_to_none=True)
         with context:
             out = flatten_outputs(net(x))[0].float()
-        if out.dim() == 2:
-            loss = F.cross_entropy(out, labels % out.shape[1])
-        else:
-            loss = out.square().mean()
+        loss = F.cross_entropy(out, labels % out.shape[1]) \
+            if out.dim() == 2 else out.square().mean()
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()

@@ -1,5 +1,5 @@
 """Print the parameters and FLOPs (multiply-adds) of the model of any config
-(docs/training.md); :func:`count_flops` is the benchmark's counter too.
+(docs/training.md).
 
     python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--backbone-only]
 """
@@ -27,7 +27,8 @@ def sdpa_flop_jit(inputs, outputs) -> int:
 
 
 def count_flops(module: nn.Module, inputs: torch.Tensor) -> int:
-    """Multiply-adds of ``module(inputs)``, attention included."""
+    """Multiply-adds of ``module(inputs)``, attention included (the
+    benchmark's count too)."""
     with torch.no_grad():
         analyzer = FlopAnalyzer(module, inputs)
         analyzer.set_op_handle('aten::scaled_dot_product_attention',
@@ -41,18 +42,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add = parser.add_argument
     add('config', help='config file')
-    add('--shape',
-        type=int,
-        nargs='+',
-        default=[224, 224],
-        help='input height and width (one value for a square)')
-    add('--backbone-only',
-        action='store_true',
-        help='count the backbone alone')
-    add('--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, as in tools/train.py')
+    add('--shape', type=int, nargs='+', default=[224, 224], help='H [W]')
+    add('--backbone-only', action='store_true', help='the backbone alone')
+    add('--cfg-options', nargs='+', action=DictAction, help='config overrides')
     args = parser.parse_args()
     height, width = (args.shape * 2)[:2]
     cfg = Config.fromfile(args.config)

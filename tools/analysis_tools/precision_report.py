@@ -28,11 +28,7 @@ def parse_args(argv=None):
     add('--fixtures', metavar='DIR', help='folder of efficientmod_<arch>.pt')
     add('--threads', type=int)
     add('--calib-batches', type=int, default=8, help='of the train split')
-    add('--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. '
-        'val_dataloader.dataset.data_root=DIR')
+    add('--cfg-options', nargs='+', action=DictAction, help='config overrides')
     args = parser.parse_args(argv)
     if not args.config and not args.fixtures:
         parser.error('give a CONFIG and CHECKPOINT, or --fixtures DIR')
@@ -63,16 +59,10 @@ def val_report(args) -> List[Dict]:
                           torch.tensor(labels), calibration)
 
 
-def precision_rows(args,
-                   model,
-                   inputs,
-                   reference,
-                   data,
-                   labels=None,
-                   calibration=None):
+def precision_rows(args, model, inputs, reference, data, labels, calibration):
     """A row per precision of ``args.precisions``: the predictor's logits on
     ``inputs`` against the float32 ``reference`` logits, and both top-1
-    accuracies where ``labels`` are known. int8 is calibrated on
+    accuracies where ``labels`` are known (else None). int8 is calibrated on
     ``calibration`` (dataloader batches) when given, else its ``'auto'``
     engine is the uncalibrated one."""
 
@@ -116,7 +106,8 @@ def fixture_report(args) -> List[Dict]:
         reference = torch.cat([y.float() for y in fixture['logits']])
         rows += precision_rows(
             args, model, [x.float() for x in fixture['inputs']], reference,
-            f"parity fixture {fixture['arch']} ({len(reference)} images)")
+            f"parity fixture {fixture['arch']} ({len(reference)} images)",
+            None, None)
     if not rows:
         raise FileNotFoundError(
             f'No efficientmod_<arch>.pt in {args.fixtures}.')

@@ -47,9 +47,7 @@ def parse_args():
     add('--sdk',
         nargs=2,
         metavar=('TASK', 'SDK_DIR'),
-        help='Detector, Segmentor or Classifier, and its SDK model folder '
-        '(tools/deploy.py --dump-info for ONNX Runtime), timed by '
-        'sdk_predict.py in its own interpreter after the others')
+        help='Detector, Segmentor or Classifier, and its SDK model folder')
     add('--repeat', type=int, default=20, help='timed runs per block')
     add('--rounds', type=int, default=2, help='blocks per model, in turns')
     args = parser.parse_args()
@@ -154,9 +152,8 @@ def main():
         pytorch.backbone.register_forward_hook(
             lambda *_: spent.append(time.perf_counter()))
         medians = in_turns(forms, lambda f: f.data, args.rounds, args.repeat)
-        backbone_seconds = {
-            'PyTorch fp32': sum(spent) / (args.rounds * (args.repeat + 1))
-        }
+        calls = args.rounds * (args.repeat + 1)
+        backbone_seconds = {'PyTorch fp32': sum(spent) / calls}
         # From the decoded image: MMDeploy's Python pre-processing included.
         decoded = mmcv.imread(args.image)
         end_to_end = in_turns(forms, lambda f: f.task.create_input(decoded)[0],

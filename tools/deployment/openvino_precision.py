@@ -38,17 +38,11 @@ def parse_args():
         choices=['f32', 'bf16'],
         default='f32',
         help='what the operations left float run in (int8 only)')
-    add('--calib-images',
-        type=int,
-        default=64,
-        help='training images of the model config to calibrate int8 on '
-        '(through its test pipeline)')
+    add('--calib-images', type=int, default=64, help='to calibrate int8')
     add('--keep-float',
         choices=list(KEEP_FLOAT),
         default='postprocess',
-        help='what int8 leaves float: postprocess (what MMDeploy adds at '
-        'the top level, and the RoI extractors), also the heads, or '
-        'nothing (NNCF chooses)')
+        help='what int8 leaves float (docs/deployment.md)')
     return parser.parse_args()
 
 
