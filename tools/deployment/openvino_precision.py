@@ -112,6 +112,7 @@ def main():
         inputs = calibration_inputs(args.deploy_config, args.model_config,
                                     args.calib_images)
         model = quantise(model, inputs, args.keep_float)
+    # In the model's rt_info, read by the project's OpenVINO wrapper.
     model.set_rt_info(float_precision, PRECISION_RT_INFO)
     os.makedirs(args.out_dir, exist_ok=True)
     out = osp.join(args.out_dir, osp.basename(args.model))
