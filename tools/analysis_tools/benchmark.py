@@ -324,9 +324,13 @@ def outputs(out) -> List[torch.Tensor]:
     return [o.float().cpu() for o in flatten_outputs(out)]
 
 
-def agreement(out, reference: List[torch.Tensor], classifier: bool) -> Dict:
+def agreement(out, reference: List[torch.Tensor], reference_form: str,
+              classifier: bool) -> Dict:
+    """The agreement columns of outputs ``out`` with the float32 outputs
+    ``reference`` of ``reference_form``."""
     out = outputs(out)
     return dict(
+        reference=reference_form,
         cos_vs_fp32=min(
             cosine_similarity(a, b).item() for a, b in zip(out, reference)),
         max_abs_diff_vs_fp32=max(
@@ -345,6 +349,7 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
     n = min(args.batch_sizes[0], 8) if 'compiled' in args.forms else 8
     check_x = torch.randn(n, 3, h, w, generator=gen)
     source = ours if upstream is None else upstream
+    source_name = 'eager' if upstream is None else 'authors-eager'
     with torch.no_grad():
         reference = outputs(
             prepare(source, args, 'float32')(check_x.to(args.device)))
@@ -354,14 +359,11 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
         if dtype == 'float32':
             forms = sorted(
                 forms + on_cpu, key=lambda f: args.forms.index(f.name))
-        checks = {
-            f.name:
-            agreement(
-                f.run(
-                    check_x if f in on_cpu else prepare(check_x, args, dtype)),
-                reference, not args.backbone_only)
-            for f in forms
-        }
+        checks = {}
+        for f in forms:
+            inputs = check_x if f in on_cpu else prepare(check_x, args, dtype)
+            checks[f.name] = agreement(
+                f.run(inputs), reference, source_name, not args.backbone_only)
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, h, w, generator=gen)
             on_device = prepare(x, args, dtype)
@@ -369,14 +371,8 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
                 forms, lambda f: (x, )
                 if f in on_cpu else (on_device, ), args, batch)
             for form in forms:
-                report(
-                    form,
-                    'inference',
-                    dtype,
-                    batch,
-                    medians,
-                    reference='eager' if upstream is None else 'authors-eager',
-                    **checks[form.name])
+                report(form, 'inference', dtype, batch, medians,
+                       **checks[form.name])
 
 
 def train_step(net: nn.Module, args, dtype: str) -> Callable:
@@ -438,14 +434,9 @@ def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
                          f'torch {dtype}'))
             medians = time_forms(forms, lambda f: (x, labels), args, batch)
             for form in forms:
+                mb = peak_memory_mb(form.run, (x, labels), args.device)
                 report(
-                    form,
-                    'train step',
-                    dtype,
-                    batch,
-                    medians,
-                    peak_mem_mb=peak_memory_mb(form.run, (x, labels),
-                                               args.device))
+                    form, 'train step', dtype, batch, medians, peak_mem_mb=mb)
             del forms
             if args.device == 'cuda':
                 torch.cuda.empty_cache()
