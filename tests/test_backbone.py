@@ -68,7 +68,7 @@ def test_parameter_count_and_flops(arch):
         def forward(self, x):
             return self.model(x, mode='tensor')
 
-    count_flops = load_tool('analysis_tools/flops').count_flops
+    count_flops = load_tool('analysis_tools/get_flops').count_flops
     gflops = count_flops(Logits(), torch.randn(1, 3, 224, 224)) / 1e9
     assert abs(gflops - PAPER_GFLOPS[arch]) <= 0.1 * PAPER_GFLOPS[arch], gflops
 

@@ -1,45 +1,8 @@
 """Speed of EfficientMod against the authors' code, side by side in one process.
 
-All forms (``--forms``) start from the same weights. On every device
-(``--device cpu`` or ``cuda``), in each ``--dtypes`` precision (float16 and
-bfloat16 through autocast, or with ``--precision cast`` the model and input
-cast):
-
-* ``authors-eager``: the authors' model file, eager PyTorch. The file is
-  ``--upstream FILE`` (their ``models/EfficientMod.py``) or, with
-  ``--archs``, ``upstream/EfficientMod.py`` in the folder named by the
-  setting ``MMEFFICIENTMOD_REFERENCE``.
-* ``eager``: this project's model as built.
-* ``compiled``: the same under ``torch.compile`` (``--compile-backend``; it
-  compiles once per precision and shape, during the untimed warm-up).
-
-On the CPU only, from float32 input (timed beside the float32 rows):
-
-* ``authors-onnx``: the authors' model exported with ``torch.onnx.export``
-  (constant folding, opset 17) in ONNX Runtime, as their ``benchmark_onnx.py``
-  and the paper's CPU column do; ``authors-openvino-fp32`` and
-  ``authors-openvino-bf16``: that ONNX file compiled by OpenVINO with the
-  settings of ``cpu_predictor``'s OpenVINO engine.
-* ``deploy``: after ``backbone.switch_to_deploy()``, float32 PyTorch.
-* ``fp32``, ``bf16``, ``int8``: :func:`mmefficientmod.deploy.cpu_predictor`
-  with ``engine='auto'`` (int8 calibrated on ``--calib-batches`` batches of
-  random inputs); ``PRECISION-ENGINE``, e.g. ``fp32-onnxruntime``,
-  ``int8-onnxruntime-static``, ``bf16-inductor``: with that engine.
-
-Forms are timed in turns, round by round, after warm-up (the device
-synchronised around each call). Each row has the median and 90th-percentile
-time, images/s, GFLOP/s (mmengine's count: one multiply-add is one FLOP),
-on the CPU its share of the matrix-multiply peak of its precision (int8,
-bf16 or f32) that tools/analysis_tools/cpu_peak.py measures at the start
-of the same run, the speed-up over ``authors-onnx``, ``authors-eager`` and
-the fastest of the authors' forms of the same precision and batch, and the
-agreement with the authors' float32 eager output (our eager one without
-their file) on a separate input: cosine, largest difference and, for
-classifiers, top-1.
-``--train`` times a training step instead (forward, cross-entropy, backward,
-AdamW; float16 with a gradient scaler) with its peak memory. The commands
-of the tables: docs/speed.md (CPU) and docs/gpu.md (GPU); any config of
-ours, without the authors' code::
+The forms, the columns and the commands of the tables: docs/speed.md (CPU)
+and docs/gpu.md (``--device cuda``). Any config of ours, without the
+authors' code::
 
     python tools/analysis_tools/benchmark.py CONFIG --backbone-only \\
         --forms eager deploy fp32 bf16
@@ -48,7 +11,7 @@ import argparse
 import contextlib
 import copy
 import csv
-import functools
+import itertools
 import os
 import os.path as osp
 import platform
@@ -57,14 +20,9 @@ import time
 import warnings
 from typing import Callable, Dict, List, Optional
 
-# How idle OpenMP threads wait between PyTorch's parallel regions decides
-# batch-1 latency on the CPU. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
-# makes every region wake its threads, about 80 us per region on a 2-core
-# virtual machine (the authors' xxs at batch 1: 31.6 ms instead of 14.5 ms);
-# libgomp's default spin (300,000 rounds) let single forwards take 0.8 s on
-# a machine shared with other jobs. 10,000 rounds (about 0.3 ms) keep the
-# fast case without holding the cores long. It must be set before torch
-# loads OpenMP; the caller's setting of either variable wins.
+# A bounded spin of idle OpenMP threads, for batch-1 latency (docs/speed.md).
+# It must be set before torch loads OpenMP; the caller's setting of either
+# variable wins.
 if 'OMP_WAIT_POLICY' not in os.environ:
     os.environ.setdefault('GOMP_SPINCOUNT', '10000')
 
@@ -72,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from authors_model import (build_upstream, copy_weights_to_upstream,
-                           load_upstream_module)
+from authors_model import (UPSTREAM_BUILDERS, arch_config, build_upstream,
+                           copy_weights_to_upstream, load_upstream_module)
 from cpu_peak import measure_peaks
-from flops import count_flops
+from get_flops import count_flops
 
 from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    deploy_copy, export_onnx, flatten_outputs,
@@ -87,11 +45,7 @@ from mmefficientmod.deploy.openvino import (compile_for_cpu, compiled_settings,
 from mmefficientmod.deploy.predictor import ENGINES
 from mmefficientmod.models import TensorMode, build_model_from_config
 
-CONFIG_DIR = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
-    'efficientmod')
 REFERENCE_ENV = 'MMEFFICIENTMOD_REFERENCE'
-ARCHS = ('xxs', 'xs', 's', 's_conv')
 DTYPES = ('float32', 'float16', 'bfloat16')
 # Forms in PyTorch, on the device, in every --dtypes precision.
 DEVICE_FORMS = ('authors-eager', 'eager', 'compiled')
@@ -115,12 +69,6 @@ DEFAULTS = dict(
 SPEED_FLAGS = ('avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_int8')
 
 
-def arch_config(arch: str) -> str:
-    """This project's ImageNet classifier config of ``arch``."""
-    return osp.join(CONFIG_DIR,
-                    f"efficientmod-{arch.replace('_', '-')}_8xb256_in1k.py")
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
@@ -128,7 +76,7 @@ def parse_args(argv=None):
         'form of the device that applies')
     add = parser.add_argument
     add('config', nargs='?', help='model config file')
-    add('--archs', nargs='+', choices=ARCHS, help='our classifier of each')
+    add('--archs', nargs='+', choices=UPSTREAM_BUILDERS)
     add('--upstream', metavar='FILE', help="the authors' EfficientMod.py")
     add('--checkpoint', help='weights to load (speed does not need them)')
     add('--backbone-only', action='store_true', help='time model.backbone')
@@ -245,14 +193,27 @@ def autocast(device: str, dtype: str, precision: str = 'autocast'):
     return torch.autocast(device, dtype=getattr(torch, dtype))
 
 
-def inference(module: nn.Module, context=contextlib.nullcontext):
-    """``module(x)`` in inference mode, in a fresh ``context()``."""
+def inference(module: nn.Module,
+              device: str = 'cpu',
+              dtype: str = 'float32',
+              precision: str = 'autocast'):
+    """``module(x)`` in inference mode, autocast to a reduced ``dtype``."""
 
     def run(x):
-        with torch.inference_mode(), context():
+        with torch.inference_mode(), autocast(device, dtype, precision):
             return module(x)
 
     return run
+
+
+def torch_module(name: str, ours: nn.Module, upstream: Optional[nn.Module],
+                 args, dtype: str) -> nn.Module:
+    """The model of a PyTorch form, prepared; compiled for ``compiled``."""
+    module = prepare(upstream if name == 'authors-eager' else ours, args,
+                     dtype)
+    if name == 'compiled':
+        module = torch.compile(module, backend=args.compile_backend)
+    return module
 
 
 def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
@@ -260,29 +221,22 @@ def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
     """The PyTorch forms on ``args.device`` in ``dtype``."""
     forms = []
     for name in args.forms:
-        if name not in DEVICE_FORMS:
-            continue
-        module = prepare(upstream if name == 'authors-eager' else ours, args,
-                         dtype)
-        engine = f'torch {dtype}'
-        if dtype != 'float32':
-            engine += f' {args.precision}'
-        if name == 'compiled':
-            module = torch.compile(module, backend=args.compile_backend)
-            engine += f' compile={args.compile_backend}'
-        context = functools.partial(autocast, args.device, dtype,
-                                    args.precision)
-        forms.append(Form(name, inference(module, context), engine))
+        if name in DEVICE_FORMS:
+            module = torch_module(name, ours, upstream, args, dtype)
+            engine = f'torch {dtype}'
+            if dtype != 'float32':
+                engine += f' {args.precision}'
+            if name == 'compiled':
+                engine += f' compile={args.compile_backend}'
+            run = inference(module, args.device, dtype, args.precision)
+            forms.append(Form(name, run, engine))
     return forms
 
 
-def describe(compiled, engine: str = 'openvino', precision: str = '') -> str:
+def describe(engine: str, precision: str, settings: Dict) -> str:
     """What ran, e.g. ``openvino int8 (INFERENCE_PRECISION_HINT=f32 ...)``."""
-    if compiled is None:
-        return f'{engine} {precision}'
-    settings = ' '.join(f'{k}={v}'
-                        for k, v in compiled_settings(compiled).items())
-    return f'{engine} {precision} ({settings})'.replace('  ', ' ')
+    text = ' '.join(f'{k}={v}' for k, v in settings.items())
+    return f'{engine} {precision}' + (f' ({text})' if text else '')
 
 
 def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
@@ -299,29 +253,28 @@ def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
     for name in args.forms:
         if name not in CPU_FORMS:
             continue
-        if name.startswith('authors-'):
+        if name.startswith('authors-') and not osp.exists(authors_onnx):
             # One export per model for its ONNX Runtime and OpenVINO forms.
-            if not osp.exists(authors_onnx):
-                export_onnx(upstream, authors_onnx, shape)
-            if name == 'authors-onnx':
-                session = onnxruntime_session(authors_onnx, args.threads)
-                forms.append(
-                    Form(
-                        name,
-                        lambda x, s=session: [
-                            torch.from_numpy(o)
-                            for o in s.run(None, {'input': x.numpy()})
-                        ],
-                        'onnxruntime fp32'))
-            else:
-                compiled = compile_for_cpu(authors_onnx,
-                                           name.rpartition('-')[2],
-                                           args.threads)
-                forms.append(
-                    Form(name, openvino_runner(compiled), describe(compiled)))
+            export_onnx(upstream, authors_onnx, shape)
+        if name == 'authors-onnx':
+            session = onnxruntime_session(authors_onnx, args.threads)
+
+            def run(x, session=session):
+                return [
+                    torch.from_numpy(o)
+                    for o in session.run(None, {'input': x.numpy()})
+                ]
+
+            engine = 'onnxruntime fp32'
+        elif name in AUTHORS_OPENVINO:
+            precision = name.rpartition('-')[2]
+            compiled = compile_for_cpu(authors_onnx, precision, args.threads)
+            run = openvino_runner(compiled)
+            engine = describe('openvino', precision,
+                              compiled_settings(compiled))
         elif name == 'deploy':
-            module = TensorMode(deploy_copy(model), args.backbone_only)
-            forms.append(Form(name, inference(module), 'torch fp32 deploy'))
+            run = inference(TensorMode(deploy_copy(model), args.backbone_only))
+            engine = 'torch fp32 deploy'
         else:
             precision, _, engine = name.partition('-')
             try:
@@ -335,42 +288,49 @@ def cpu_forms(model: nn.Module, upstream: Optional[nn.Module], args,
             except NotImplementedError as err:
                 print(f'  {name}: skipped ({err})')
                 continue
-            forms.append(
-                Form(name, run,
-                     describe(run.compiled_model, run.engine, precision)))
+            engine = describe(run.engine, precision, run.engine_settings)
+        forms.append(Form(name, run, engine))
     return forms
-
-
-def synchronize(device: str) -> None:
-    if device == 'cuda':
-        torch.cuda.synchronize()
 
 
 def time_forms(forms: List[Form], make_args: Callable, args,
                batch: int) -> Dict[str, float]:
     """Warm each form up, time them in turns; the median of each.
     ``make_args(form)`` gives the arguments of a call."""
+
+    def synchronize():
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+
     for form in forms:
         form.times = []
         for _ in range(max(args.warmup, 1)):
             form.run(*make_args(form))
-        synchronize(args.device)
+        synchronize()
     rounds = args.iters if batch <= 4 else max(3, args.iters * 4 // batch)
     for i in range(rounds):
         # Rotate the order, so that no form always follows the same one.
         for form in forms[i % len(forms):] + forms[:i % len(forms)]:
             call_args = make_args(form)
-            synchronize(args.device)
+            synchronize()
             start = time.perf_counter()
             form.run(*call_args)
-            synchronize(args.device)
+            synchronize()
             form.times.append(time.perf_counter() - start)
     return {f.name: float(np.median(f.times)) for f in forms}
 
 
-def agreement(out, reference: List[torch.Tensor], classifier: bool) -> Dict:
-    out = [o.float().cpu() for o in flatten_outputs(out)]
+def outputs(out) -> List[torch.Tensor]:
+    return [o.float().cpu() for o in flatten_outputs(out)]
+
+
+def agreement(out, reference: List[torch.Tensor], reference_form: str,
+              classifier: bool) -> Dict:
+    """The agreement columns of outputs ``out`` with the float32 outputs
+    ``reference`` of ``reference_form``."""
+    out = outputs(out)
     return dict(
+        reference=reference_form,
         cos_vs_fp32=min(
             cosine_similarity(a, b).item() for a, b in zip(out, reference)),
         max_abs_diff_vs_fp32=max(
@@ -386,36 +346,24 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
     gen = torch.Generator().manual_seed(0)
     # 8 images; with the compiled form as many as the first batch (up to
     # 8), so that its first compile serves that batch too.
-    check_x = torch.randn(
-        min(args.batch_sizes[0], 8) if 'compiled' in args.forms else 8,
-        3,
-        h,
-        w,
-        generator=gen)
+    n = min(args.batch_sizes[0], 8) if 'compiled' in args.forms else 8
+    check_x = torch.randn(n, 3, h, w, generator=gen)
     source = ours if upstream is None else upstream
+    source_name = 'eager' if upstream is None else 'authors-eager'
     with torch.no_grad():
-        reference = [
-            o.float().cpu() for o in flatten_outputs(
-                prepare(source, args, 'float32')(check_x.to(args.device)))
-        ]
-    classifier = not args.backbone_only
+        reference = outputs(
+            prepare(source, args, 'float32')(check_x.to(args.device)))
     on_cpu = cpu_forms(model, upstream, args, tmpdir)
     for dtype in args.dtypes:
         forms = device_forms(ours, upstream, args, dtype)
-        checks = {
-            f.name:
-            agreement(
-                f.run(prepare(check_x, args, dtype)), reference, classifier)
-            for f in forms
-        }
         if dtype == 'float32':
             forms = sorted(
                 forms + on_cpu, key=lambda f: args.forms.index(f.name))
-            checks.update({
-                f.name:
-                agreement(f.run(check_x), reference, classifier)
-                for f in on_cpu
-            })
+        checks = {}
+        for f in forms:
+            inputs = check_x if f in on_cpu else prepare(check_x, args, dtype)
+            checks[f.name] = agreement(
+                f.run(inputs), reference, source_name, not args.backbone_only)
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, h, w, generator=gen)
             on_device = prepare(x, args, dtype)
@@ -423,14 +371,8 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
                 forms, lambda f: (x, )
                 if f in on_cpu else (on_device, ), args, batch)
             for form in forms:
-                report(
-                    form,
-                    'inference',
-                    dtype,
-                    batch,
-                    medians,
-                    reference='eager' if upstream is None else 'authors-eager',
-                    **checks[form.name])
+                report(form, 'inference', dtype, batch, medians,
+                       **checks[form.name])
 
 
 def train_step(net: nn.Module, args, dtype: str) -> Callable:
@@ -445,10 +387,8 @@ def train_step(net: nn.Module, args, dtype: str) -> Callable:
         opt.zero_grad(set_to_none=True)
         with context:
             out = flatten_outputs(net(x))[0].float()
-        if out.dim() == 2:
-            loss = F.cross_entropy(out, labels % out.shape[1])
-        else:
-            loss = out.square().mean()
+        loss = F.cross_entropy(out, labels % out.shape[1]) \
+            if out.dim() == 2 else out.square().mean()
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
@@ -469,14 +409,11 @@ def peak_memory_mb(step: Callable, call_args, device: str) -> float:
             activities=[torch.profiler.ProfilerActivity.CPU],
             profile_memory=True) as prof:
         step(*call_args)
+    # The profiler's allocations and frees, in time order, summed up.
     events = sorted((e.start_ns(), e.nbytes())
                     for e in prof.profiler.kineto_results.events()
                     if e.name() == '[memory]')
-    level = peak = 0
-    for _, nbytes in events:
-        level += nbytes
-        peak = max(peak, level)
-    return peak / 2**20
+    return max(itertools.accumulate((n for _, n in events), initial=0)) / 2**20
 
 
 def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
@@ -491,22 +428,15 @@ def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
                 0, 1000, (batch, ), generator=gen).to(args.device)
             forms = []
             for name in args.forms:
-                net = prepare(upstream if name == 'authors-eager' else ours,
-                              args, 'float32').train()
-                if name == 'compiled':
-                    net = torch.compile(net, backend=args.compile_backend)
+                net = torch_module(name, ours, upstream, args, 'float32')
                 forms.append(
-                    Form(name, train_step(net, args, dtype), f'torch {dtype}'))
+                    Form(name, train_step(net.train(), args, dtype),
+                         f'torch {dtype}'))
             medians = time_forms(forms, lambda f: (x, labels), args, batch)
             for form in forms:
+                mb = peak_memory_mb(form.run, (x, labels), args.device)
                 report(
-                    form,
-                    'train step',
-                    dtype,
-                    batch,
-                    medians,
-                    peak_mem_mb=peak_memory_mb(form.run, (x, labels),
-                                               args.device))
+                    form, 'train step', dtype, batch, medians, peak_mem_mb=mb)
             del forms
             if args.device == 'cuda':
                 torch.cuda.empty_cache()
@@ -549,10 +479,12 @@ def print_line(cells: Dict) -> None:
     print(' '.join(line), flush=True)
 
 
-def make_row(model: str, form: Form, mode: str, dtype: str, batch: int,
-             medians: Dict[str, float], flops: int, **extra) -> Dict:
-    """A form's latency, throughput and speed-ups over the authors' forms
-    timed beside it; ``extra`` fills other columns."""
+def make_row(model: str, flops: int, peaks: Dict[str, float], form: Form,
+             mode: str, dtype: str, batch: int, medians: Dict[str, float],
+             **extra) -> Dict:
+    """A form's latency, throughput, share of the CPU's ``peaks`` and
+    speed-ups over the authors' forms timed beside it; ``extra`` fills other
+    columns."""
     median = medians[form.name]
     authors = [m for f, m in medians.items() if f.startswith('authors-')]
 
@@ -569,25 +501,26 @@ def make_row(model: str, form: Form, mode: str, dtype: str, batch: int,
         median_ms=median * 1e3,
         p90_ms=float(np.percentile(form.times, 90)) * 1e3,
         images_per_s=batch / median,
-        # A training step's FLOPs are not counted (backward is not traced).
-        gflop_per_s=flops * batch / median /
-        1e9 if mode == 'inference' else '',
         x_authors_onnx=over('authors-onnx'),
         x_authors_eager=over('authors-eager'),
         x_authors_best=min(authors) / median if authors else '',
         rounds=len(form.times),
         engine=form.engine,
         **extra)
+    # A training step's FLOPs are not counted (backward is not traced).
+    if mode == 'inference':
+        row['gflop_per_s'] = flops * batch / median / 1e9
+        if peaks:
+            row['share_of_peak'] = row['gflop_per_s'] / peaks[peak_precision(
+                form.name, dtype)]
     return row
 
 
-def peak_precision(row: Dict) -> str:
+def peak_precision(form: str, dtype: str) -> str:
     """The precision whose peak a CPU row is held against."""
-    if 'int8' in row['form']:
+    if 'int8' in form:
         return 'int8'
-    if row['dtype'] == 'bfloat16' or 'bf16' in row['form']:
-        return 'bf16'
-    return 'f32'
+    return 'bf16' if dtype == 'bfloat16' or 'bf16' in form else 'f32'
 
 
 def metadata(args) -> Dict[str, str]:
@@ -636,48 +569,40 @@ def main(argv=None) -> List[Dict]:
     models = [(arch, arch_config(arch)) for arch in args.archs or []
               ] or [(osp.splitext(osp.basename(args.config))[0], args.config)]
     rows: List[Dict] = []
-    writer = None
-    if args.csv:
-        os.makedirs(osp.dirname(osp.abspath(args.csv)), exist_ok=True)
-        out = open(args.csv, 'w', newline='')
-        writer = csv.DictWriter(out, list(COLUMNS) + list(meta))
-        writer.writeheader()
-    print_line({key: header for key, (header, *_) in COLUMNS.items()})
-    try:
-        with tempfile.TemporaryDirectory() as tmpdir:
-            for name, config in models:
-                model = build_model_from_config(config).eval()
-                if args.checkpoint:
-                    load_weights(model, args.checkpoint)
-                upstream = None
-                if authors is not None:
-                    upstream = build_upstream(authors, name)
-                    copy_weights_to_upstream(model, upstream)
-                ours = TensorMode(model, args.backbone_only)
-                with warnings.catch_warnings():  # the tracer's, about ours
-                    warnings.simplefilter('ignore')
-                    flops = count_flops(ours,
-                                        torch.randn(1, 3, *args.input_size))
+    with contextlib.ExitStack() as stack:
+        tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
+        if args.csv:
+            os.makedirs(osp.dirname(osp.abspath(args.csv)), exist_ok=True)
+            out = stack.enter_context(open(args.csv, 'w', newline=''))
+            writer = csv.DictWriter(out, list(COLUMNS) + list(meta))
+            writer.writeheader()
+        print_line({key: header for key, (header, *_) in COLUMNS.items()})
+        for name, config in models:
+            model = build_model_from_config(config)
+            if args.checkpoint:
+                load_weights(model, args.checkpoint)
+            upstream = None
+            if authors is not None:
+                upstream = build_upstream(authors, name)
+                copy_weights_to_upstream(model, upstream)
+            ours = TensorMode(model, args.backbone_only)
+            with warnings.catch_warnings():  # the tracer's, about ours
+                warnings.simplefilter('ignore')
+                flops = count_flops(ours, torch.randn(1, 3, *args.input_size))
 
-                def report(*row_args, **extra):
+            def report(*row_args, **extra):
+                rows.append(make_row(name, flops, peaks, *row_args, **extra))
+                print_line(rows[-1])
+                if args.csv:
                     # Written at once: a run cut short keeps what it measured.
-                    rows.append(make_row(name, *row_args, flops, **extra))
-                    if peaks and rows[-1]['gflop_per_s'] != '':
-                        rows[-1]['share_of_peak'] = rows[-1][
-                            'gflop_per_s'] / peaks[peak_precision(rows[-1])]
-                    print_line(rows[-1])
-                    if writer:
-                        writer.writerow({**rows[-1], **meta})
-                        out.flush()
+                    writer.writerow({**rows[-1], **meta})
+                    out.flush()
 
-                if args.train:
-                    benchmark_training(ours, upstream, args, report)
-                else:
-                    benchmark_inference(ours, upstream, args, report, model,
-                                        tmpdir)
-    finally:
-        if writer:
-            out.close()
+            if args.train:
+                benchmark_training(ours, upstream, args, report)
+            else:
+                benchmark_inference(ours, upstream, args, report, model,
+                                    tmpdir)
     if args.csv:
         print(f'wrote {args.csv}')
     return rows

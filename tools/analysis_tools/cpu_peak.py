@@ -1,15 +1,8 @@
 """What this CPU's matrix multiply reaches, measured by OpenVINO in the
-calling process: the yardstick for the benchmarks' share of peak.
+calling process: the yardstick for the benchmarks' share of peak (how it is
+measured: docs/speed.md).
 
     python tools/analysis_tools/cpu_peak.py        # all three precisions
-
-A chain of ``CHAIN`` products of M x K by K x N (K = N = 1024, M in
-``ROWS``) is compiled with the given inference precision, int8 through
-FakeQuantize on both operands, as NNCF's quantisation gives OpenVINO;
-the best M's rate is the peak. The rate counts one multiply-add as one
-FLOP, as mmengine's complexity counter and the benchmarks do. Absolute
-figures differ by up to 2x between machines of one kind: compare a model's
-rate only with a peak measured in the same run.
 """
 import time
 
@@ -50,8 +43,6 @@ def peak_gflops(precision: str, threads: int, seconds: float = 1.0) -> float:
     matrix multiply in ``precision`` ('f32', 'bf16' or 'int8') on
     ``threads`` threads."""
     import openvino as ov
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision {precision!r}: one of {PRECISIONS}')
     best = 0.0
     for rows in ROWS:
         compiled = ov.Core().compile_model(

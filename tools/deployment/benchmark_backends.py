@@ -1,33 +1,9 @@
 """Whole-model latency: the PyTorch model against its MMDeploy backend models,
 measured in one process on one image, with the CPU's peak measured in the
-same run.
+same run (the columns and the ``--sdk`` row: docs/deployment.md).
 
     python tools/deployment/benchmark_backends.py MODEL_CONFIG CHECKPOINT IMAGE \\
         --deployed DEPLOY_CONFIG BACKEND_FILE [--deployed ...] [--repeat 20]
-
-Each model runs ``test_step`` (the network, its post-processing, and for
-Mask R-CNN the pasting of the masks into the image) on the image as
-MMDeploy's tools/test.py prepares it; the backend models are those
-MMDeploy's tools/deploy.py wrote (``end2end.onnx``, ``end2end.xml``) or
-tools/deployment/openvino_precision.py made of them (bfloat16, int8). The
-models take turns in blocks of ``--repeat`` runs after a warm-up, for
-``--rounds`` rounds; each row has the median, the speed-up over PyTorch,
-the time in the backbone (PyTorch: timed around it; OpenVINO: its share of
-the operations' time in OpenVINO's performance counters), the rate in
-GFLOP/s and its share of the CPU's peak in that precision
-(tools/analysis_tools/cpu_peak.py, measured before the models run). The
-FLOPs are those of the PyTorch ``test_step`` on this image (torch's
-FlopCounterMode; one multiply-add counted once), the same network work for
-every form; an int8 model is held against the int8 peak.
-
-``--sdk TASK SDK_DIR`` adds the MMDeploy SDK (``mmdeploy_runtime``'s
-``Detector``, ``Segmentor`` or ``Classifier`` on the folder that
-``tools/deploy.py --dump-info`` wrote for ONNX Runtime), timed by
-tools/deployment/sdk_predict.py in its own interpreter (it needs NumPy 1.26)
-after the others. It starts from the decoded image and does its own pre-
-and post-processing, so every row also has an end-to-end time from the
-decoded image: MMDeploy's Python pre-processing (``create_input``) then
-``test_step``.
 """
 import argparse
 import json
@@ -38,6 +14,7 @@ import sys
 import time
 from collections import namedtuple
 
+import mmcv
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -56,25 +33,28 @@ SDK_PREDICT = osp.join(osp.dirname(osp.abspath(__file__)), 'sdk_predict.py')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('model_config')
-    parser.add_argument('checkpoint')
-    parser.add_argument('image')
-    parser.add_argument(
-        '--deployed',
+    add = parser.add_argument
+    add('model_config')
+    add('checkpoint')
+    add('image')
+    add('--deployed',
         nargs=2,
         action='append',
         default=[],
         metavar=('DEPLOY_CONFIG', 'BACKEND_FILE'),
         help='a deploy config and the backend model tools/deploy.py made '
         'with it; repeat for each backend')
-    parser.add_argument(
-        '--sdk',
+    add('--sdk',
         nargs=2,
         metavar=('TASK', 'SDK_DIR'),
         help='Detector, Segmentor or Classifier, and its SDK model folder')
-    parser.add_argument('--repeat', type=int, default=20)
-    parser.add_argument('--rounds', type=int, default=2)
-    return parser.parse_args()
+    add('--repeat', type=int, default=20, help='timed runs per block')
+    add('--rounds', type=int, default=2, help='blocks per model, in turns')
+    args = parser.parse_args()
+    if not args.deployed:
+        parser.error('give at least one --deployed DEPLOY_CONFIG '
+                     "BACKEND_FILE (from MMDeploy's tools/deploy.py)")
+    return args
 
 
 def build_task(model_config, deploy_config):
@@ -110,75 +90,33 @@ def openvino_backbone_share(ir, inputs):
     request = compiled.create_infer_request()
     for _ in range(3):
         request.infer([inputs.numpy()])
-    times = {}
-    for info in request.profiling_info:
-        times[info.node_name] = info.real_time.total_seconds()
+    times = {
+        info.node_name: info.real_time.total_seconds()
+        for info in request.profiling_info
+    }
     total = sum(times.values())
     backbone = sum(t for name, t in times.items()
                    if name.startswith(BACKBONE_SCOPE))
     return backbone / total if total else float('nan')
 
 
-class BackboneTimer:
-    """Time spent in ``module``'s forward, summed over every call since it
-    was attached."""
-
-    def __init__(self, module):
-        self.seconds = 0.0
-        module.register_forward_pre_hook(self._start)
-        module.register_forward_hook(self._stop)
-
-    def _start(self, *args):
-        self._began = time.perf_counter()
-
-    def _stop(self, *args):
-        self.seconds += time.perf_counter() - self._began
-
-
-def in_turns(functions, rounds, repeat):
-    """Median seconds of each of ``functions`` (name to callable), timed in
-    turns: per round, a block of ``repeat`` calls of each after one untimed
-    call."""
-    times = {name: [] for name in functions}
+def in_turns(forms, inputs, rounds, repeat):
+    """Median seconds of each form's ``test_step`` on ``inputs(form)``
+    (computed in the timed call), timed in turns: per round, a block of
+    ``repeat`` calls of each form after one untimed call."""
+    times = {name: [] for name in forms}
     for _ in range(rounds):
-        for name, function in functions.items():
-            function()
+        for name, form in forms.items():
+            form.model.test_step(inputs(form))
             for _ in range(repeat):
                 start = time.perf_counter()
-                function()
+                form.model.test_step(inputs(form))
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def end_to_end_calls(forms, image):
-    """Callables from the decoded image to the result: MMDeploy's Python
-    pre-processing and ``test_step`` for each form."""
-    import mmcv
-    decoded = mmcv.imread(image)
-    return {
-        name: (lambda form=form: form.model.test_step(
-            form.task.create_input(decoded)[0]))
-        for name, form in forms.items()
-    }
-
-
-def sdk_seconds(task, sdk_dir, image, repeat):
-    """The SDK's median call from the decoded image, in its own
-    interpreter."""
-    cmd = [sys.executable, SDK_PREDICT, task, sdk_dir, image]
-    out = subprocess.run(
-        cmd + ['--repeat', str(repeat)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])['latency_ms'] / 1e3
-
-
 def main():
     args = parse_args()
-    if not args.deployed:
-        raise SystemExit('give at least one --deployed DEPLOY_CONFIG '
-                         'BACKEND_FILE (from MMDeploy\'s tools/deploy.py)')
     threads = torch.get_num_threads()
     peaks = measure_peaks(threads)
     # PyTorch, with the input the first deploy config prepares.
@@ -206,20 +144,30 @@ def main():
         with FlopCounterMode(display=False) as counter:
             pytorch.backbone(image_batch)
         backbone_flops = counter.get_total_flops() / 2
-        timer = BackboneTimer(pytorch.backbone)
-        medians = in_turns(
-            {
-                name: (lambda form=form: form.model.test_step(form.data))
-                for name, form in forms.items()
-            }, args.rounds, args.repeat)
-        backbone_seconds = {
-            'PyTorch fp32': timer.seconds / (args.rounds * (args.repeat + 1))
-        }
-        end_to_end = in_turns(
-            end_to_end_calls(forms, args.image), args.rounds, args.repeat)
+        # PyTorch's backbone, timed around it: each forward adds minus its
+        # start and plus its end, so the sum is the time spent in it.
+        spent = []
+        pytorch.backbone.register_forward_pre_hook(
+            lambda *_: spent.append(-time.perf_counter()))
+        pytorch.backbone.register_forward_hook(
+            lambda *_: spent.append(time.perf_counter()))
+        medians = in_turns(forms, lambda f: f.data, args.rounds, args.repeat)
+        calls = args.rounds * (args.repeat + 1)
+        backbone_seconds = {'PyTorch fp32': sum(spent) / calls}
+        # From the decoded image: MMDeploy's Python pre-processing included.
+        decoded = mmcv.imread(args.image)
+        end_to_end = in_turns(forms, lambda f: f.task.create_input(decoded)[0],
+                              args.rounds, args.repeat)
     if args.sdk:
-        end_to_end[SDK_ROW] = sdk_seconds(*args.sdk, args.image,
-                                          args.rounds * args.repeat)
+        # Its median call from the decoded image, in its own interpreter.
+        cmd = [
+            sys.executable, SDK_PREDICT, *args.sdk, args.image, '--repeat',
+            str(args.rounds * args.repeat)
+        ]
+        out = subprocess.run(
+            cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        end_to_end[SDK_ROW] = json.loads(
+            out.strip().splitlines()[-1])['latency_ms'] / 1e3
     for name, form in forms.items():
         if form.ir is not None:
             backbone_seconds[name] = medians[name] * openvino_backbone_share(
@@ -243,7 +191,7 @@ def main():
         print(f'| {name} | {median * 1e3:.0f} | {base / median:.2f}x | '
               f'{split} | {rate:.1f} | {rate / peaks[peak]:.0%} of {peak} | '
               f'{end_to_end[name] * 1e3:.0f} |')
-    if SDK_ROW in end_to_end:
+    if args.sdk:
         print(f'| {SDK_ROW} | — | — | — | — | — | — | '
               f'{end_to_end[SDK_ROW] * 1e3:.0f} |')
 

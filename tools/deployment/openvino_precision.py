@@ -1,27 +1,9 @@
 """Turn the float32 OpenVINO model that MMDeploy's ``tools/deploy.py`` wrote
 into a bfloat16 or an int8 one, which MMDeploy's ``tools/test.py`` then
-evaluates like any other (``--model OUT_DIR/end2end.xml``)::
+evaluates like any other (what each option does: docs/deployment.md)::
 
     python tools/deployment/openvino_precision.py DEPLOY_CONFIG MODEL_CONFIG \\
         WORK_DIR/end2end.xml OUT_DIR --precision int8 [--calib-images 64]
-
-``bf16``: the same graph, marked to be compiled with OpenVINO's bfloat16
-inference precision.
-
-``int8``: NNCF post-training quantisation, calibrated on the model config's
-own training images through its test pipeline (``train_dataloader``'s
-dataset, ``test_dataloader``'s pipeline: the sizes the model is tested at,
-without using the images it is tested on) and its data preprocessor. Only
-operations inside the network's modules (backbone, neck, heads: the names
-MMDeploy's export gives them) are quantised: by default
-(``--keep-float postprocess``) everything MMDeploy adds at the top level of
-the graph (box decoding, score thresholds, TopK, NMS) and the RoI feature
-extractors stay float; ``heads`` also keeps the heads float, ``nothing``
-leaves the choice to NNCF. What stays float runs in ``--float-precision``.
-
-The precision is written into the model file (``rt_info``), which the
-project's OpenVINO wrapper for MMDeploy reads. The SDK files beside the
-input (``deploy.json``, ``pipeline.json``, ``detail.json``) are copied.
 """
 import argparse
 import copy
@@ -46,26 +28,21 @@ SDK_FILES = ('deploy.json', 'pipeline.json', 'detail.json')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('deploy_config')
-    parser.add_argument('model_config')
-    parser.add_argument('model', help='the .xml that tools/deploy.py wrote')
-    parser.add_argument('out_dir')
-    parser.add_argument('--precision', choices=['bf16', 'int8'], required=True)
-    parser.add_argument(
-        '--float-precision',
+    add = parser.add_argument
+    add('deploy_config')
+    add('model_config')
+    add('model', help='the .xml that tools/deploy.py wrote')
+    add('out_dir')
+    add('--precision', choices=['bf16', 'int8'], required=True)
+    add('--float-precision',
         choices=['f32', 'bf16'],
         default='f32',
         help='what the operations left float run in (int8 only)')
-    parser.add_argument(
-        '--calib-images',
-        type=int,
-        default=64,
-        help='training images to calibrate int8 on')
-    parser.add_argument(
-        '--keep-float',
+    add('--calib-images', type=int, default=64, help='to calibrate int8')
+    add('--keep-float',
         choices=list(KEEP_FLOAT),
         default='postprocess',
-        help='what int8 leaves float (see above)')
+        help='what int8 leaves float (docs/deployment.md)')
     return parser.parse_args()
 
 
@@ -93,11 +70,8 @@ def calibration_inputs(deploy_config, model_config, num_images):
 
 def fit(image_batch, shape):
     """``image_batch`` zero-padded (as the data preprocessor pads) or cropped
-    to ``shape``, the size the model was converted for.
-
-    The statistics are collected on the model as converted, one compiled
-    shape.
-    """
+    to ``shape``: NNCF collects its statistics on the model as converted,
+    one compiled shape."""
     out = image_batch.new_zeros(tuple(shape))
     region = tuple(
         slice(0, min(a, b)) for a, b in zip(image_batch.shape, shape))
@@ -138,6 +112,7 @@ def main():
         inputs = calibration_inputs(args.deploy_config, args.model_config,
                                     args.calib_images)
         model = quantise(model, inputs, args.keep_float)
+    # In the model's rt_info, read by the project's OpenVINO wrapper.
     model.set_rt_info(float_precision, PRECISION_RT_INFO)
     os.makedirs(args.out_dir, exist_ok=True)
     out = osp.join(args.out_dir, osp.basename(args.model))
