@@ -304,7 +304,7 @@ def test_benchmark_gpu_defaults(no_reference, monkeypatch):
     assert args.dtypes == ['float32', 'float16', 'bfloat16']
     assert args.batch_sizes == [1, 64, 256]
     assert (args.warmup, args.iters) == (5, 40)
-    assert args.precision == 'autocast' and not args.train
+    assert not args.train
     train = benchmark().parse_args(
         ['--archs', 'xxs', '--device', 'cuda', '--train'])
     assert train.forms == ['eager']
@@ -330,7 +330,6 @@ def test_benchmark_gpu_reads_the_reference_setting(monkeypatch, tmp_path,
 
 @pytest.mark.parametrize('argv,message', [
     (['--forms', 'authors-eager'], "the authors' forms need"),
-    (['--train', '--precision', 'cast'], 'drop --precision cast'),
     (['--batch-sizes', '0'], 'must be positive'),
     (['--dtypes', 'float8'], 'invalid choice'),
     (['--forms', 'eager', 'fp32'], "['fp32'] run on the CPU"),

@@ -37,8 +37,7 @@ from get_flops import count_flops
 
 from mmefficientmod.deploy import (cosine_similarity, cpu_predictor,
                                    deploy_copy, export_onnx, flatten_outputs,
-                                   load_weights, onnxruntime_session,
-                                   top1_agreement)
+                                   onnxruntime_session, top1_agreement)
 from mmefficientmod.deploy.openvino import (compile_for_cpu, compiled_settings,
                                             openvino_available,
                                             openvino_runner)
@@ -78,12 +77,10 @@ def parse_args(argv=None):
     add('config', nargs='?', help='model config file')
     add('--archs', nargs='+', choices=UPSTREAM_BUILDERS)
     add('--upstream', metavar='FILE', help="the authors' EfficientMod.py")
-    add('--checkpoint', help='weights to load (speed does not need them)')
     add('--backbone-only', action='store_true', help='time model.backbone')
     add('--device', choices=['cpu', 'cuda'], default='cpu')
     add('--forms', nargs='+', choices=DEVICE_FORMS + CPU_FORMS)
     add('--dtypes', nargs='+', choices=DTYPES)
-    add('--precision', choices=['autocast', 'cast'], default='autocast')
     add('--batch-sizes', nargs='+', type=int)
     add('--input-size', nargs=2, type=int, default=[224, 224], metavar='N')
     add('--channels-last', action='store_true')
@@ -129,9 +126,6 @@ def parse_args(argv=None):
         ]
     if args.train:
         args.forms = [f for f in args.forms if f in DEVICE_FORMS]
-        if args.precision == 'cast':
-            parser.error('--train uses autocast (mixed precision); drop '
-                         '--precision cast')
     if not args.upstream and any(f.startswith('authors-') for f in args.forms):
         parser.error("the authors' forms need --upstream FILE or "
                      f'{REFERENCE_ENV}')
@@ -174,43 +168,37 @@ class Form:
         self.times: List[float] = []
 
 
-def prepare(obj, args, dtype: str):
+def prepare(obj, args):
     """A tensor, or a copy of a module, on the device, in the memory format
-    and (``--precision cast``) the dtype of the run."""
+    of the run."""
     if isinstance(obj, nn.Module):
         obj = copy.deepcopy(obj)
     obj = obj.to(args.device)
-    if args.precision == 'cast':
-        obj = obj.to(getattr(torch, dtype))
     if args.channels_last:
         obj = obj.to(memory_format=torch.channels_last)
     return obj
 
 
-def autocast(device: str, dtype: str, precision: str = 'autocast'):
-    if dtype == 'float32' or precision == 'cast':
+def autocast(device: str, dtype: str):
+    if dtype == 'float32':
         return contextlib.nullcontext()
     return torch.autocast(device, dtype=getattr(torch, dtype))
 
 
-def inference(module: nn.Module,
-              device: str = 'cpu',
-              dtype: str = 'float32',
-              precision: str = 'autocast'):
+def inference(module: nn.Module, device: str = 'cpu', dtype: str = 'float32'):
     """``module(x)`` in inference mode, autocast to a reduced ``dtype``."""
 
     def run(x):
-        with torch.inference_mode(), autocast(device, dtype, precision):
+        with torch.inference_mode(), autocast(device, dtype):
             return module(x)
 
     return run
 
 
 def torch_module(name: str, ours: nn.Module, upstream: Optional[nn.Module],
-                 args, dtype: str) -> nn.Module:
+                 args) -> nn.Module:
     """The model of a PyTorch form, prepared; compiled for ``compiled``."""
-    module = prepare(upstream if name == 'authors-eager' else ours, args,
-                     dtype)
+    module = prepare(upstream if name == 'authors-eager' else ours, args)
     if name == 'compiled':
         module = torch.compile(module, backend=args.compile_backend)
     return module
@@ -222,13 +210,12 @@ def device_forms(ours: nn.Module, upstream: Optional[nn.Module], args,
     forms = []
     for name in args.forms:
         if name in DEVICE_FORMS:
-            module = torch_module(name, ours, upstream, args, dtype)
-            engine = f'torch {dtype}'
-            if dtype != 'float32':
-                engine += f' {args.precision}'
+            module = torch_module(name, ours, upstream, args)
+            engine = f'torch {dtype}' + (' autocast'
+                                         if dtype != 'float32' else '')
             if name == 'compiled':
                 engine += f' compile={args.compile_backend}'
-            run = inference(module, args.device, dtype, args.precision)
+            run = inference(module, args.device, dtype)
             forms.append(Form(name, run, engine))
     return forms
 
@@ -351,8 +338,7 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
     source = ours if upstream is None else upstream
     source_name = 'eager' if upstream is None else 'authors-eager'
     with torch.no_grad():
-        reference = outputs(
-            prepare(source, args, 'float32')(check_x.to(args.device)))
+        reference = outputs(prepare(source, args)(check_x.to(args.device)))
     on_cpu = cpu_forms(model, upstream, args, tmpdir)
     for dtype in args.dtypes:
         forms = device_forms(ours, upstream, args, dtype)
@@ -361,12 +347,12 @@ def benchmark_inference(ours: nn.Module, upstream: Optional[nn.Module], args,
                 forms + on_cpu, key=lambda f: args.forms.index(f.name))
         checks = {}
         for f in forms:
-            inputs = check_x if f in on_cpu else prepare(check_x, args, dtype)
+            inputs = check_x if f in on_cpu else prepare(check_x, args)
             checks[f.name] = agreement(
                 f.run(inputs), reference, source_name, not args.backbone_only)
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, h, w, generator=gen)
-            on_device = prepare(x, args, dtype)
+            on_device = prepare(x, args)
             medians = time_forms(
                 forms, lambda f: (x, )
                 if f in on_cpu else (on_device, ), args, batch)
@@ -422,13 +408,12 @@ def benchmark_training(ours: nn.Module, upstream: Optional[nn.Module], args,
     gen = torch.Generator().manual_seed(0)
     for dtype in args.dtypes:
         for batch in args.batch_sizes:
-            x = prepare(
-                torch.randn(batch, 3, h, w, generator=gen), args, 'float32')
+            x = prepare(torch.randn(batch, 3, h, w, generator=gen), args)
             labels = torch.randint(
                 0, 1000, (batch, ), generator=gen).to(args.device)
             forms = []
             for name in args.forms:
-                net = torch_module(name, ours, upstream, args, 'float32')
+                net = torch_module(name, ours, upstream, args)
                 forms.append(
                     Form(name, train_step(net.train(), args, dtype),
                          f'torch {dtype}'))
@@ -579,8 +564,6 @@ def main(argv=None) -> List[Dict]:
         print_line({key: header for key, (header, *_) in COLUMNS.items()})
         for name, config in models:
             model = build_model_from_config(config)
-            if args.checkpoint:
-                load_weights(model, args.checkpoint)
             upstream = None
             if authors is not None:
                 upstream = build_upstream(authors, name)

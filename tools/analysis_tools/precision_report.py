@@ -1,19 +1,18 @@
 """Accuracy of each cpu_predictor precision against float32 (docs/speed.md).
 
     python tools/analysis_tools/precision_report.py CONFIG CHECKPOINT \\
-        [--fixtures DIR] [--cfg-options val_dataloader.dataset.data_root=DIR]
+        [--cfg-options val_dataloader.dataset.data_root=DIR]
+
+The agreement on the parity fixtures (the authors' reference logits) is
+held by the tests (docs/speed.md).
 """
 import argparse
-import glob
-import os.path as osp
 from typing import Dict, List
 
 import torch
-from authors_model import arch_config
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmefficientmod.checkpoint import convert_released
 from mmefficientmod.deploy import (PRECISIONS, cosine_similarity,
                                    cpu_predictor, load_weights, top1_agreement)
 from mmefficientmod.models import build_model_from_config
@@ -22,20 +21,13 @@ from mmefficientmod.models import build_model_from_config
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('config', nargs='?', help='classifier config')
-    add('checkpoint', nargs='?', help='its trained weights')
+    add('config', help='classifier config')
+    add('checkpoint', help='its trained weights')
     add('--precisions', nargs='+', choices=PRECISIONS, default=PRECISIONS)
-    add('--fixtures', metavar='DIR', help='folder of efficientmod_<arch>.pt')
     add('--threads', type=int)
     add('--calib-batches', type=int, default=8, help='of the train split')
     add('--cfg-options', nargs='+', action=DictAction, help='config overrides')
-    args = parser.parse_args(argv)
-    if not args.config and not args.fixtures:
-        parser.error('give a CONFIG and CHECKPOINT, or --fixtures DIR')
-    if args.config and not args.checkpoint:
-        parser.error('CONFIG needs its trained CHECKPOINT: agreement on '
-                     'random weights says little')
-    return args
+    return parser.parse_args(argv)
 
 
 def val_report(args) -> List[Dict]:
@@ -62,13 +54,11 @@ def val_report(args) -> List[Dict]:
 def precision_rows(args, model, inputs, reference, data, labels, calibration):
     """A row per precision of ``args.precisions``: the predictor's logits on
     ``inputs`` against the float32 ``reference`` logits, and both top-1
-    accuracies where ``labels`` are known (else None). int8 is calibrated on
-    ``calibration`` (dataloader batches) when given, else its ``'auto'``
-    engine is the uncalibrated one."""
+    accuracies on ``labels``; int8 is calibrated on ``calibration``
+    (dataloader batches)."""
 
     def top1(logits):
-        return '' if labels is None else \
-            (logits.argmax(1) == labels).float().mean().item()
+        return (logits.argmax(1) == labels).float().mean().item()
 
     rows = []
     for precision in args.precisions:
@@ -93,43 +83,19 @@ def precision_rows(args, model, inputs, reference, data, labels, calibration):
     return rows
 
 
-def fixture_report(args) -> List[Dict]:
-    """The rows of the parity fixtures' inputs, against the authors'
-    reference logits."""
-    rows = []
-    for path in sorted(
-            glob.glob(osp.join(args.fixtures, 'efficientmod_*.pt'))):
-        fixture = torch.load(path, weights_only=True)
-        model = build_model_from_config(arch_config(fixture['arch']))
-        model.load_state_dict(
-            convert_released(fixture['checkpoint'])['state_dict'])
-        reference = torch.cat([y.float() for y in fixture['logits']])
-        rows += precision_rows(
-            args, model, [x.float() for x in fixture['inputs']], reference,
-            f"parity fixture {fixture['arch']} ({len(reference)} images)",
-            None, None)
-    if not rows:
-        raise FileNotFoundError(
-            f'No efficientmod_<arch>.pt in {args.fixtures}.')
-    return rows
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = val_report(args) if args.config else []
-    if args.fixtures:
-        rows += fixture_report(args)
+    rows = val_report(args)
     print('| data | precision | engine | cosine min | cosine mean | '
           'top-1 agreement | top-1 acc (fp32) |')
     print('|---|---|---|---|---|---|---|')
     for r in rows:
-        acc = (f"{r['top1_acc']:.3f} ({r['top1_acc_fp32']:.3f})"
-               if r['top1_acc'] != '' else '–')
         print(f"| {r['data']} | {r['precision']} | {r['engine']} | "
               f"{r['cos_min']:.6f} | {r['cos_mean']:.6f} | "
-              f"{r['top1_agree']:.3f} | {acc} |")
+              f"{r['top1_agree']:.3f} | {r['top1_acc']:.3f} "
+              f"({r['top1_acc_fp32']:.3f}) |")
     return rows
 
 
