@@ -353,12 +353,8 @@ def report(console, args, pre, results, wall, load):
 
 def main():
     args = parse_args()
-    # Idle OpenMP threads spin for a bounded time, then sleep. Sleeping at
-    # once (OMP_WAIT_POLICY=PASSIVE) made a 64 px batch-32 training step
-    # 1.7x slower on a quiet 2-core machine (every parallel region woke its
-    # threads); libgomp's unbounded default spin stalled steps on a machine
-    # shared with other jobs. Set before torch is first imported, when the
-    # thread pool starts; the caller's own setting wins.
+    # A bounded spin of idle OpenMP threads (docs/main_job.md), set before
+    # torch starts its thread pool; the caller's own setting wins.
     if 'OMP_WAIT_POLICY' not in os.environ:
         os.environ.setdefault('GOMP_SPINCOUNT', '10000')
     # One progress bar per stage on the terminal (or, when the output is

@@ -1,11 +1,9 @@
 """Evaluate a checkpoint with an MMDetection, MMSegmentation or MMPretrain
-config.
+config; one that leaves weights unloaded, or is unreadable, is refused with
+the fix. Options: docs/training.md; refusals: docs/bad_inputs.md.
 
     python tools/test.py CONFIG CHECKPOINT [--out OUT] [--show-dir DIR]
-
-Options: docs/training.md. A checkpoint that leaves weights of the model
-unloaded, or an unreadable one, is refused with the fix (docs/bad_inputs.md).
-Several processes: ``tools/dist_test.sh CONFIG CHECKPOINT N [ARGS]``.
+    bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [ARGS]
 """
 import argparse
 import json

@@ -1,9 +1,8 @@
-"""Train a model from an MMDetection, MMSegmentation or MMPretrain config.
+"""Train a model from an MMDetection, MMSegmentation or MMPretrain config
+(options, resuming and the checks made before training: docs/training.md).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]]
-
-Options, resuming and the checks made before training: docs/training.md.
-Several processes: ``tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]``.
+    bash tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS]
 """
 import argparse
 import os

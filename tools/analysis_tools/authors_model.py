@@ -28,16 +28,7 @@ def arch_config(arch: str) -> str:
 
 
 def load_upstream_module(path: str) -> ModuleType:
-    """Import the authors' ``EfficientMod.py`` from ``path``.
-
-    Args:
-        path (str): Their model file, e.g. ``<checkout>/models/EfficientMod.py``.
-    """
-    try:
-        import timm  # noqa: F401
-    except ImportError as err:
-        raise ImportError('The authors\' model file imports timm; install it '
-                          'with `pip install timm`.') from err
+    """Import the authors' model file (their ``models/EfficientMod.py``)."""
     spec = importlib.util.spec_from_file_location('upstream_efficientmod',
                                                   path)
     module = importlib.util.module_from_spec(spec)
@@ -59,13 +50,9 @@ def build_upstream(module: ModuleType, arch: str) -> nn.Module:
 @torch.no_grad()
 def copy_weights_to_upstream(model: nn.Module, upstream: nn.Module) -> None:
     """Give the authors' classifier ``upstream`` the weights of our
-    ``ImageClassifier`` ``model`` of the same arch (not switched to deploy).
-
-    The key map is the one of :func:`mmefficientmod.checkpoint.convert_released`
-    (released -> ours), read backwards: each of the authors' tensors is
-    stood in for by one filled with its index, so the converted value names
-    its source key.
-    """
+    ``ImageClassifier`` ``model`` of the same arch (not switched to deploy),
+    through :func:`~mmefficientmod.checkpoint.convert_released` read
+    backwards: each of their tensors filled with its index names its key."""
     theirs = upstream.state_dict()
     names = list(theirs)
     markers = {

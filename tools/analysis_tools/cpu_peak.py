@@ -1,9 +1,6 @@
 """What this CPU's matrix multiply reaches, measured by OpenVINO in the
-calling process: the yardstick for the benchmarks' share of peak (how it is
-measured: docs/speed.md).
-
-    python tools/analysis_tools/cpu_peak.py        # all three precisions
-"""
+calling process: the yardstick for the benchmarks' share of peak, which
+they print in their first line (how it is measured: docs/speed.md)."""
 import time
 
 import numpy as np
@@ -68,10 +65,3 @@ def peak_gflops(precision: str, threads: int, seconds: float = 1.0) -> float:
 def measure_peaks(threads: int) -> dict:
     """``{precision: GFLOP/s}`` for every precision."""
     return {p: peak_gflops(p, threads) for p in PRECISIONS}
-
-
-if __name__ == '__main__':
-    import torch
-    threads = torch.get_num_threads()
-    for precision, rate in measure_peaks(threads).items():
-        print(f'{precision}: {rate:.0f} GFLOP/s ({threads} threads)')

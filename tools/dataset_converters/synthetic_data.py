@@ -62,10 +62,8 @@ def _read_marker(root):
 def _build(root, dataset, params, classes, write_split, extra=None):
     """Write the train and val splits with ``write_split(out_dir, split) ->
     the split's paths and counts`` unless ``root`` already holds the dataset
-    made with ``params``. Written into a sibling temporary directory, marker
-    last, then renamed: a crash never leaves a directory that looks finished.
-    A ``root`` without a marker is replaced only when empty, so a mistyped
-    root never deletes unrelated files."""
+    made with ``params`` (the marker, the temporary folder and what is never
+    replaced: docs/development.md#embedded-datasets)."""
     params = dict(dataset=dataset, version=_FORMAT_VERSION, **params)
     params = json.loads(json.dumps(params))  # tuples -> lists, as on disk
     marker = _read_marker(root)
@@ -294,12 +292,9 @@ def _coco_split(out_dir, split, num, first_img_id, img_size, seed):
 
 
 def make_coco(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
-    """Write a COCO-2017-layout detection/instance dataset to ``root``.
-
-    ``img_size`` is ``(width, height)``. Returns a dict with ``root``,
-    ``classes``, ``generated`` (False if an identical dataset was already
-    there) and per-split paths (relative to ``root``) and counts.
-    """
+    """Write a COCO-2017-layout instance dataset of ``img_size`` (width,
+    height) images to ``root``. Returns ``root``, ``classes``, ``generated``
+    (False if it was there already) and per-split paths and counts."""
     params = dict(
         num_train=num_train, num_val=num_val, img_size=img_size, seed=seed)
     first = dict(train=(num_train, 1), val=(num_val, num_train + 1))
@@ -391,12 +386,9 @@ def _ade_samples(split, num, img_size, seed):
 
 
 def make_ade20k(root, num_train=64, num_val=16, img_size=(256, 256), seed=0):
-    """Write an ADE20K-layout semantic segmentation dataset to ``root``.
-
-    Mask value 0 is "other" and ``k`` (1..4) is ``ADE_CLASSES[k - 1]``, as
-    in ADE20K, so it is read with ``reduce_zero_label=True``. ``img_size`` is
-    ``(width, height)``. Returns a dict like :func:`make_coco`'s.
-    """
+    """Write the ADE20K-layout street scenes to ``root``: 0 is "other", ``k``
+    is ``ADE_CLASSES[k - 1]`` (read with ``reduce_zero_label=True``).
+    Arguments and result as :func:`make_coco`'s."""
     params = dict(
         num_train=num_train, num_val=num_val, img_size=img_size, seed=seed)
     nums = dict(train=num_train, val=num_val)
@@ -426,12 +418,9 @@ def _shapes_samples(coco_root, split):
 
 
 def make_ade20k_shapes(root, coco_root):
-    """Write the images of the embedded COCO dataset at ``coco_root`` (made
-    by :func:`make_coco`) as an ADE20K-layout segmentation dataset of their
-    shapes: 0 is the background (ignored after ``reduce_zero_label``) and
-    ``k`` (1..3) is ``COCO_CLASSES[k - 1]``. Returns a dict like
-    :func:`make_coco`'s.
-    """
+    """Write the images of the embedded COCO dataset at ``coco_root`` as an
+    ADE20K-layout dataset of their shapes: 0 is the background, ``k`` is
+    ``COCO_CLASSES[k - 1]``. Returns a dict like :func:`make_coco`'s."""
     source = _read_marker(coco_root)
     if source is None:
         raise FileNotFoundError(
@@ -494,14 +483,10 @@ def make_imagenet(root,
                   num_per_class_val=4,
                   img_size=64,
                   seed=0):
-    """Write an ImageNet-layout classification dataset to ``root``.
-
-    Class folders are ``n00000001``..., in label order; ``meta/*.txt`` lists
-    ``<wnid>/<file>.JPEG <label>`` relative to the split folder (the format
-    of mmpretrain's ``ann_file``) and ``classes.txt`` the class names.
-    ``img_size`` is the side of the square images. Returns a dict like
-    :func:`make_coco`'s, plus ``wnids`` and ``class_file``.
-    """
+    """Write an ImageNet-layout dataset of ``img_size`` square images to
+    ``root``: class folders ``n00000001``... in label order, mmpretrain's
+    ``meta/<split>.txt`` and ``classes.txt``. Returns a dict like
+    :func:`make_coco`'s, plus ``wnids`` and ``class_file``."""
     params = dict(
         num_per_class_train=num_per_class_train,
         num_per_class_val=num_per_class_val,
